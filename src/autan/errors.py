@@ -1,0 +1,27 @@
+"""Errors a user can act on.
+
+Each message names the value that was wrong, the limit or the expectation, and where it came
+from (a file, a tensor), so nobody has to read a traceback from deep inside torch.
+"""
+
+
+class AutanError(Exception):
+    """Base class of every error autan raises on purpose."""
+
+
+class CheckpointError(AutanError, ValueError):
+    """A checkpoint file is missing, truncated, corrupt, or holds something we do not support."""
+
+    def __init__(self, path: object, message: str, tensor: str | None = None):
+        self.path = str(path)
+        self.tensor = tensor
+        where = f"{self.path}: tensor '{tensor}'" if tensor else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class UnsupportedModelError(CheckpointError):
+    """The checkpoint describes an architecture or an option this model core does not implement."""
+
+
+class ContextLengthError(AutanError, ValueError):
+    """A sequence is longer than the model or its cache allows."""

@@ -1,0 +1,136 @@
+"""The key/value cache of one sequence: a rolling buffer when the model has a sliding window.
+
+As in Mistral's reference (mistral-inference `cache.py`), the cache works out once per step
+which keys each query may see, and hands every layer the same `AttentionStep`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from autan.config import ModelConfig
+from autan.errors import ContextLengthError
+
+
+@dataclass
+class AttentionStep:
+    """What one forward step needs to attend: positions of the new tokens and the mask.
+
+    `mask[i, j]` says whether new token i sees key j, where keys are the cached ones (in slot
+    order, `n_cached` of them) followed by the new tokens themselves.
+    """
+
+    positions: Tensor  # (T,) absolute positions of the new tokens
+    mask: Tensor  # (T, n_cached + T) bool
+    cache: KVCache | None
+    n_cached: int
+
+    def keys_values(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values visible to this step's queries; stores the new ones in the cache.
+
+        k, v: (n_kv, T, head_dim) for the new tokens. Returns (n_kv, n_cached + T, head_dim).
+        """
+        if self.cache is None:
+            return k, v
+        return self.cache.exchange(layer, k, v, self.positions, self.n_cached)
+
+
+def attention_mask(query_pos: Tensor, key_pos: Tensor, sliding_window: int | None) -> Tensor:
+    """Query i sees key j when j <= i and, with a window W, i - W < j (Mistral's reference)."""
+    q, k = query_pos[:, None], key_pos[None, :]
+    mask = (k <= q) & (k >= 0)
+    if sliding_window is not None:
+        mask &= k > q - sliding_window
+    return mask  # (T, S)
+
+
+def uncached_step(n_tokens: int, sliding_window: int | None, device: torch.device) -> AttentionStep:
+    """A whole sequence in one forward, with nothing kept."""
+    positions = torch.arange(n_tokens, device=device)
+    return AttentionStep(positions, attention_mask(positions, positions, sliding_window), None, 0)
+
+
+class KVCache:
+    """Keys and values of every layer for one sequence.
+
+    With a sliding window W the buffer holds only the last W tokens: position p lives in slot
+    p % W and overwrites position p - W, which no later query can see. Worked example, W = 4,
+    after 6 tokens: slots hold positions [4, 5, 2, 3]. Decoding position 6 attends to slots
+    holding 3, 4, 5 (6 - 4 < j) and to itself, then writes slot 2, leaving [4, 5, 6, 3].
+    A chunk of T new tokens first attends to the cached keys plus itself (the mask comes from
+    the positions stored per slot, so slot order does not matter), then keeps its last W keys.
+
+    Without a window the buffer grows by doubling up to `max_seq_len`.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        *,
+        max_seq_len: int | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        self.sliding_window = config.sliding_window
+        if max_seq_len is None:  # a rolling window can serve any length; otherwise the model's
+            max_seq_len = None if config.sliding_window else config.max_seq_len
+        self.max_seq_len = max_seq_len
+        limits = [n for n in (config.sliding_window, max_seq_len) if n is not None]
+        self.capacity = min(limits)  # slots in the buffer once it is fully grown
+        self.length = 0  # tokens seen so far
+        self._shape = (config.n_layers, config.n_kv_heads, 0, config.head_dim)
+        self._device, self._dtype = torch.device(device), dtype
+        self.keys = torch.empty(self._shape, device=self._device, dtype=dtype)  # (L, n_kv, slots, hd)
+        self.values = torch.empty_like(self.keys)
+        self.slot_positions = torch.empty(0, dtype=torch.long, device=self._device)  # (slots,)
+
+    @property
+    def nbytes(self) -> int:
+        return self.keys.nbytes + self.values.nbytes + self.slot_positions.nbytes
+
+    def begin(self, n_tokens: int) -> AttentionStep:
+        """Plan a step that appends `n_tokens` to the sequence."""
+        end = self.length + n_tokens
+        if self.max_seq_len is not None and end > self.max_seq_len:
+            raise ContextLengthError(
+                f"sequence of {end} tokens ({self.length} cached + {n_tokens} new) exceeds the "
+                f"context limit of {self.max_seq_len} tokens"
+            )
+        positions = torch.arange(self.length, end, device=self._device)
+        n_cached = min(self.length, self.capacity)
+        key_pos = torch.cat([self.slot_positions[:n_cached], positions])
+        mask = attention_mask(positions, key_pos, self.sliding_window)
+        self._grow(min(end, self.capacity))
+        kept = positions[-self.capacity :]
+        self.slot_positions[kept % self.capacity] = kept
+        self.length = end
+        return AttentionStep(positions, mask, self, n_cached)
+
+    def exchange(
+        self, layer: int, k: Tensor, v: Tensor, positions: Tensor, n_cached: int
+    ) -> tuple[Tensor, Tensor]:
+        """Return cached + new keys/values for `layer`, then store the new ones."""
+        keys = torch.cat([self.keys[layer, :, :n_cached], k], dim=1)  # (n_kv, n_cached + T, hd)
+        values = torch.cat([self.values[layer, :, :n_cached], v], dim=1)
+        keep = min(k.shape[1], self.capacity)
+        slots = positions[-keep:] % self.capacity
+        self.keys[layer].index_copy_(1, slots, k[:, -keep:].to(self._dtype))
+        self.values[layer].index_copy_(1, slots, v[:, -keep:].to(self._dtype))
+        return keys, values
+
+    def _grow(self, slots: int) -> None:
+        have = self.keys.shape[2]
+        if slots <= have:
+            return
+        new = min(self.capacity, max(slots, 2 * have, 64))
+        shape = (*self._shape[:2], new, self._shape[3])
+        keys = torch.empty(shape, device=self._device, dtype=self._dtype)
+        values = torch.empty_like(keys)
+        keys[:, :, :have] = self.keys
+        values[:, :, :have] = self.values
+        positions = torch.full((new,), -1, dtype=torch.long, device=self._device)
+        positions[:have] = self.slot_positions
+        self.keys, self.values, self.slot_positions = keys, values, positions

@@ -1,0 +1,43 @@
+"""The small layers every block is made of: linear maps over dense or packed weights, the
+token embedding, and RMSNorm."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from autan.model.quant import Weight, materialize, take
+
+
+class Linear(nn.Module):
+    """y = x W^T with W dense or GGML-quantized (see `autan.model.quant`)."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.weight: Weight = nn.Parameter(torch.empty(out_features, in_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, materialize(self.weight, x.dtype))
+
+
+class Embedding(nn.Module):
+    def __init__(self, vocab_size: int, dim: int):
+        super().__init__()
+        self.weight: Weight = nn.Parameter(torch.empty(vocab_size, dim))
+
+    def forward(self, tokens: Tensor, dtype: torch.dtype) -> Tensor:
+        return take(self.weight, tokens, dtype)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.empty(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Normalise in float32 whatever the compute dtype, as the reference does.
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)

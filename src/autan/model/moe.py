@@ -1,0 +1,74 @@
+"""Mixtral's sparse feed-forward: a router sends each token to k of E SwiGLU experts.
+
+Routing follows the reference: top-k of the router logits, softmax over the k chosen (the same
+as Hugging Face's softmax, top-k, renormalise). Experts are stacked tensors, w1/w3 (E, F, D) and
+w2 (E, D, F), dense or GGML-quantized. Only chosen experts' weights are ever touched:
+
+* few tokens (decode): gather the chosen experts' weights per token and combine with einsum;
+* many tokens (prefill): sort the (token, expert) pairs by expert and run each used expert once
+  on its group of tokens, so each expert's weights are read once, not once per token.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from autan.config import MoeConfig
+from autan.model.layers import Linear
+from autan.model.quant import Weight, take
+
+
+class Experts(nn.Module):
+    def __init__(self, n_experts: int, dim: int, hidden_dim: int):
+        super().__init__()
+        self.w1: Weight = nn.Parameter(torch.empty(n_experts, hidden_dim, dim))  # gate
+        self.w2: Weight = nn.Parameter(torch.empty(n_experts, dim, hidden_dim))  # down
+        self.w3: Weight = nn.Parameter(torch.empty(n_experts, hidden_dim, dim))  # up
+
+
+class MoeFeedForward(nn.Module):
+    def __init__(self, dim: int, hidden_dim: int, moe: MoeConfig):
+        super().__init__()
+        self.top_k = moe.num_experts_per_tok
+        self.n_experts = moe.num_experts
+        self.gate = Linear(dim, moe.num_experts)
+        self.experts = Experts(moe.num_experts, dim, hidden_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits = self.gate(x)  # (T, E)
+        top_logits, chosen = torch.topk(logits, self.top_k, dim=-1)  # (T, k)
+        weights = F.softmax(top_logits, dim=-1, dtype=torch.float32).to(x.dtype)
+        if x.shape[0] * self.top_k <= self.n_experts:
+            return self._gathered(x, chosen, weights)
+        return self._grouped(x, chosen, weights)
+
+    def _gathered(self, x: Tensor, chosen: Tensor, weights: Tensor) -> Tensor:
+        # Letters: t token, k chosen slot, f hidden (ffn) dim, d model dim.
+        w1 = take(self.experts.w1, chosen, x.dtype)  # (T, k, F, D)
+        w3 = take(self.experts.w3, chosen, x.dtype)
+        w2 = take(self.experts.w2, chosen, x.dtype)  # (T, k, D, F)
+        h = F.silu(torch.einsum("td,tkfd->tkf", x, w1)) * torch.einsum("td,tkfd->tkf", x, w3)
+        return torch.einsum("tkf,tkdf,tk->td", h, w2, weights)
+
+    def _grouped(self, x: Tensor, chosen: Tensor, weights: Tensor) -> Tensor:
+        flat = chosen.flatten()  # (T*k,) expert of each (token, slot) pair
+        order = torch.argsort(flat, stable=True)
+        tokens = order // self.top_k  # token of each pair, grouped by expert
+        counts = torch.bincount(flat, minlength=self.n_experts).tolist()
+        out = torch.zeros_like(x)
+        start = 0
+        for expert, count in enumerate(counts):
+            if count == 0:
+                continue
+            rows = tokens[start : start + count]
+            index = torch.tensor(expert, device=x.device)
+            w1, w3, w2 = (
+                take(w, index, x.dtype) for w in (self.experts.w1, self.experts.w3, self.experts.w2)
+            )
+            xe = x[rows]  # (n, D)
+            ye = F.linear(F.silu(F.linear(xe, w1)) * F.linear(xe, w3), w2)  # (n, D)
+            out.index_add_(0, rows, ye * weights.flatten()[order[start : start + count], None])
+            start += count
+        return out

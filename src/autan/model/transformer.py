@@ -1,0 +1,146 @@
+"""One decoder-only Transformer for Llama, Mistral and Mixtral.
+
+Mistral is Llama with a sliding attention window; Mixtral swaps each feed-forward block for a
+router and stacked experts. Parameter names are Hugging Face's, so its checkpoints load by name
+and the parity tests compare like with like. One sequence per call: tokens (T,) in, logits
+(T, vocab) out; the engine builds batching on top of the same layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from autan.config import ModelConfig
+from autan.model.cache import AttentionStep, KVCache, uncached_step
+from autan.model.layers import Embedding, Linear, RMSNorm
+from autan.model.moe import MoeFeedForward
+from autan.model.quant import materialize
+from autan.model.rope import apply_rope, inverse_frequencies, rope_cos_sin
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig, layer: int):
+        super().__init__()
+        self.layer = layer
+        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
+        self.q_proj = Linear(config.dim, config.n_heads * config.head_dim)
+        self.k_proj = Linear(config.dim, config.n_kv_heads * config.head_dim)
+        self.v_proj = Linear(config.dim, config.n_kv_heads * config.head_dim)
+        self.o_proj = Linear(config.n_heads * config.head_dim, config.dim)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, step: AttentionStep) -> Tensor:
+        T = x.shape[0]
+        q = apply_rope(self.q_proj(x).view(T, self.n_heads, self.head_dim), cos, sin)
+        k = apply_rope(self.k_proj(x).view(T, self.n_kv_heads, self.head_dim), cos, sin)
+        v = self.v_proj(x).view(T, self.n_kv_heads, self.head_dim)
+        keys, values = step.keys_values(self.layer, k.transpose(0, 1), v.transpose(0, 1))  # (n_kv, S, hd)
+        out = F.scaled_dot_product_attention(
+            q.transpose(0, 1), keys, values, attn_mask=step.mask, enable_gqa=True
+        )  # (n_heads, T, hd)
+        return self.o_proj(out.transpose(0, 1).reshape(T, self.n_heads * self.head_dim))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.gate_proj = Linear(dim, hidden_dim)
+        self.up_proj = Linear(dim, hidden_dim)
+        self.down_proj = Linear(hidden_dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig, layer: int):
+        super().__init__()
+        self.self_attn = Attention(config, layer)
+        self.input_layernorm = RMSNorm(config.dim, config.norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.dim, config.norm_eps)
+        if config.moe:
+            self.block_sparse_moe = MoeFeedForward(config.dim, config.hidden_dim, config.moe)
+        else:
+            self.mlp = FeedForward(config.dim, config.hidden_dim)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, step: AttentionStep) -> Tensor:
+        h = x + self.self_attn(self.input_layernorm(x), cos, sin, step)
+        ffn = self.block_sparse_moe if hasattr(self, "block_sparse_moe") else self.mlp
+        return h + ffn(self.post_attention_layernorm(h))
+
+
+class Decoder(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.embed_tokens = Embedding(config.vocab_size, config.dim)
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
+        self.norm = RMSNorm(config.dim, config.norm_eps)
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.model = Decoder(config)
+        if not config.tie_embeddings:
+            self.lm_head = Linear(config.dim, config.vocab_size)
+        self._inv_freq: Tensor | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.norm.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.norm.weight.dtype
+
+    def new_cache(self, max_seq_len: int | None = None) -> KVCache:
+        """An empty cache for one sequence (a rolling window when the model has one)."""
+        return KVCache(self.config, max_seq_len=max_seq_len, device=self.device, dtype=self.dtype)
+
+    def forward(self, tokens: Tensor, cache: KVCache | None = None, last_only: bool = False) -> Tensor:
+        """Logits (T, vocab) for tokens (T,) that continue the sequence held in `cache`.
+
+        Without a cache the tokens are a whole sequence from position 0. With `last_only`,
+        only the last position's logits are computed: (1, vocab).
+        """
+        if tokens.ndim != 1:
+            raise ValueError(f"tokens must be one sequence of shape (T,), got shape {tuple(tokens.shape)}")
+        tokens = tokens.to(self.device)
+        step = (
+            cache.begin(len(tokens))
+            if cache
+            else uncached_step(len(tokens), self.config.sliding_window, self.device)
+        )
+        cos, sin = rope_cos_sin(step.positions, self._frequencies(), self.dtype)
+        x = self.model.embed_tokens(tokens, self.dtype)  # (T, dim)
+        for layer in self.model.layers:
+            x = layer(x, cos, sin, step)
+        x = self.model.norm(x[-1:] if last_only else x)
+        head = self.model.embed_tokens if self.config.tie_embeddings else self.lm_head
+        return F.linear(x, materialize(head.weight, x.dtype))
+
+    @torch.inference_mode()
+    def logits(self, token_ids: Sequence[int] | Tensor) -> Tensor:
+        """Float32 logits (len(token_ids), vocab) of one whole sequence."""
+        tokens = torch.as_tensor(token_ids, dtype=torch.long)
+        self._check_ids(tokens)
+        return self(tokens).float()
+
+    def _check_ids(self, tokens: Tensor) -> None:
+        if tokens.numel() == 0:
+            raise ValueError("token_ids is empty: give at least one token")
+        low, high = int(tokens.min()), int(tokens.max())
+        if low < 0 or high >= self.config.vocab_size:
+            bad = low if low < 0 else high
+            raise ValueError(f"token id {bad} is outside the vocabulary 0..{self.config.vocab_size - 1}")
+
+    def _frequencies(self) -> Tensor:
+        if self._inv_freq is None or self._inv_freq.device != self.device:
+            self._inv_freq = inverse_frequencies(self.config.head_dim, self.config.rope_theta, self.device)
+        return self._inv_freq

@@ -1,0 +1,83 @@
+"""Reading checkpoints into the model: Mistral's format, Hugging Face's, and GGUF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from autan.config import ModelConfig
+from autan.errors import CheckpointError
+from autan.model.transformer import Transformer
+from autan.weights.assemble import assemble
+from autan.weights.gguf_file import GGUFFile
+from autan.weights.safetensors_files import hf_entries, mistral_entries, read_safetensors
+
+__all__ = ["load_config", "load_model", "read_safetensors"]
+
+
+def load_config(path: str | Path) -> ModelConfig:
+    """The `ModelConfig` of a checkpoint directory or `.gguf` file, without reading weights."""
+    path = Path(path)
+    if path.is_file():
+        return GGUFFile.open(path).config()
+    kind = _directory_kind(path)
+    return (
+        ModelConfig.from_params_json(path / kind)
+        if kind == "params.json"
+        else ModelConfig.from_hf_config(path / kind)
+    )
+
+
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> Transformer:
+    """Load a checkpoint directory (Mistral's or Hugging Face's) or a `.gguf` file.
+
+    `dtype` is the compute dtype. By default it is the dtype the weights are stored in for
+    safetensors/.pth checkpoints and float32 for GGUF. GGUF matrices always stay as stored
+    (quantized blocks, F16, BF16) and are unpacked to `dtype` when used.
+    """
+    path, device = Path(path), _device(device)
+    if path.is_file():
+        gguf = GGUFFile.open(path)
+        config = gguf.config()
+        return assemble(
+            config,
+            gguf.entries(config),
+            source=str(path),
+            device=device,
+            dtype=dtype or torch.float32,
+            keep_stored_dtype=True,
+        )
+    kind = _directory_kind(path)
+    if kind == "params.json":
+        config = ModelConfig.from_params_json(path / kind)
+        entries = list(mistral_entries(path, config))
+    else:
+        config = ModelConfig.from_hf_config(path / kind)
+        entries = list(hf_entries(path))
+    stored = next((e.value.dtype for e in entries if e.value.ndim > 1), torch.float32)
+    return assemble(
+        config, entries, source=str(path), device=device, dtype=dtype or stored, keep_stored_dtype=False
+    )
+
+
+def _directory_kind(path: Path) -> str:
+    if not path.exists():
+        raise CheckpointError(path, "no such file or directory")
+    if not path.is_dir():
+        raise CheckpointError(path, "expected a .gguf file or a checkpoint directory")
+    for name in ("params.json", "config.json"):
+        if (path / name).is_file():
+            return name
+    raise CheckpointError(
+        path, "neither params.json (Mistral's format) nor config.json (Hugging Face's) is here"
+    )
+
+
+def _device(device: str | torch.device) -> torch.device:
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' was asked for, but this torch build sees no CUDA GPU")
+    return device

@@ -1,0 +1,245 @@
+"""Tiny random checkpoints in every format autan reads, made from one set of weights.
+
+Hugging Face transformers builds and saves the reference model; the Mistral-format and GGUF
+copies are written from its files through autan's inverse name maps and RoPE permutation, so
+a loader bug and a writer bug would have to cancel exactly to go unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gguf
+import numpy as np
+import torch
+from gguf import GGMLQuantizationType as Q
+from safetensors.torch import save_file
+
+from autan.weights import read_safetensors
+from autan.weights.names import (
+    gguf_to_hf,
+    halves_to_interleaved,
+    hf_to_gguf,
+    hf_to_mistral,
+    interleaved_to_halves,
+    is_rope_projection,
+)
+
+ARCHS = ("llama", "mistral", "mixtral")
+
+
+def hf_model(arch: str, seed: int = 0, **overrides):
+    """A small random transformers model: 2 layers, dim 64, GQA 4:2, head_dim 16."""
+    import transformers
+
+    torch.manual_seed(seed)
+    common = dict(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+    )
+    if arch == "llama":
+        common["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0}
+        config = transformers.LlamaConfig(**(common | overrides))
+        cls = transformers.LlamaForCausalLM
+    elif arch == "mistral":
+        config = transformers.MistralConfig(**(common | {"sliding_window": 8, "head_dim": 16} | overrides))
+        cls = transformers.MistralForCausalLM
+    elif arch == "mixtral":
+        extra = {"num_local_experts": 4, "num_experts_per_tok": 2, "sliding_window": None}
+        config = transformers.MixtralConfig(**(common | extra | overrides))
+        cls = transformers.MixtralForCausalLM
+    else:
+        raise ValueError(arch)
+    model = cls(config).eval()
+    with torch.no_grad():  # transformers initialises norms to 1; random norms test them too
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)
+    return model
+
+
+def save_hf(model, directory: Path, max_shard_size: str | None = None) -> Path:
+    kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
+    model.save_pretrained(directory, **kwargs)
+    return directory
+
+
+def hf_tensors(directory: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a saved HF checkpoint by their on-disk names (per-expert for Mixtral)."""
+    files = sorted(directory.glob("*.safetensors"))
+    return {name: t for f in files for name, t in read_safetensors(f)}
+
+
+def save_mistral(hf_dir: Path, directory: Path, pth: bool = False) -> Path:
+    """Mistral's format: params.json + consolidated.safetensors (or .00.pth), RoPE rows interleaved."""
+    cfg = json.loads((hf_dir / "config.json").read_text())
+    directory.mkdir(parents=True, exist_ok=True)
+    params = {
+        "dim": cfg["hidden_size"],
+        "n_layers": cfg["num_hidden_layers"],
+        "head_dim": cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"],
+        "hidden_dim": cfg["intermediate_size"],
+        "n_heads": cfg["num_attention_heads"],
+        "n_kv_heads": cfg["num_key_value_heads"],
+        "norm_eps": cfg["rms_norm_eps"],
+        "vocab_size": cfg["vocab_size"],
+        "rope_theta": cfg["rope_parameters"]["rope_theta"],
+        "max_seq_len": cfg["max_position_embeddings"],
+    }
+    if cfg.get("sliding_window"):
+        params["sliding_window"] = cfg["sliding_window"]
+    if "num_local_experts" in cfg:
+        params["moe"] = {
+            "num_experts": cfg["num_local_experts"],
+            "num_experts_per_tok": cfg["num_experts_per_tok"],
+        }
+    (directory / "params.json").write_text(json.dumps(params))
+    tensors = {}
+    for name, t in hf_tensors(hf_dir).items():
+        if is_rope_projection(name):
+            heads = params["n_heads"] if "q_proj" in name else params["n_kv_heads"]
+            t = halves_to_interleaved(t, heads)
+        tensors[hf_to_mistral(name)] = t.contiguous()
+    if pth:
+        torch.save(tensors, directory / "consolidated.00.pth")
+    else:
+        save_file(tensors, directory / "consolidated.safetensors")
+    return directory
+
+
+def random_blocks(qtype: Q, rows: int, cols: int, rng: np.random.Generator) -> np.ndarray:
+    """Valid random GGML blocks (finite scales) for a (rows, cols) matrix: uint8 (rows, bytes)."""
+    block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    data = rng.integers(0, 256, size=(rows * cols // block, type_size), dtype=np.uint8)
+    scale_offsets = {Q.Q8_0: [0], Q.Q4_0: [0], Q.Q4_1: [0, 2], Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [208]}
+    magnitude = {Q.Q8_0: 1e-3, Q.Q4_0: 1e-2, Q.Q4_1: 1e-2, Q.Q4_K: 1e-3, Q.Q5_K: 5e-4, Q.Q6_K: 2e-4}[qtype]
+    for offset in scale_offsets[qtype]:
+        scales = rng.uniform(0.2, 1.0, size=len(data)).astype(np.float16) * np.float16(magnitude)
+        data[:, offset : offset + 2] = scales.view(np.uint8).reshape(-1, 2)
+    return data.reshape(rows, -1)
+
+
+def save_gguf(
+    hf_dir: Path,
+    path: Path,
+    qtype: Q = Q.F32,
+    random_quant: bool = False,
+    stacked_experts: bool = True,
+    seed: int = 0,
+) -> Path:
+    """A llama-architecture GGUF file, as llama.cpp's converter writes one.
+
+    Matrices are stored as `qtype`: quantized from the HF weights with `gguf.quants` where it
+    can (F16, BF16, Q8_0, Q4_0, Q4_1); with `random_quant` (needed for K-quants, which
+    `gguf.quants` cannot quantize) they are random valid blocks instead, and the reference must
+    be built from their dequantization (`dequantized_hf_state`). Norms stay F32.
+    """
+    cfg = json.loads((hf_dir / "config.json").read_text())
+    rng = np.random.default_rng(seed)
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(cfg["num_attention_heads"])
+    w.add_head_count_kv(cfg["num_key_value_heads"])
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_rope_dimension_count(head_dim)
+    w.add_rope_freq_base(cfg["rope_parameters"]["rope_theta"])
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_vocab_size(cfg["vocab_size"])
+    if cfg.get("sliding_window"):
+        w.add_sliding_window(cfg["sliding_window"])
+    if "num_local_experts" in cfg:
+        w.add_expert_count(cfg["num_local_experts"])
+        w.add_expert_used_count(cfg["num_experts_per_tok"])
+    tensors = {}
+    for name, t in hf_tensors(hf_dir).items():
+        if is_rope_projection(name):
+            heads = cfg["num_attention_heads"] if "q_proj" in name else cfg["num_key_value_heads"]
+            t = halves_to_interleaved(t, heads)
+        tensors[hf_to_gguf(name)] = t.float().numpy()
+    if stacked_experts:
+        tensors = _stack_gguf_experts(tensors)
+    for name, array in tensors.items():
+        if array.ndim == 1 or qtype == Q.F32:
+            w.add_tensor(name, array)
+        elif qtype == Q.F16:
+            w.add_tensor(name, array.astype(np.float16))
+        elif random_quant:
+            rows = int(np.prod(array.shape[:-1]))
+            blocks = random_blocks(qtype, rows, array.shape[-1], rng)
+            w.add_tensor(name, blocks.reshape(*array.shape[:-1], -1), raw_dtype=qtype)
+        else:
+            w.add_tensor(name, gguf.quants.quantize(array, qtype), raw_dtype=qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def _stack_gguf_experts(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out, parts = {}, {}
+    for name, array in tensors.items():
+        blk, layer, kind, *rest = name.split(".")
+        if len(rest) == 2:  # blk.N.ffn_gate.E.weight
+            parts.setdefault(f"{blk}.{layer}.{kind}_exps.weight", {})[int(rest[0])] = array
+        else:
+            out[name] = array
+    for name, by_expert in parts.items():
+        out[name] = np.stack([by_expert[e] for e in range(len(by_expert))])
+    return out
+
+
+def dequantized_hf_state(gguf_path: Path, hf_model_) -> dict[str, torch.Tensor]:
+    """The HF model's state dict with every matrix replaced by gguf's own dequantization of the file.
+
+    Used as the reference for quantized files: `gguf.quants.dequantize` is llama.cpp's block
+    math, independent of autan's torch unpacking.
+    """
+    cfg = hf_model_.config
+    reader = gguf.GGUFReader(gguf_path)
+    per_expert: dict[str, torch.Tensor] = {}
+    for t in reader.tensors:
+        array = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        tensor = torch.from_numpy(array.copy())
+        kind = t.name.split(".")[2] if t.name.startswith("blk.") else t.name
+        if kind in ("attn_q", "attn_k"):
+            heads = cfg.num_attention_heads if kind == "attn_q" else cfg.num_key_value_heads
+            tensor = interleaved_to_halves(tensor, heads)
+        per_expert[t.name] = tensor
+    return _to_hf_state(per_expert, hf_model_)
+
+
+def _to_hf_state(gguf_tensors: dict[str, torch.Tensor], hf_model_) -> dict[str, torch.Tensor]:
+    state = {}
+    fused: dict[tuple[int, str], torch.Tensor] = {}
+    for name, t in gguf_tensors.items():
+        if name.endswith("_exps.weight"):
+            layer = int(name.split(".")[1])
+            fused[(layer, name.split(".")[2])] = t  # (E, rows, cols)
+            continue
+        state[gguf_to_hf(name).replace("block_sparse_moe.gate", "mlp.gate")] = t
+    for (layer, kind), t in fused.items():
+        prefix = f"model.layers.{layer}.mlp.experts"
+        if kind == "ffn_down_exps":
+            state[f"{prefix}.down_proj"] = t
+    for layer in {k[0] for k in fused}:
+        gate, up = fused[(layer, "ffn_gate_exps")], fused[(layer, "ffn_up_exps")]
+        state[f"model.layers.{layer}.mlp.experts.gate_up_proj"] = torch.cat([gate, up], dim=1)
+    if "lm_head.weight" not in state:
+        state["lm_head.weight"] = state["model.embed_tokens.weight"]
+    expected = set(hf_model_.state_dict())
+    assert set(state) == expected, sorted(set(state) ^ expected)
+    return state
