@@ -192,9 +192,10 @@ def save_gguf(
 def _stack_gguf_experts(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out, parts = {}, {}
     for name, array in tensors.items():
-        blk, layer, kind, *rest = name.split(".")
-        if len(rest) == 2:  # blk.N.ffn_gate.E.weight
-            parts.setdefault(f"{blk}.{layer}.{kind}_exps.weight", {})[int(rest[0])] = array
+        pieces = name.split(".")
+        if len(pieces) == 5:  # blk.N.ffn_gate.E.weight
+            blk, layer, kind, expert, _ = pieces
+            parts.setdefault(f"{blk}.{layer}.{kind}_exps.weight", {})[int(expert)] = array
         else:
             out[name] = array
     for name, by_expert in parts.items():

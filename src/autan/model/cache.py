@@ -24,6 +24,7 @@ class AttentionStep:
     """
 
     positions: Tensor  # (T,) absolute positions of the new tokens
+    key_positions: Tensor  # (n_cached + T,) position of each key
     mask: Tensor  # (T, n_cached + T) bool
     cache: KVCache | None
     n_cached: int
@@ -50,7 +51,7 @@ def attention_mask(query_pos: Tensor, key_pos: Tensor, sliding_window: int | Non
 def uncached_step(n_tokens: int, sliding_window: int | None, device: torch.device) -> AttentionStep:
     """A whole sequence in one forward, with nothing kept."""
     positions = torch.arange(n_tokens, device=device)
-    return AttentionStep(positions, attention_mask(positions, positions, sliding_window), None, 0)
+    return AttentionStep(positions, positions, attention_mask(positions, positions, sliding_window), None, 0)
 
 
 class KVCache:
@@ -107,7 +108,7 @@ class KVCache:
         kept = positions[-self.capacity :]
         self.slot_positions[kept % self.capacity] = kept
         self.length = end
-        return AttentionStep(positions, mask, self, n_cached)
+        return AttentionStep(positions, key_pos, mask, self, n_cached)
 
     def exchange(
         self, layer: int, k: Tensor, v: Tensor, positions: Tensor, n_cached: int

@@ -1,0 +1,157 @@
+"""Every broken checkpoint gets an error naming the file, the tensor and what was expected."""
+
+import json
+import shutil
+
+import gguf
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import autan
+from autan import CheckpointError, UnsupportedModelError
+from autan.weights import read_safetensors
+from checkpoints import hf_model, hf_tensors, save_gguf, save_hf, save_mistral
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory):
+    return save_hf(hf_model("mistral"), tmp_path_factory.mktemp("ckpt") / "hf")
+
+
+def copy(hf_dir, tmp_path):
+    return shutil.copytree(hf_dir, tmp_path / "copy")
+
+
+def test_missing_paths(tmp_path):
+    with pytest.raises(CheckpointError, match="nowhere: no such file or directory"):
+        autan.load_model(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="neither params.json .* nor config.json"):
+        autan.load_model(tmp_path / "empty")
+
+
+def test_missing_weights_file(hf_dir, tmp_path):
+    directory = copy(hf_dir, tmp_path)
+    (directory / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: file not found"):
+        autan.load_model(directory)
+
+
+def test_wrong_shape_names_tensor_and_both_shapes(hf_dir, tmp_path):
+    directory = copy(hf_dir, tmp_path)
+    tensors = hf_tensors(directory)
+    tensors["model.layers.1.mlp.up_proj.weight"] = torch.zeros(95, 64)
+    save_file(tensors, directory / "model.safetensors")
+    with pytest.raises(
+        CheckpointError,
+        match=r"tensor 'model.layers.1.mlp.up_proj.weight': has shape \[95, 64\], expected \[96, 64\]",
+    ):
+        autan.load_model(directory)
+
+
+def test_missing_and_unexpected_tensors(hf_dir, tmp_path):
+    directory = copy(hf_dir, tmp_path)
+    tensors = hf_tensors(directory)
+    del tensors["model.norm.weight"]
+    save_file(tensors, directory / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"missing 1 tensor\(s\) the config needs: model.norm.weight"):
+        autan.load_model(directory)
+    tensors["model.norm.weight"] = torch.ones(64)
+    tensors["model.layers.0.self_attn.q_proj.bias"] = torch.ones(64)
+    save_file(tensors, directory / "model.safetensors")
+    with pytest.raises(
+        CheckpointError, match="tensor 'model.layers.0.self_attn.q_proj.bias': unexpected tensor"
+    ):
+        autan.load_model(directory)
+
+
+def test_truncated_and_corrupt_safetensors(hf_dir, tmp_path):
+    directory = copy(hf_dir, tmp_path)
+    path = directory / "model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        CheckpointError,
+        match=r"model\.safetensors: not a readable safetensors file \(truncated or corrupt\?\)",
+    ):
+        autan.load_model(directory)
+    path.write_bytes(b"\x07" * 100)
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        autan.load_model(directory)
+
+
+def test_sharded_index_names_the_missing_shard(hf_dir, tmp_path):
+    directory = save_hf(hf_model("mistral"), tmp_path / "sharded", max_shard_size="20KB")
+    index = json.loads((directory / "model.safetensors.index.json").read_text())
+    victim = sorted(set(index["weight_map"].values()))[1]
+    (directory / victim).unlink()
+    with pytest.raises(
+        CheckpointError, match=f"lists shard\\(s\\) that are not in the directory: \\['{victim}'\\]"
+    ):
+        autan.load_model(directory)
+
+
+def test_pth_with_pickled_code_is_refused(hf_dir, tmp_path):
+    directory = save_mistral(hf_dir, tmp_path / "m", pth=True)
+    torch.save(
+        {"tok_embeddings.weight": torch.zeros(2), "payload": np.dtype("float32").type},
+        directory / "consolidated.00.pth",
+    )
+    with pytest.raises(CheckpointError, match="not a loadable tensors-only .pth file"):
+        autan.load_model(directory)
+
+
+def test_mistral_format_wrong_rope_shape(hf_dir, tmp_path):
+    directory = save_mistral(hf_dir, tmp_path / "m")
+    tensors = dict(read_safetensors(directory / "consolidated.safetensors"))
+    tensors["layers.0.attention.wk.weight"] = torch.zeros(30, 64)
+    save_file(tensors, directory / "consolidated.safetensors")
+    with pytest.raises(
+        CheckpointError,
+        match=r"tensor 'layers.0.attention.wk.weight': has shape \[30, 64\], expected \[32, 64\]",
+    ):
+        autan.load_model(directory)
+
+
+def test_truncated_gguf(hf_dir, tmp_path):
+    path = save_gguf(hf_dir, tmp_path / "m.gguf")
+    data = path.read_bytes()
+    for cut in (len(data) - 1000, 200, 10):
+        (tmp_path / "cut.gguf").write_bytes(data[:cut])
+        with pytest.raises(CheckpointError, match=r"cut\.gguf: .*(truncated|corrupt)"):
+            autan.load_model(tmp_path / "cut.gguf")
+
+
+def test_gguf_unsupported_type_and_architecture(hf_dir, tmp_path):
+    path = save_gguf(hf_dir, tmp_path / "q5.gguf", qtype=gguf.GGMLQuantizationType.Q5_0)
+    with pytest.raises(
+        UnsupportedModelError,
+        match=r"q5\.gguf: tensor '[\w.]+': type Q5_0 is not supported \(supported: F32, F16, BF16, Q8_0",
+    ):
+        autan.load_model(path)
+    writer = gguf.GGUFWriter(tmp_path / "gpt2.gguf", "gpt2")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(
+        UnsupportedModelError, match=r"gpt2.gguf: general.architecture 'gpt2' is not one of \['llama'\]"
+    ):
+        autan.load_model(tmp_path / "gpt2.gguf")
+
+
+def test_bad_token_ids_and_device(hf_dir):
+    model = autan.load_model(hf_dir)
+    with pytest.raises(ValueError, match=r"token id 128 is outside the vocabulary 0\.\.127"):
+        model.logits([1, 128])
+    with pytest.raises(ValueError, match="token_ids is empty"):
+        model.logits([])
+    if not torch.cuda.is_available():
+        with pytest.raises(
+            ValueError, match="device 'cuda' was asked for, but this torch build sees no CUDA GPU"
+        ):
+            autan.load_model(hf_dir, device="cuda")
