@@ -48,9 +48,7 @@ class ModelConfig:
         if self.sliding_window is not None and self.sliding_window < 1:
             raise ValueError(f"sliding_window={self.sliding_window} must be a positive number of tokens")
         if self.moe and not 0 < self.moe.num_experts_per_tok <= self.moe.num_experts:
-            raise ValueError(
-                f"num_experts_per_tok={self.moe.num_experts_per_tok} must be in 1..{self.moe.num_experts}"
-            )
+            raise ValueError(f"num_experts_per_tok={self.moe.num_experts_per_tok} must be in 1..{self.moe.num_experts}")
 
     @classmethod
     def from_params_json(cls, path: str | Path) -> ModelConfig:
@@ -112,15 +110,11 @@ class ModelConfig:
         )
 
     @classmethod
-    def from_gguf_metadata(
-        cls, path: str | Path, meta: Mapping[str, Any], tensor_names: set[str]
-    ) -> ModelConfig:
+    def from_gguf_metadata(cls, path: str | Path, meta: Mapping[str, Any], tensor_names: set[str]) -> ModelConfig:
         """GGUF key/values (llama.cpp's names), as read by `autan.weights.gguf`."""
         arch = meta.get("general.architecture")
         if arch not in GGUF_ARCHITECTURES:
-            raise UnsupportedModelError(
-                path, f"general.architecture '{arch}' is not one of {list(GGUF_ARCHITECTURES)}"
-            )
+            raise UnsupportedModelError(path, f"general.architecture '{arch}' is not one of {list(GGUF_ARCHITECTURES)}")
 
         def key(name: str, default: Any = ...) -> Any:
             full = f"{arch}.{name}"
@@ -141,9 +135,7 @@ class ModelConfig:
             n_layers=int(key("block_count")),
             n_heads=n_heads,
             n_kv_heads=int(key("attention.head_count_kv", n_heads)),
-            head_dim=int(
-                key("attention.key_length", None) or key("rope.dimension_count", None) or dim // n_heads
-            ),
+            head_dim=int(key("attention.key_length", None) or key("rope.dimension_count", None) or dim // n_heads),
             hidden_dim=int(key("feed_forward_length")),
             vocab_size=int(vocab),
             norm_eps=float(key("attention.layer_norm_rms_epsilon", 1e-5)),

@@ -42,9 +42,7 @@ def test_params_json_mixtral_nemo_and_list_windows(tmp_path):
     assert mixtral.moe == MoeConfig(8, 2)
     nemo = ModelConfig.from_params_json(write(tmp_path, "n.json", MISTRAL_7B | {"dim": 5120, "n_heads": 32}))
     assert nemo.head_dim == 128  # read, not dim // n_heads = 160
-    same = ModelConfig.from_params_json(
-        write(tmp_path, "l.json", MISTRAL_7B | {"sliding_window": [512, 512]})
-    )
+    same = ModelConfig.from_params_json(write(tmp_path, "l.json", MISTRAL_7B | {"sliding_window": [512, 512]}))
     assert same.sliding_window == 512
     with pytest.raises(UnsupportedModelError, match=r"per-layer sliding windows \[512, 4096\]"):
         ModelConfig.from_params_json(write(tmp_path, "x.json", MISTRAL_7B | {"sliding_window": [512, 4096]}))
@@ -108,9 +106,7 @@ def test_hf_configs_of_the_three_families(tmp_path):
 
 def test_hf_unknown_architecture_and_rope_scaling(tmp_path):
     with pytest.raises(UnsupportedModelError, match=r"architectures \['GPT2LMHeadModel'\] is not one of"):
-        ModelConfig.from_hf_config(
-            write(tmp_path, "g.json", HF_MISTRAL | {"architectures": ["GPT2LMHeadModel"]})
-        )
+        ModelConfig.from_hf_config(write(tmp_path, "g.json", HF_MISTRAL | {"architectures": ["GPT2LMHeadModel"]}))
     scaled = HF_MISTRAL | {"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}
     with pytest.raises(UnsupportedModelError, match="rope_type 'llama3' is not supported"):
         ModelConfig.from_hf_config(write(tmp_path, "s.json", scaled))
@@ -142,13 +138,9 @@ def test_gguf_metadata_mixtral_converted_by_llama_cpp():
 
 
 def test_gguf_metadata_window_tied_and_errors():
-    config = ModelConfig.from_gguf_metadata(
-        "w.gguf", gguf_meta(**{"llama.attention.sliding_window": 4096}), set()
-    )
+    config = ModelConfig.from_gguf_metadata("w.gguf", gguf_meta(**{"llama.attention.sliding_window": 4096}), set())
     assert config.sliding_window == 4096 and config.tie_embeddings
-    with pytest.raises(
-        UnsupportedModelError, match=r"x.gguf: general.architecture 'gpt2' is not one of \['llama'\]"
-    ):
+    with pytest.raises(UnsupportedModelError, match=r"x.gguf: general.architecture 'gpt2' is not one of \['llama'\]"):
         ModelConfig.from_gguf_metadata("x.gguf", gguf_meta(**{"general.architecture": "gpt2"}), set())
     meta = gguf_meta()
     del meta["llama.block_count"]

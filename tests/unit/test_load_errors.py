@@ -61,9 +61,7 @@ def test_missing_and_unexpected_tensors(hf_dir, tmp_path):
     tensors["model.norm.weight"] = torch.ones(64)
     tensors["model.layers.0.self_attn.q_proj.bias"] = torch.ones(64)
     save_file(tensors, directory / "model.safetensors")
-    with pytest.raises(
-        CheckpointError, match="tensor 'model.layers.0.self_attn.q_proj.bias': unexpected tensor"
-    ):
+    with pytest.raises(CheckpointError, match="tensor 'model.layers.0.self_attn.q_proj.bias': unexpected tensor"):
         autan.load_model(directory)
 
 
@@ -87,9 +85,7 @@ def test_sharded_index_names_the_missing_shard(hf_dir, tmp_path):
     index = json.loads((directory / "model.safetensors.index.json").read_text())
     victim = sorted(set(index["weight_map"].values()))[1]
     (directory / victim).unlink()
-    with pytest.raises(
-        CheckpointError, match=f"lists shard\\(s\\) that are not in the directory: \\['{victim}'\\]"
-    ):
+    with pytest.raises(CheckpointError, match=f"lists shard\\(s\\) that are not in the directory: \\['{victim}'\\]"):
         autan.load_model(directory)
 
 
@@ -151,7 +147,5 @@ def test_bad_token_ids_and_device(hf_dir):
     with pytest.raises(ValueError, match="token_ids is empty"):
         model.logits([])
     if not torch.cuda.is_available():
-        with pytest.raises(
-            ValueError, match="device 'cuda' was asked for, but this torch build sees no CUDA GPU"
-        ):
+        with pytest.raises(ValueError, match="device 'cuda' was asked for, but this torch build sees no CUDA GPU"):
             autan.load_model(hf_dir, device="cuda")

@@ -110,9 +110,7 @@ class KVCache:
         self.length = end
         return AttentionStep(positions, key_pos, mask, self, n_cached)
 
-    def exchange(
-        self, layer: int, k: Tensor, v: Tensor, positions: Tensor, n_cached: int
-    ) -> tuple[Tensor, Tensor]:
+    def exchange(self, layer: int, k: Tensor, v: Tensor, positions: Tensor, n_cached: int) -> tuple[Tensor, Tensor]:
         """Return cached + new keys/values for `layer`, then store the new ones."""
         keys = torch.cat([self.keys[layer, :, :n_cached], k], dim=1)  # (n_kv, n_cached + T, hd)
         values = torch.cat([self.values[layer, :, :n_cached], v], dim=1)

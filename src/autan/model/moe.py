@@ -64,9 +64,7 @@ class MoeFeedForward(nn.Module):
                 continue
             rows = tokens[start : start + count]
             index = torch.tensor(expert, device=x.device)
-            w1, w3, w2 = (
-                take(w, index, x.dtype) for w in (self.experts.w1, self.experts.w3, self.experts.w2)
-            )
+            w1, w3, w2 = (take(w, index, x.dtype) for w in (self.experts.w1, self.experts.w3, self.experts.w2))
             xe = x[rows]  # (n, D)
             ye = F.linear(F.silu(F.linear(xe, w1)) * F.linear(xe, w3), w2)  # (n, D)
             out.index_add_(0, rows, ye * weights.flatten()[order[start : start + count], None])

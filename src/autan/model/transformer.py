@@ -111,10 +111,11 @@ class Transformer(nn.Module):
         """
         if tokens.ndim != 1:
             raise ValueError(f"tokens must be one sequence of shape (T,), got shape {tuple(tokens.shape)}")
+        self._check_ids(tokens)
         tokens = tokens.to(self.device)
         step = (
             cache.begin(len(tokens))
-            if cache
+            if cache is not None
             else uncached_step(len(tokens), self.config.sliding_window, self.device)
         )
         cos, sin = rope_cos_sin(step.positions, self._frequencies(), self.dtype)
@@ -128,9 +129,7 @@ class Transformer(nn.Module):
     @torch.inference_mode()
     def logits(self, token_ids: Sequence[int] | Tensor) -> Tensor:
         """Float32 logits (len(token_ids), vocab) of one whole sequence."""
-        tokens = torch.as_tensor(token_ids, dtype=torch.long)
-        self._check_ids(tokens)
-        return self(tokens).float()
+        return self(torch.as_tensor(token_ids, dtype=torch.long)).float()
 
     def _check_ids(self, tokens: Tensor) -> None:
         if tokens.numel() == 0:

@@ -23,15 +23,11 @@ def load_config(path: str | Path) -> ModelConfig:
         return GGUFFile.open(path).config()
     kind = _directory_kind(path)
     return (
-        ModelConfig.from_params_json(path / kind)
-        if kind == "params.json"
-        else ModelConfig.from_hf_config(path / kind)
+        ModelConfig.from_params_json(path / kind) if kind == "params.json" else ModelConfig.from_hf_config(path / kind)
     )
 
 
-def load_model(
-    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
-) -> Transformer:
+def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Transformer:
     """Load a checkpoint directory (Mistral's or Hugging Face's) or a `.gguf` file.
 
     `dtype` is the compute dtype. By default it is the dtype the weights are stored in for
@@ -58,9 +54,7 @@ def load_model(
         config = ModelConfig.from_hf_config(path / kind)
         entries = list(hf_entries(path))
     stored = next((e.value.dtype for e in entries if e.value.ndim > 1), torch.float32)
-    return assemble(
-        config, entries, source=str(path), device=device, dtype=dtype or stored, keep_stored_dtype=False
-    )
+    return assemble(config, entries, source=str(path), device=device, dtype=dtype or stored, keep_stored_dtype=False)
 
 
 def _directory_kind(path: Path) -> str:
@@ -71,9 +65,7 @@ def _directory_kind(path: Path) -> str:
     for name in ("params.json", "config.json"):
         if (path / name).is_file():
             return name
-    raise CheckpointError(
-        path, "neither params.json (Mistral's format) nor config.json (Hugging Face's) is here"
-    )
+    raise CheckpointError(path, "neither params.json (Mistral's format) nor config.json (Hugging Face's) is here")
 
 
 def _device(device: str | torch.device) -> torch.device:

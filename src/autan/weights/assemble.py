@@ -63,9 +63,7 @@ def assemble(
     placed: set[str] = set()
     for entry in _stack_experts(config, entries, expected):
         if entry.name not in expected:
-            if (entry.name == "lm_head.weight" and config.tie_embeddings) or entry.name.endswith(
-                IGNORED_SUFFIXES
-            ):
+            if (entry.name == "lm_head.weight" and config.tie_embeddings) or entry.name.endswith(IGNORED_SUFFIXES):
                 continue
             raise CheckpointError(entry.path, "unexpected tensor: not part of this model", entry.file_name)
         _check_shape(entry, expected[entry.name])
@@ -122,9 +120,7 @@ def _stack_experts(
         yield Entry(stacked, value, first.path, first.file_name.replace(".0.", ".*.", 1))
 
 
-def _assign(
-    model: nn.Module, entry: Entry, device: torch.device, dtype: torch.dtype, keep_stored_dtype: bool
-) -> None:
+def _assign(model: nn.Module, entry: Entry, device: torch.device, dtype: torch.dtype, keep_stored_dtype: bool) -> None:
     owner_name, _, leaf = entry.name.rpartition(".")
     owner = model.get_submodule(owner_name)
     value = entry.value

@@ -63,9 +63,7 @@ class GGUFFile:
         for t in self.tensors:
             name = gguf_to_hf(t.name)
             if name is None:
-                raise CheckpointError(
-                    self.path, "unexpected tensor: not a name of llama.cpp's llama layout", t.name
-                )
+                raise CheckpointError(self.path, "unexpected tensor: not a name of llama.cpp's llama layout", t.name)
             yield Entry(name, self._value(t, name, config), str(self.path), t.name)
 
     def _value(self, t: ReaderTensor, name: str, config: ModelConfig) -> torch.Tensor | Packed:

@@ -58,9 +58,7 @@ def mistral_entries(directory: Path, config: ModelConfig) -> Iterator[Entry]:
                 directory, f"{len(pths)} consolidated.*.pth shards: tensor-parallel shards are not supported"
             )
         if not pths:
-            raise CheckpointError(
-                directory, "no consolidated.safetensors or consolidated.00.pth beside params.json"
-            )
+            raise CheckpointError(directory, "no consolidated.safetensors or consolidated.00.pth beside params.json")
         path = pths[0]
         tensors = read_pth(path)
     for file_name, tensor in tensors:
