@@ -1,0 +1,169 @@
+"""Tokenizers run by Hugging Face's `tokenizers`: from a `tokenizer.json` or built from a GGUF file.
+
+GGUF files carry their vocabulary as metadata (`tokenizer.ggml.*`): `gpt2` files are byte-level
+BPE (tokens + merges), `llama` files are SentencePiece (tokens + scores, byte fallback). Both are
+rebuilt here as `tokenizers` objects, the way llama.cpp and transformers read them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tokenizers import AddedToken, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer as RustTokenizer
+
+from autan.errors import CheckpointError, UnsupportedModelError
+from autan.tokenizer.base import Message, Tool
+from autan.tokenizer.template import ChatTemplate
+
+# llama.cpp's token types
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+
+class HFTokenizer:
+    def __init__(
+        self,
+        tokenizer: RustTokenizer,
+        *,
+        bos_id: int | None,
+        eos_ids: Sequence[int],
+        chat_template: str | None,
+        source: str,
+    ):
+        self.tokenizer = tokenizer
+        self.bos_id = bos_id
+        self.eos_ids = frozenset(eos_ids)
+        self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+        self.source = source
+        bos = tokenizer.id_to_token(bos_id) if bos_id is not None else ""
+        eos = tokenizer.id_to_token(min(eos_ids)) if eos_ids else ""
+        self.template = ChatTemplate(chat_template, bos or "", eos or "") if chat_template else None
+
+    def encode(self, text: str, add_bos: bool = False) -> list[int]:
+        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+        return [self.bos_id, *ids] if add_bos and self.bos_id is not None else ids
+
+    def encode_chat(self, messages: Sequence[Message], tools: Sequence[Tool] | None = None) -> list[int]:
+        if self.template is None:
+            raise UnsupportedModelError(self.source, "has no chat template: use raw text prompts with this model")
+        return self.encode(self.template.render(messages, tools))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    @classmethod
+    def from_directory(cls, directory: Path) -> HFTokenizer:
+        path = directory / "tokenizer.json"
+        try:
+            tokenizer = RustTokenizer.from_file(str(path))
+        except Exception as e:  # tokenizers raises a bare Exception for every parse failure
+            raise CheckpointError(path, f"not a readable tokenizer.json: {e}") from None
+        config: dict[str, Any] = {}
+        if (directory / "tokenizer_config.json").is_file():
+            config = json.loads((directory / "tokenizer_config.json").read_text())
+
+        def token_id(key: str) -> int | None:
+            token = config.get(key)
+            token = token.get("content") if isinstance(token, dict) else token
+            return tokenizer.token_to_id(token) if token else None
+
+        eos = token_id("eos_token")
+        template = config.get("chat_template")
+        if isinstance(template, list):  # named templates: take the default one
+            template = next((t["template"] for t in template if t.get("name") == "default"), None)
+        return cls(
+            tokenizer,
+            bos_id=token_id("bos_token"),
+            eos_ids=[eos] if eos is not None else [],
+            chat_template=template,
+            source=str(path),
+        )
+
+    @classmethod
+    def from_gguf_metadata(cls, path: str | Path, meta: Mapping[str, Any]) -> HFTokenizer:
+        kind = meta.get("tokenizer.ggml.model")
+        tokens: list[str] = list(meta.get("tokenizer.ggml.tokens") or [])
+        if not tokens:
+            raise CheckpointError(path, "has no tokenizer.ggml.tokens: it carries no tokenizer")
+        types = list(meta.get("tokenizer.ggml.token_type") or [NORMAL] * len(tokens))
+        if kind == "gpt2":
+            tokenizer = _byte_level_bpe(tokens, list(meta.get("tokenizer.ggml.merges") or []))
+        elif kind == "llama":
+            tokenizer = _sentencepiece_bpe(
+                tokens,
+                list(meta["tokenizer.ggml.scores"]),
+                types,
+                bool(meta.get("tokenizer.ggml.add_space_prefix", True)),
+            )
+        else:
+            raise UnsupportedModelError(path, f"tokenizer.ggml.model '{kind}' is not supported (gpt2, llama)")
+        tokenizer.add_special_tokens(
+            [AddedToken(tokens[i], special=True, normalized=False) for i, t in enumerate(types) if t == CONTROL]
+        )
+        tokenizer.add_tokens(
+            [AddedToken(tokens[i], special=False, normalized=False) for i, t in enumerate(types) if t == USER_DEFINED]
+        )
+        bos = meta.get("tokenizer.ggml.bos_token_id")
+        eos = [meta[k] for k in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id") if k in meta]
+        return cls(
+            tokenizer,
+            bos_id=bos,
+            eos_ids=[int(e) for e in eos],
+            chat_template=meta.get("tokenizer.chat_template"),
+            source=str(path),
+        )
+
+
+def _byte_level_bpe(tokens: list[str], merges: list[str]) -> RustTokenizer:
+    alphabet = set(pre_tokenizers.ByteLevel.alphabet())
+    spelled = [t if set(t) <= alphabet else _byte_spelling(t) for t in tokens]
+    vocab = {token: i for i, token in enumerate(spelled)}
+    pairs = [tuple(m.split(" ", 1)) for m in merges]
+    tokenizer = RustTokenizer(models.BPE(vocab, pairs))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    return tokenizer
+
+
+def _byte_spelling(token: str) -> str:
+    """A token written in plain text, respelled in byte-level BPE's printable byte alphabet."""
+    table = _byte_table()
+    return "".join(table[b] for b in token.encode("utf-8"))
+
+
+def _byte_table() -> dict[int, str]:
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {b: chr(b) for b in printable}, 0
+    for b in range(256):
+        if b not in table:
+            table[b], extra = chr(256 + extra), extra + 1
+    return table
+
+
+def _sentencepiece_bpe(
+    tokens: list[str], scores: list[float], types: list[int], add_space_prefix: bool
+) -> RustTokenizer:
+    """SentencePiece BPE: the merges are implied by the vocabulary, best-scoring merged piece first."""
+    vocab = {token: i for i, token in enumerate(tokens)}
+    merges = []
+    for token, score in zip(tokens, scores, strict=True):
+        local = [
+            (token[:i], token[i:], score) for i in range(1, len(token)) if token[:i] in vocab and token[i:] in vocab
+        ]
+        merges.extend(sorted(local, key=lambda m: (vocab[m[0]], vocab[m[1]])))
+    merges.sort(key=lambda m: (m[2], len(m[0]), len(m[1])), reverse=True)
+    unk = next((tokens[i] for i, t in enumerate(types) if t == UNKNOWN), None)
+    model = models.BPE(
+        vocab, [(left, right) for left, right, _ in merges], unk_token=unk, fuse_unk=True, byte_fallback=True
+    )
+    tokenizer = RustTokenizer(model)
+    scheme = "first" if add_space_prefix else "never"
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme, split=False)
+    strip = [decoders.Strip(content=" ", left=1)] if add_space_prefix else []
+    tokenizer.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), *strip]
+    )
+    return tokenizer

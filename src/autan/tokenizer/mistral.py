@@ -1,0 +1,65 @@
+"""Mistral's own tokenizers (SentencePiece v1-v7 and Tekken), through mistral-common.
+
+Chat encoding is mistral-common's: it places the system prompt, the tool definitions and the
+control tokens exactly as Mistral's models were trained, and continues an assistant message
+marked `prefix`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from autan.errors import CheckpointError
+from autan.tokenizer.base import Message, Tool
+
+# Names Mistral gives tokenizer files beside a checkpoint, most specific first.
+TOKENIZER_FILES = (
+    "tekken.json",
+    "tokenizer.model.v7",
+    "tokenizer.model.v3",
+    "tokenizer.model.v2",
+    "tokenizer.model.v1",
+    "tokenizer.model",
+)
+
+
+class MistralCommonTokenizer:
+    def __init__(self, path: str | Path):
+        from mistral_common.exceptions import TokenizerException
+        from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+        try:
+            self.mistral = MistralTokenizer.from_file(str(path))
+        except (TokenizerException, OSError, ValueError) as e:
+            raise CheckpointError(path, f"not a Mistral tokenizer file mistral-common can read: {e}") from None
+        self.raw = self.mistral.instruct_tokenizer.tokenizer
+        self.bos_id = self.raw.bos_id
+        self.eos_ids = frozenset([self.raw.eos_id])
+        self.vocab_size = self.raw.n_words
+
+    def encode(self, text: str, add_bos: bool = False) -> list[int]:
+        return self.raw.encode(text, bos=add_bos, eos=False)
+
+    def encode_chat(self, messages: Sequence[Message], tools: Sequence[Tool] | None = None) -> list[int]:
+        from mistral_common.protocol.instruct.request import ChatCompletionRequest
+
+        request = ChatCompletionRequest.model_validate({"messages": list(messages), "tools": list(tools or []) or None})
+        return self.mistral.encode_chat_completion(request).tokens
+
+    def encode_fim(self, prompt: str, suffix: str) -> list[int]:
+        """Fill-in-the-middle (v3 tokenizers and later): the code between `prompt` and `suffix`."""
+        from mistral_common.protocol.fim.request import FIMRequest
+
+        return self.mistral.encode_fim(FIMRequest(prompt=prompt, suffix=suffix)).tokens
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.raw.decode([i for i in ids if not self.raw.is_special(i)])
+
+
+def find_tokenizer_file(directory: Path) -> Path | None:
+    for name in TOKENIZER_FILES:
+        if (directory / name).is_file():
+            return directory / name
+    found = sorted(directory.glob("tokenizer.model.v*")) + sorted(directory.glob("tekken*.json"))
+    return found[0] if found else None
