@@ -31,7 +31,7 @@ class MistralCommonTokenizer:
 
         try:
             self.mistral = MistralTokenizer.from_file(str(path))
-        except (TokenizerException, OSError, ValueError) as e:
+        except (TokenizerException, OSError, ValueError, RuntimeError) as e:  # RuntimeError: sentencepiece
             raise CheckpointError(path, f"not a Mistral tokenizer file mistral-common can read: {e}") from None
         self.raw = self.mistral.instruct_tokenizer.tokenizer
         self.bos_id = self.raw.bos_id
