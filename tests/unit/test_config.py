@@ -165,3 +165,19 @@ def test_inconsistent_shapes_are_refused():
         ModelConfig(**base)
     with pytest.raises(ValueError, match=r"num_experts_per_tok=3 must be in 1\.\.2"):
         ModelConfig(**(base | {"n_kv_heads": 2, "moe": MoeConfig(2, 3)}))
+
+
+def test_gguf_rope_scaling_is_refused_and_hf_family_defaults_follow_transformers(tmp_path):
+    with pytest.raises(UnsupportedModelError, match="rope scaling 'linear' is not supported"):
+        ModelConfig.from_gguf_metadata("s.gguf", gguf_meta(**{"llama.rope.scaling.type": "linear"}), set())
+    bare = {k: v for k, v in HF_MISTRAL.items() if k not in ("rope_theta", "rms_norm_eps", "sliding_window")}
+    mixtral = ModelConfig.from_hf_config(
+        write(
+            tmp_path,
+            "m.json",
+            bare | {"architectures": ["MixtralForCausalLM"], "num_local_experts": 8, "num_experts_per_tok": 2},
+        )
+    )
+    assert (mixtral.rope_theta, mixtral.norm_eps, mixtral.sliding_window) == (1e6, 1e-5, None)
+    mistral = ModelConfig.from_hf_config(write(tmp_path, "s.json", bare))
+    assert (mistral.rope_theta, mistral.norm_eps, mistral.sliding_window) == (1e4, 1e-6, 4096)

@@ -149,3 +149,44 @@ def test_bad_token_ids_and_device(hf_dir):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device 'cuda' was asked for, but this torch build sees no CUDA GPU"):
             autan.load_model(hf_dir, device="cuda")
+
+
+def test_bad_config_values_name_the_file(hf_dir, tmp_path):
+    directory = copy(hf_dir, tmp_path)
+    config = json.loads((directory / "config.json").read_text())
+    for key, value, message in [
+        ("num_key_value_heads", 3, "n_heads=4 is not a multiple of n_kv_heads=3"),
+        ("hidden_size", "64", "dim='64' must be a positive integer"),
+        ("hidden_act", "gelu", "hidden_act 'gelu' is not supported"),
+    ]:
+        (directory / "config.json").write_text(json.dumps(config | {key: value}))
+        with pytest.raises(CheckpointError, match=f"config.json: .*{message}"):
+            autan.load_model(directory)
+
+
+def test_malformed_index_and_quantized_vector(hf_dir, tmp_path):
+    directory = copy(hf_dir, tmp_path)
+    (directory / "model.safetensors.index.json").write_text('{"weight_map": {"x": 5}}')
+    with pytest.raises(CheckpointError, match="'weight_map' must map tensor names to shard file names"):
+        autan.load_model(directory)
+    path = save_gguf(hf_dir, tmp_path / "q.gguf")
+    reader = gguf.GGUFReader(path)
+    writer = gguf.GGUFWriter(tmp_path / "qnorm.gguf", "llama")
+    for field in reader.fields.values():
+        if field.name.startswith("llama.") and field.types[0] != gguf.GGUFValueType.ARRAY:
+            writer.add_key_value(field.name, field.contents(), field.types[0])
+    for t in reader.tensors:
+        data = np.asarray(t.data).reshape(tuple(reversed(t.shape.tolist())))
+        if t.name == "blk.0.attn_norm.weight":
+            writer.add_tensor(t.name, gguf.quants.quantize(data, Q8), raw_dtype=Q8)
+        else:
+            writer.add_tensor(t.name, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(CheckpointError, match="tensor 'blk.0.attn_norm.weight': is Q8_0-quantized, but a vector"):
+        autan.load_model(tmp_path / "qnorm.gguf")
+
+
+Q8 = gguf.GGMLQuantizationType.Q8_0

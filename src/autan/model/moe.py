@@ -37,9 +37,11 @@ class MoeFeedForward(nn.Module):
         self.experts = Experts(moe.num_experts, dim, hidden_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        logits = self.gate(x)  # (T, E)
-        top_logits, chosen = torch.topk(logits, self.top_k, dim=-1)  # (T, k)
-        weights = F.softmax(top_logits, dim=-1, dtype=torch.float32).to(x.dtype)
+        # Softmax over all experts in float32, keep the top k, renormalise: equal to a softmax over the
+        # chosen logits, and rounded exactly as transformers rounds it.
+        probs = F.softmax(self.gate(x), dim=-1, dtype=torch.float32)  # (T, E)
+        weights, chosen = torch.topk(probs, self.top_k, dim=-1)  # (T, k)
+        weights = weights / weights.sum(dim=-1, keepdim=True)
         if x.shape[0] * self.top_k <= self.n_experts:
             return self._gathered(x, chosen, weights)
         return self._grouped(x, chosen, weights)
@@ -50,7 +52,8 @@ class MoeFeedForward(nn.Module):
         w3 = take(self.experts.w3, chosen, x.dtype)
         w2 = take(self.experts.w2, chosen, x.dtype)  # (T, k, D, F)
         h = F.silu(torch.einsum("td,tkfd->tkf", x, w1)) * torch.einsum("td,tkfd->tkf", x, w3)
-        return torch.einsum("tkf,tkdf,tk->td", h, w2, weights)
+        y = torch.einsum("tkf,tkdf->tkd", h, w2)  # (T, k, D), weighted in float32 as the reference does
+        return (y * weights[..., None]).sum(dim=1).to(x.dtype)
 
     def _grouped(self, x: Tensor, chosen: Tensor, weights: Tensor) -> Tensor:
         flat = chosen.flatten()  # (T*k,) expert of each (token, slot) pair
@@ -67,6 +70,6 @@ class MoeFeedForward(nn.Module):
             w1, w3, w2 = (take(w, index, x.dtype) for w in (self.experts.w1, self.experts.w3, self.experts.w2))
             xe = x[rows]  # (n, D)
             ye = F.linear(F.silu(F.linear(xe, w1)) * F.linear(xe, w3), w2)  # (n, D)
-            out.index_add_(0, rows, ye * weights.flatten()[order[start : start + count], None])
+            out.index_add_(0, rows, (ye * weights.flatten()[order[start : start + count], None]).to(x.dtype))
             start += count
         return out

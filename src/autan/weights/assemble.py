@@ -77,6 +77,13 @@ def assemble(
 
 
 def _check_shape(entry: Entry, want: tuple[int, ...]) -> None:
+    if not isinstance(entry.value, Packed | Tensor):
+        raise CheckpointError(entry.path, f"is a {type(entry.value).__name__}, expected a tensor", entry.file_name)
+    if isinstance(entry.value, Packed) and len(want) < 2:
+        qtype = entry.value.qtype.name
+        raise CheckpointError(
+            entry.path, f"is {qtype}-quantized, but a vector of {want} must be F32/F16/BF16", entry.file_name
+        )
     if entry.shape != want:
         raise CheckpointError(
             entry.path,
@@ -117,7 +124,7 @@ def _stack_experts(
             value: Tensor | Packed = Packed(data, first.value.qtype, (n_experts, *first.value.shape))
         else:
             value = stack({i: e.value for i, e in by_expert.items()}, n_experts)
-        yield Entry(stacked, value, first.path, first.file_name.replace(".0.", ".*.", 1))
+        yield Entry(stacked, value, first.path, f"{first.file_name} (experts stacked)")
 
 
 def _assign(model: nn.Module, entry: Entry, device: torch.device, dtype: torch.dtype, keep_stored_dtype: bool) -> None:

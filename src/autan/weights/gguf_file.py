@@ -80,7 +80,7 @@ class GGUFFile:
             data = data.view(torch.bfloat16)
         if is_rope_projection(name):
             heads = config.n_heads if "q_proj" in name else config.n_kv_heads
-            if shape[0] != heads * config.head_dim:
+            if len(shape) != 2 or shape[0] != heads * config.head_dim:
                 want = [heads * config.head_dim, config.dim]
                 raise CheckpointError(self.path, f"has shape {list(shape)}, expected {want}", t.name)
             data = interleaved_to_halves(data, heads)

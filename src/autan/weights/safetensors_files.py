@@ -81,6 +81,8 @@ def hf_entries(directory: Path) -> Iterator[Entry]:
             weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise CheckpointError(index, f"not a valid safetensors index (needs 'weight_map'): {e}") from None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise CheckpointError(index, "'weight_map' must map tensor names to shard file names")
         shards = sorted(set(weight_map.values()))
         missing = [s for s in shards if not (directory / s).is_file()]
         if missing:
