@@ -8,6 +8,7 @@ so works on packed blocks too.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,9 +41,16 @@ class GGUFFile:
 
     @classmethod
     def open(cls, path: str | Path) -> GGUFFile:
+        """Parse a file once: the model and its tokenizer both read it (parsing takes seconds)."""
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(path, "file not found")
+        stat = path.stat()
+        return cls._open(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+    @classmethod
+    @functools.lru_cache(maxsize=4)
+    def _open(cls, path: Path, mtime_ns: int, size: int) -> GGUFFile:
         try:
             reader = GGUFReader(path, "c")
         except (ValueError, KeyError, IndexError, OSError, UnicodeDecodeError) as e:
