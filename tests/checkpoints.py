@@ -244,3 +244,53 @@ def _to_hf_state(gguf_tensors: dict[str, torch.Tensor], hf_model_) -> dict[str, 
     expected = set(hf_model_.state_dict())
     assert set(state) == expected, sorted(set(state) ^ expected)
     return state
+
+
+# Mistral 7B Instruct v0.1's chat template, as its GGUF conversions carry it.
+MISTRAL_V1_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token + ' ' }}"
+    "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"
+)
+
+
+def save_gguf_sentencepiece(model_file: Path, path: Path, chat_template: str | None = None) -> Path:
+    """A GGUF carrying a SentencePiece tokenizer (`llama` kind), as llama.cpp's converter writes it.
+
+    Tokens, scores and token types are read from the `.model` file with sentencepiece itself.
+    The file holds no tensors: tokenizers are read from metadata alone.
+    """
+    import sentencepiece
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
+
+    def token_type(i: int) -> int:
+        checks = [(sp.is_unknown, 2), (sp.is_control, 3), (sp.is_byte, 6), (sp.is_unused, 5)]
+        return next((kind for check, kind in checks if check(i)), 1)
+
+    n = sp.get_piece_size()
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_context_length(128)
+    w.add_embedding_length(64)
+    w.add_block_count(1)
+    w.add_feed_forward_length(128)
+    w.add_head_count(4)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_tokenizer_model("llama")
+    w.add_token_list([sp.id_to_piece(i) for i in range(n)])
+    w.add_token_scores([sp.get_score(i) for i in range(n)])
+    w.add_token_types([token_type(i) for i in range(n)])
+    w.add_bos_token_id(sp.bos_id())
+    w.add_eos_token_id(sp.eos_id())
+    w.add_unk_token_id(sp.unk_id())
+    w.add_add_space_prefix(True)
+    if chat_template:
+        w.add_chat_template(chat_template)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

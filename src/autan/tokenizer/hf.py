@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tokenizers import AddedToken, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as RustTokenizer
 
 from autan.errors import CheckpointError, UnsupportedModelError
@@ -160,8 +160,11 @@ def _sentencepiece_bpe(
         vocab, [(left, right) for left, right, _ in merges], unk_token=unk, fuse_unk=True, byte_fallback=True
     )
     tokenizer = RustTokenizer(model)
-    scheme = "first" if add_space_prefix else "never"
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme, split=False)
+    # SentencePiece writes spaces as "▁" and, with add_space_prefix, puts one before the text. Like
+    # llama.cpp, the prefix goes before every piece of text that follows a special token (tokenizers
+    # runs the normalizer on each such piece), so a leading space in the text is kept, not merged.
+    spaces = normalizers.Replace(" ", "▁")
+    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), spaces]) if add_space_prefix else spaces
     strip = [decoders.Strip(content=" ", left=1)] if add_space_prefix else []
     tokenizer.decoder = decoders.Sequence(
         [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), *strip]
