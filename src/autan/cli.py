@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("model", nargs="?", default=registry.DEFAULT_MODEL, help="a name or a path")
     run.add_argument("prompt")
     _sampling_flags(run)
+    run.add_argument("--json", action="store_true", help="print one JSON document instead of streaming text")
+
+    chat = commands.add_parser("chat", help="talk with a model: history, multi-line input, /help for commands")
+    chat.add_argument("model", nargs="?", default=registry.DEFAULT_MODEL, help="a name or a path")
+    _sampling_flags(chat)
 
     args = parser.parse_args(argv)
     try:
@@ -37,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             _inspect(args.model)
         elif args.command == "run":
             _run(args)
+        elif args.command == "chat":
+            _chat(args)
     except (AutanError, ValueError) as e:
         print(f"autan: error: {e}", file=sys.stderr)
         return 1
@@ -51,18 +58,12 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--system", default=None, help="system prompt")
-    p.add_argument("--json", action="store_true", help="print one JSON document instead of streaming text")
 
 
-def _run(args: argparse.Namespace) -> None:
-    import json
-
-    from autan.engine.generate import generate
+def _params(args: argparse.Namespace):
     from autan.engine.sampling import SamplingParams
-    from autan.tokenizer import load_tokenizer
-    from autan.weights import load_model
 
-    params = SamplingParams(
+    return SamplingParams(
         temperature=args.temperature,
         top_p=args.top_p,
         top_k=args.top_k,
@@ -70,8 +71,34 @@ def _run(args: argparse.Namespace) -> None:
         seed=args.seed,
         stop=tuple(args.stop),
     )
-    path = registry.resolve(args.model)
-    model, tokenizer = load_model(path), load_tokenizer(path)
+
+
+def _load(name: str):
+    from autan.tokenizer import load_tokenizer
+    from autan.weights import load_model
+
+    path = registry.resolve(name)
+    return load_model(path), load_tokenizer(path)
+
+
+def _chat(args: argparse.Namespace) -> None:
+    from autan.chat import chat
+
+    params = _params(args)
+    model, tokenizer = _load(args.model)
+    if sys.stdin.isatty():
+        import readline  # noqa: F401  (line editing and history for input())
+    print(f"autan chat · {args.model} · /help for commands, Ctrl-D to leave", file=sys.stderr)
+    chat(model, tokenizer, params, args.system)
+
+
+def _run(args: argparse.Namespace) -> None:
+    import json
+
+    from autan.engine.generate import generate
+
+    params = _params(args)
+    model, tokenizer = _load(args.model)
     messages = [{"role": "system", "content": args.system}] if args.system else []
     messages.append({"role": "user", "content": args.prompt})
     stream = generate(model, tokenizer, tokenizer.encode_chat(messages), params)

@@ -10,13 +10,13 @@ from pathlib import Path
 import mistral_common
 import pytest
 import sentencepiece
-from checkpoints import MISTRAL_V1_TEMPLATE, save_gguf_sentencepiece
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autan import registry
 from autan.tokenizer import StreamDecoder, load_tokenizer
 from autan.tokenizer.template import ChatTemplate, ChatTemplateError
+from checkpoints import MISTRAL_V1_TEMPLATE, save_gguf_sentencepiece
 
 TRICKY = [
     "Hello world",
