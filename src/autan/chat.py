@@ -13,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from autan.engine.generate import generate
+from autan.engine.engine import Engine
 from autan.engine.sampling import SamplingParams
 from autan.errors import AutanError
-from autan.model.transformer import Transformer
 from autan.tokenizer import Message, Tokenizer
 
 HELP = """\
@@ -60,8 +59,7 @@ class Conversation:
 
 
 def chat(
-    model: Transformer,
-    tokenizer: Tokenizer,
+    engine: Engine,
     params: SamplingParams,
     system: str | None = None,
     *,
@@ -88,10 +86,10 @@ def chat(
         conversation.turns.append({"role": "user", "content": text})
         shown: list[str] = []
         try:
-            prompt, dropped = conversation.fit(tokenizer, model.config.max_seq_len)
+            prompt, dropped = conversation.fit(engine.tokenizer, engine.max_seq_len)
             if dropped:
                 print(f"(the {dropped} oldest messages no longer fit the context and were left out)", file=info)
-            _answer(model, tokenizer, params, prompt, shown, out, info)
+            _answer(engine, params, prompt, shown, out, info)
         except AutanError as e:
             conversation.turns.pop()
             print(f"autan: {e}. The message was not sent.", file=info)
@@ -153,25 +151,29 @@ def _command(text: str, conversation: Conversation, info: TextIO) -> str | None:
 
 
 def _answer(
-    model: Transformer,
-    tokenizer: Tokenizer,
-    params: SamplingParams,
-    prompt: list[int],
-    shown: list[str],
-    out: TextIO,
-    info: TextIO,
+    engine: Engine, params: SamplingParams, prompt: list[int], shown: list[str], out: TextIO, info: TextIO
 ) -> None:
-    """Stream the answer to `out`, collecting it in `shown` (which keeps what was shown if interrupted)."""
-    stream = generate(model, tokenizer, prompt, params)
-    for delta in stream:
-        shown.append(delta)
-        out.write(delta)
-        out.flush()
+    """Stream the answer to `out`, collecting it in `shown` (which keeps what was shown if interrupted).
+
+    Earlier turns stay in the engine's prefix cache, so each turn computes only its new tokens.
+    """
+    stream = engine.add_request(prompt, params)
+    try:
+        for delta in stream:
+            shown.append(delta.text)
+            out.write(delta.text)
+            out.flush()
+    except KeyboardInterrupt:
+        stream.abort()
+        engine.run_until_idle()  # frees the request's blocks
+        raise
     done = stream.completion
     assert done is not None
     note = {"length": f", max_tokens={params.max_tokens} reached", "model_length": ", context full"}
+    cached = f", {done.usage.cached_tokens} of {done.usage.prompt_tokens} prompt tokens cached"
     print(
         f"\n[{done.usage.completion_tokens} tokens, {done.tokens_per_second:.1f} tok/s, "
-        f"first token {done.prefill_seconds:.2f} s{note.get(done.finish_reason, '')}]",
+        f"first token {done.prefill_seconds:.2f} s{cached if done.usage.cached_tokens else ''}"
+        f"{note.get(done.finish_reason, '')}]",
         file=info,
     )

@@ -73,38 +73,37 @@ def _params(args: argparse.Namespace):
     )
 
 
-def _load(name: str):
+def _engine(name: str):
+    from autan.engine.engine import Engine
     from autan.tokenizer import load_tokenizer
     from autan.weights import load_model
 
     path = registry.resolve(name)
-    return load_model(path), load_tokenizer(path)
+    return Engine(load_model(path), load_tokenizer(path))
 
 
 def _chat(args: argparse.Namespace) -> None:
     from autan.chat import chat
 
     params = _params(args)
-    model, tokenizer = _load(args.model)
+    engine = _engine(args.model)
     if sys.stdin.isatty():
         import readline  # noqa: F401  (line editing and history for input())
     print(f"autan chat · {args.model} · /help for commands, Ctrl-D to leave", file=sys.stderr)
-    chat(model, tokenizer, params, args.system)
+    chat(engine, params, args.system)
 
 
 def _run(args: argparse.Namespace) -> None:
     import json
 
-    from autan.engine.generate import generate
-
     params = _params(args)
-    model, tokenizer = _load(args.model)
+    engine = _engine(args.model)
     messages = [{"role": "system", "content": args.system}] if args.system else []
     messages.append({"role": "user", "content": args.prompt})
-    stream = generate(model, tokenizer, tokenizer.encode_chat(messages), params)
+    stream = engine.add_request(messages, params)
     for delta in stream:
         if not args.json:
-            print(delta, end="", flush=True)
+            print(delta.text, end="", flush=True)
     done = stream.completion
     assert done is not None
     if args.json:

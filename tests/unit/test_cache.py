@@ -41,8 +41,8 @@ def test_each_query_sees_exactly_its_window(window, chunks):
             assert seen == list(range(low, i + 1)), (window, chunks, i)
         # Fill this layer's slots as a model would, so the next step's buffer is consistent.
         for layer in range(2):
-            k = torch.zeros(1, n, 4)
-            step.keys_values(layer, k, k)
+            k = torch.zeros(n, 1, 4)
+            step.attend(layer, torch.zeros(n, 2, 4), k, k)
     if window is not None:
         assert cache.keys.shape[2] <= window
 
@@ -53,7 +53,7 @@ def test_memory_stops_growing_at_the_window():
     for _ in range(12):
         step = cache.begin(8)
         for layer in range(2):
-            step.keys_values(layer, torch.randn(1, 8, 4), torch.randn(1, 8, 4))
+            step.attend(layer, torch.randn(8, 2, 4), torch.randn(8, 1, 4), torch.randn(8, 1, 4))
         sizes.append(cache.nbytes)
     assert cache.length == 96 and len(set(sizes[1:])) == 1  # 16 slots from 16 tokens on
 
@@ -64,7 +64,7 @@ def test_stored_keys_are_the_last_window_of_positions():
         step = cache.begin(1)
         for layer in range(2):
             k = torch.full((1, 1, 4), float(start))
-            step.keys_values(layer, k, k)
+            step.attend(layer, torch.zeros(1, 2, 4), k, k)
     # positions 7..10 in slots p % 4, each slot's key holds its own position
     assert sorted(cache.slot_positions.tolist()) == [7, 8, 9, 10]
     assert torch.equal(cache.keys[1, 0, :, 0], cache.slot_positions.float())

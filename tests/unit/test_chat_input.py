@@ -77,7 +77,7 @@ def test_commands_edit_the_conversation_and_nothing_is_sent_for_them():
     info = io.StringIO()
     lines = ["/system Be brief.", "/system", "/history", "/reset", "/nope", "/system clear", "/system", "/exit"]
     lines.append("never read")
-    chat(None, CharTokenizer(), None, read=reader(lines), out=io.StringIO(), info=info)
+    chat(FakeEngine(), None, read=reader(lines), out=io.StringIO(), info=info)
     assert info.getvalue().splitlines() == [
         "system prompt set",
         "system prompt: Be brief.",
@@ -89,23 +89,29 @@ def test_commands_edit_the_conversation_and_nothing_is_sent_for_them():
     ]
 
 
-class InterruptedModel:
+class FakeEngine:
     """Ctrl-C arrives while the prompt is still being read, before any answer text."""
 
-    class config:
-        max_seq_len, vocab_size = 1000, 256
+    tokenizer, max_seq_len = CharTokenizer(), 1000
+    aborted = False
 
-    def new_cache(self, max_seq_len):
-        return None
+    def add_request(self, prompt, params):
+        return self
 
-    def __call__(self, *args, **kwargs):
+    def __iter__(self):
         raise KeyboardInterrupt
+        yield
+
+    def abort(self):
+        self.aborted = True
+
+    def run_until_idle(self):
+        pass
 
 
 def test_ctrl_c_before_the_first_word_keeps_no_half_exchange():
-    from autan.engine.sampling import SamplingParams
-
     info = io.StringIO()
-    lines = ["a question", "/history"]
-    chat(InterruptedModel(), CharTokenizer(), SamplingParams(), read=reader(lines), out=io.StringIO(), info=info)
+    engine = FakeEngine()
+    chat(engine, None, read=reader(["a question", "/history"]), out=io.StringIO(), info=info)
     assert info.getvalue().splitlines() == ["", "[stopped]", "(empty)", ""]
+    assert engine.aborted

@@ -23,6 +23,7 @@ class SamplingParams:
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    logprobs: int | None = None  # report each chosen token's log-probability and this many top alternatives
 
     def __post_init__(self) -> None:
         checks = [
@@ -33,6 +34,7 @@ class SamplingParams:
             (-2 <= self.presence_penalty <= 2, f"presence_penalty={self.presence_penalty} must be between -2 and 2"),
             (-2 <= self.frequency_penalty <= 2, f"frequency_penalty={self.frequency_penalty} must be between -2 and 2"),
             (all(self.stop), "stop strings must not be empty"),
+            (self.logprobs is None or 0 <= self.logprobs <= 20, f"logprobs={self.logprobs} must be between 0 and 20"),
         ]
         for ok, message in checks:
             if not ok:

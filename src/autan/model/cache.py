@@ -7,12 +7,27 @@ which keys each query may see, and hands every layer the same `AttentionStep`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from autan.config import ModelConfig
 from autan.errors import ContextLengthError
+
+
+class Step(Protocol):
+    """Where one forward step's tokens sit and how each layer attends: the model asks nothing else."""
+
+    positions: Tensor  # (N,) absolute position of each new token in its sequence
+
+    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Store the new keys/values of `layer`, then attend.
+
+        q (N, n_heads, hd), k and v (N, n_kv, hd) -> (N, n_heads, hd).
+        """
+        ...
 
 
 @dataclass
@@ -29,14 +44,12 @@ class AttentionStep:
     cache: KVCache | None
     n_cached: int
 
-    def keys_values(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Keys and values visible to this step's queries; stores the new ones in the cache.
-
-        k, v: (n_kv, T, head_dim) for the new tokens. Returns (n_kv, n_cached + T, head_dim).
-        """
-        if self.cache is None:
-            return k, v
-        return self.cache.exchange(layer, k, v, self.positions, self.n_cached)
+    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        k, v = k.transpose(0, 1), v.transpose(0, 1)  # (n_kv, T, hd)
+        if self.cache is not None:
+            k, v = self.cache.exchange(layer, k, v, self.positions, self.n_cached)  # (n_kv, n_cached + T, hd)
+        out = F.scaled_dot_product_attention(q.transpose(0, 1), k, v, attn_mask=self.mask, enable_gqa=True)
+        return out.transpose(0, 1)  # (T, n_heads, hd)
 
 
 def attention_mask(query_pos: Tensor, key_pos: Tensor, sliding_window: int | None) -> Tensor:

@@ -2,8 +2,9 @@
 
 Mistral is Llama with a sliding attention window; Mixtral swaps each feed-forward block for a
 router and stacked experts. Parameter names are Hugging Face's, so its checkpoints load by name
-and the parity tests compare like with like. One sequence per call: tokens (T,) in, logits
-(T, vocab) out; the engine builds batching on top of the same layers.
+and the parity tests compare like with like. `forward` runs one sequence: tokens (T,) in, logits
+(T, vocab) out. `run` takes any `Step`, so the engine's paged cache runs the tokens of many
+sequences, packed into one (N,) tensor, through the same layers.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autan.config import ModelConfig
-from autan.model.cache import AttentionStep, KVCache, uncached_step
+from autan.model.cache import KVCache, Step, uncached_step
 from autan.model.layers import Embedding, Linear, RMSNorm
 from autan.model.moe import MoeFeedForward
 from autan.model.quant import materialize
@@ -32,16 +33,13 @@ class Attention(nn.Module):
         self.v_proj = Linear(config.dim, config.n_kv_heads * config.head_dim)
         self.o_proj = Linear(config.n_heads * config.head_dim, config.dim)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, step: AttentionStep) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
         T = x.shape[0]
         q = apply_rope(self.q_proj(x).view(T, self.n_heads, self.head_dim), cos, sin)
         k = apply_rope(self.k_proj(x).view(T, self.n_kv_heads, self.head_dim), cos, sin)
         v = self.v_proj(x).view(T, self.n_kv_heads, self.head_dim)
-        keys, values = step.keys_values(self.layer, k.transpose(0, 1), v.transpose(0, 1))  # (n_kv, S, hd)
-        out = F.scaled_dot_product_attention(
-            q.transpose(0, 1), keys, values, attn_mask=step.mask, enable_gqa=True
-        )  # (n_heads, T, hd)
-        return self.o_proj(out.transpose(0, 1).reshape(T, self.n_heads * self.head_dim))
+        out = step.attend(self.layer, q, k, v)  # (T, n_heads, hd)
+        return self.o_proj(out.reshape(T, self.n_heads * self.head_dim))
 
 
 class FeedForward(nn.Module):
@@ -68,7 +66,7 @@ class Block(nn.Module):
         else:
             self.mlp = FeedForward(config.dim, config.hidden_dim)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, step: AttentionStep) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
         h = x + self.self_attn(self.input_layernorm(x), cos, sin, step)
         ffn = self.block_sparse_moe if hasattr(self, "block_sparse_moe") else self.mlp
         return h + ffn(self.post_attention_layernorm(h))
@@ -111,18 +109,22 @@ class Transformer(nn.Module):
         """
         if tokens.ndim != 1:
             raise ValueError(f"tokens must be one sequence of shape (T,), got shape {tuple(tokens.shape)}")
-        self._check_ids(tokens)
-        tokens = tokens.to(self.device)
         step = (
             cache.begin(len(tokens))
             if cache is not None
             else uncached_step(len(tokens), self.config.sliding_window, self.device)
         )
+        return self.run(tokens, step, slice(-1, None) if last_only else slice(None))
+
+    def run(self, tokens: Tensor, step: Step, rows: slice | Tensor) -> Tensor:
+        """Logits of the `rows` of tokens (N,), placed and attended as `step` says."""
+        self._check_ids(tokens)
+        tokens = tokens.to(self.device)
         cos, sin = rope_cos_sin(step.positions, self._frequencies(), self.dtype)
-        x = self.model.embed_tokens(tokens, self.dtype)  # (T, dim)
+        x = self.model.embed_tokens(tokens, self.dtype)  # (N, dim)
         for layer in self.model.layers:
             x = layer(x, cos, sin, step)
-        x = self.model.norm(x[-1:] if last_only else x)
+        x = self.model.norm(x[rows])
         head = self.model.embed_tokens if self.config.tie_embeddings else self.lm_head
         return F.linear(x, materialize(head.weight, x.dtype))
 

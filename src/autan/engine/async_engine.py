@@ -1,0 +1,91 @@
+"""The engine for asyncio programs: steps run in a background thread, streams are async iterators.
+
+torch releases the GIL inside its kernels, so the event loop keeps serving while a step runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
+
+from autan.engine.engine import Engine
+from autan.engine.request import Completion, Delta, Event
+from autan.engine.sampling import SamplingParams
+from autan.tokenizer import Message, Tool
+
+
+class AsyncRequestStream:
+    """`async for delta in stream`; `completion` is set at the end. Leaving early aborts the request."""
+
+    def __init__(self, engine: AsyncEngine, loop: asyncio.AbstractEventLoop):
+        self.engine, self.loop = engine, loop
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.id = ""
+        self.completion: Completion | None = None
+
+    def emit(self, event: Event) -> None:  # called from the engine's thread
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+    async def __aiter__(self) -> AsyncIterator[Delta]:
+        try:
+            while True:
+                event = await self.queue.get()
+                if isinstance(event, BaseException):
+                    raise event
+                if isinstance(event, Completion):
+                    self.completion = event
+                    return
+                yield event
+        finally:
+            if self.completion is None:  # the consumer left (a client went away): stop the work
+                self.abort()
+
+    def abort(self) -> None:
+        self.engine.abort(self.id)
+
+
+class AsyncEngine:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="autan-engine", daemon=True)
+        self._thread.start()
+
+    async def add_request(
+        self,
+        prompt: Sequence[int] | Sequence[Message],
+        params: SamplingParams | None = None,
+        *,
+        tools: Sequence[Tool] | None = None,
+        request_id: str | None = None,
+    ) -> AsyncRequestStream:
+        """Queue a request; bad input raises here, before anything streams."""
+        stream = AsyncRequestStream(self, asyncio.get_running_loop())
+        # Encoding a long conversation takes a while: keep it off the event loop.
+        queued = await asyncio.to_thread(
+            self.engine.add_request, prompt, params, tools=tools, request_id=request_id, emit=stream.emit
+        )
+        stream.id = queued.id
+        return stream
+
+    def abort(self, request_id: str) -> None:
+        self.engine.abort(request_id)
+
+    def close(self) -> None:
+        self._stopping = True
+        self.engine.wakeup.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        wakeup = self.engine.wakeup
+        while not self._stopping:
+            wakeup.clear()
+            if not self.engine.has_work:
+                wakeup.wait(timeout=1.0)
+                continue
+            try:
+                if not self.engine.step():
+                    wakeup.wait(timeout=0.01)  # only aborts were pending
+            except Exception as e:  # a bug in scheduling: fail the requests, keep serving
+                self.engine.fail_all(e)

@@ -1,0 +1,296 @@
+"""The engine: requests in, token streams out, many at once over one paged KV cache.
+
+    engine = Engine(model, tokenizer)
+    stream = engine.add_request([{"role": "user", "content": "Hi"}], SamplingParams(temperature=0))
+    for delta in stream:          # drives engine.step() itself when used from one thread
+        print(delta.text, end="")
+    stream.completion.usage
+
+`add_request` and `abort` may be called from any thread; `step` runs one scheduled forward pass
+and must be called from one thread at a time (AsyncEngine runs it in its own thread).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from autan.engine.blocks import BlockPool
+from autan.engine.paged import Chunk, KVPool, PagedStep
+from autan.engine.request import Completion, Delta, Event, Request
+from autan.engine.sampling import SamplingParams
+from autan.engine.scheduler import Scheduler
+from autan.errors import ContextLengthError
+from autan.model.transformer import Transformer
+from autan.tokenizer import Message, Tokenizer, Tool
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_running: int = 32  # requests in the running batch at once
+    max_batched_tokens: int = 256  # tokens per step: decode tokens plus prefill chunks
+    block_size: int = 16  # positions per KV block
+    kv_cache_bytes: int | None = None  # None: a quarter of available memory, at most what max_running needs
+    prefix_caching: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.max_running >= 1, f"max_running={self.max_running} must be at least 1"),
+            (self.max_batched_tokens >= 1, f"max_batched_tokens={self.max_batched_tokens} must be at least 1"),
+            (self.block_size >= 1, f"block_size={self.block_size} must be at least 1"),
+            (
+                self.kv_cache_bytes is None or self.kv_cache_bytes > 0,
+                f"kv_cache_bytes={self.kv_cache_bytes} must be positive",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+@dataclass
+class EngineStats:
+    running: int
+    waiting: int
+    kv_blocks_used: int
+    kv_blocks_free: int
+    kv_block_size: int
+    prefix_cache_hit_rate: float  # share of prompt tokens served from the cache
+    preemptions: int
+    computed_tokens: int  # tokens run through the model since start (prompts not served from cache, and decodes)
+    generated_tokens: int
+    generation_tokens_per_second: float  # over the last few seconds
+
+
+class RequestStream:
+    """Iterate for `Delta`s; `completion` is set when the request ends. Raises what ended it badly."""
+
+    def __init__(self, engine: Engine, request_id: str):
+        self.engine, self.id = engine, request_id
+        self.events: deque[Event] = deque()
+        self.completion: Completion | None = None
+
+    def __iter__(self) -> Iterator[Delta]:
+        while True:
+            while not self.events:
+                if not self.engine.step():
+                    raise RuntimeError(f"request {self.id} has not ended, but the engine has nothing to run")
+            event = self.events.popleft()
+            if isinstance(event, BaseException):
+                raise event
+            if isinstance(event, Completion):
+                self.completion = event
+                return
+            yield event
+
+    def abort(self) -> None:
+        self.engine.abort(self.id)
+
+
+class Engine:
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, config: EngineConfig | None = None):
+        self.model, self.tokenizer = model, tokenizer
+        self.config = config = config or EngineConfig()
+        mc = model.config
+        per_block = KVPool.bytes_per_token(mc, model.dtype) * config.block_size
+        budget = config.kv_cache_bytes or _default_kv_bytes(model, config)
+        n_blocks = budget // per_block
+        window = mc.sliding_window
+        # One request alone must always fit, so nothing can stall: that bounds the usable context.
+        capacity = n_blocks * config.block_size
+        if window is not None and capacity >= window + config.max_batched_tokens + 2 * config.block_size:
+            self.max_seq_len = mc.max_seq_len  # released blocks make room: any length runs
+        else:
+            self.max_seq_len = min(mc.max_seq_len, capacity)
+        if n_blocks < 2:
+            raise ValueError(
+                f"kv_cache_bytes={budget} holds {n_blocks} blocks of {config.block_size} tokens "
+                f"({per_block} bytes each); give at least {2 * per_block}"
+            )
+        self.pool = BlockPool(n_blocks, config.block_size)
+        self.kv = KVPool(mc, n_blocks, config.block_size, model.device, model.dtype)
+        self.scheduler = Scheduler(
+            self.pool,
+            max_running=config.max_running,
+            max_batched_tokens=config.max_batched_tokens,
+            sliding_window=window,
+            prefix_caching=config.prefix_caching,
+        )
+        self._requests: dict[str, Request] = {}
+        self._inbox: deque[Request] = deque()
+        self._aborts: deque[str] = deque()
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._computed = self._generated = 0
+        self._recent: deque[tuple[float, int]] = deque()  # (time, tokens generated in that step)
+        self.wakeup = threading.Event()  # set when work arrives; AsyncEngine's thread waits on it
+
+    def add_request(
+        self,
+        prompt: Sequence[int] | Sequence[Message],
+        params: SamplingParams | None = None,
+        *,
+        tools: Sequence[Tool] | None = None,
+        request_id: str | None = None,
+        emit: Callable[[Event], None] | None = None,
+    ) -> RequestStream:
+        """Queue a prompt (token ids, or chat messages to encode with the tokenizer's chat format).
+
+        Events (deltas, then the completion or an exception) go to the returned stream, or to
+        `emit` when given (called from the thread that runs `step`).
+        """
+        params = params or SamplingParams()
+        ids = self._encode(prompt, tools)
+        context = self.max_seq_len
+        if len(ids) >= context:
+            limit = "the model's context" if context == self.model.config.max_seq_len else "what the KV cache holds"
+            raise ContextLengthError(f"prompt has {len(ids)} tokens, but {limit} is {context} tokens")
+        request_id = request_id or f"req-{next(self._ids)}"
+        stream = RequestStream(self, request_id)
+        budget = context - len(ids)
+        request = Request(
+            id=request_id,
+            prompt=ids,
+            params=params,
+            limit=min(params.max_tokens or budget, budget),
+            context=context,
+            tokenizer=self.tokenizer,
+            vocab_size=self.model.config.vocab_size,
+            emit=emit or stream.events.append,
+        )
+        with self._lock:
+            self._inbox.append(request)
+        self.wakeup.set()
+        return stream
+
+    def abort(self, request_id: str) -> None:
+        """Stop a request; its blocks are freed at once (at the next step) and its stream ends with "abort"."""
+        with self._lock:
+            self._aborts.append(request_id)
+        self.wakeup.set()
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self._requests or self._inbox or self._aborts)
+
+    def step(self) -> bool:
+        """Run one scheduled forward pass. False when there was nothing to do."""
+        self._take_inbox()
+        plan = self.scheduler.schedule()
+        if not plan:
+            return False
+        chunks = []
+        for s in plan:
+            r = s.request
+            chunks.append(Chunk(r.tokens[r.n_computed : r.n_computed + s.n_tokens], r.n_computed, r.table))
+        step = PagedStep(self.kv, chunks, self.model.config.sliding_window, self.model.device)
+        sampling = [i for i, s in enumerate(plan) if s.samples]
+        try:
+            with torch.inference_mode():
+                logits = self.model.run(step.tokens, step, step.last_rows[sampling]).float().cpu()
+        except Exception as e:  # the step's requests end with the error; the engine goes on
+            for s in plan:
+                s.request.emit(e)
+                self._forget(s.request)
+            return True
+        for s in plan:
+            s.request.n_computed += s.n_tokens
+            self.scheduler.computed(s.request)
+        self._computed += len(step.tokens)
+        for row, i in enumerate(sampling):
+            request = plan[i].request
+            request.accept(logits[row], self.tokenizer.eos_ids)
+            if request.finish_reason is not None:
+                self._forget(request)
+        self._generated += len(sampling)
+        now = time.perf_counter()
+        self._recent.append((now, len(sampling)))
+        while self._recent and now - self._recent[0][0] > 5:
+            self._recent.popleft()
+        return True
+
+    def fail_all(self, error: BaseException) -> None:
+        """End every request with `error` (the engine itself failed) and free their blocks."""
+        self._take_inbox()
+        for request in list(self._requests.values()):
+            request.emit(error)
+            self._forget(request)
+
+    def run_until_idle(self) -> None:
+        while self.has_work:
+            self.step()
+
+    def stats(self) -> EngineStats:
+        s = self.scheduler
+        span = self._recent[-1][0] - self._recent[0][0] if len(self._recent) > 1 else 0.0
+        return EngineStats(
+            running=len(s.running),
+            waiting=len(s.waiting) + len(self._inbox),
+            kv_blocks_used=self.pool.n_used,
+            kv_blocks_free=self.pool.n_free,
+            kv_block_size=self.pool.block_size,
+            prefix_cache_hit_rate=s.prompt_tokens_hit / s.prompt_tokens_looked_up if s.prompt_tokens_looked_up else 0.0,
+            preemptions=s.preemptions,
+            computed_tokens=self._computed,
+            generated_tokens=self._generated,
+            generation_tokens_per_second=sum(n for _, n in list(self._recent)[1:]) / span if span else 0.0,
+        )
+
+    def _encode(self, prompt: Sequence[int] | Sequence[Message], tools: Sequence[Tool] | None) -> list[int]:
+        if not prompt:
+            raise ValueError("the prompt is empty: give token ids or at least one message")
+        if all(isinstance(p, dict) for p in prompt):
+            return self.tokenizer.encode_chat(list(prompt), tools=tools)  # type: ignore[arg-type]
+        ids = [int(t) for t in prompt]  # type: ignore[arg-type]
+        vocab = self.model.config.vocab_size
+        bad = next((t for t in ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise ValueError(f"token id {bad} is outside the vocabulary 0..{vocab - 1}")
+        return ids
+
+    def _take_inbox(self) -> None:
+        with self._lock:
+            new, self._inbox = list(self._inbox), deque()
+            aborts, self._aborts = list(self._aborts), deque()
+        for request in new:
+            self._requests[request.id] = request
+            self.scheduler.waiting.append(request)
+        for request_id in aborts:
+            request = self._requests.get(request_id)
+            if request is not None:
+                request.finish("abort")
+                self._forget(request)
+
+    def _forget(self, request: Request) -> None:
+        self.scheduler.finish(request)
+        del self._requests[request.id]
+
+
+def _default_kv_bytes(model: Transformer, config: EngineConfig) -> int:
+    """A quarter of the memory still available (half of a GPU's free memory), capped at what
+    `max_running` requests of full context would need."""
+    mc = model.config
+    tokens = min(mc.max_seq_len, (mc.sliding_window or mc.max_seq_len) + config.max_batched_tokens)
+    wanted = config.max_running * (tokens + config.block_size) * KVPool.bytes_per_token(mc, model.dtype)
+    if model.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(model.device)
+        return min(wanted, free // 2)
+    return min(wanted, _available_ram() // 4)
+
+
+def _available_ram() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")

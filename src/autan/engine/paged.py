@@ -1,0 +1,128 @@
+"""Keys and values of many sequences in one pool of slots, and a forward step over a packed batch.
+
+The pool is one tensor per layer of `n_blocks * block_size` slots; position p of a sequence lives
+in slot `table[p // block_size] * block_size + p % block_size`, where `table` is that sequence's
+block table. A step packs the new tokens of every scheduled sequence into one (N,) tensor, so
+every matrix product runs once for the whole batch; only attention is per sequence. Sequences
+that decode one token are attended together in one padded call; a sequence that prefills a
+chunk is attended on its own, so a long prompt pads nobody else.
+
+Worked example, block_size 4, a sequence with table [7, 2] that has 5 tokens cached and feeds
+2 more (positions 5, 6): the new keys go to slots 2*4+1 = 9 and 10; its queries read the keys
+of positions 0..6 from slots [28, 29, 30, 31, 8, 9, 10].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from autan.config import ModelConfig
+from autan.model.cache import attention_mask
+
+
+class KVPool:
+    """The slots themselves. Left uninitialised (so memory is only taken as blocks are used), except
+    one extra zeroed slot at the end that padding points to: a masked key must still be a number."""
+
+    def __init__(self, config: ModelConfig, n_blocks: int, block_size: int, device: torch.device, dtype: torch.dtype):
+        self.null_slot = n_blocks * block_size
+        shape = (config.n_layers, self.null_slot + 1, config.n_kv_heads, config.head_dim)
+        self.keys = torch.empty(shape, device=device, dtype=dtype)  # (L, slots, n_kv, hd)
+        self.values = torch.empty(shape, device=device, dtype=dtype)
+        self.keys[:, self.null_slot] = 0
+        self.values[:, self.null_slot] = 0
+        self.block_size = block_size
+
+    @staticmethod
+    def bytes_per_token(config: ModelConfig, dtype: torch.dtype) -> int:
+        return 2 * config.n_layers * config.n_kv_heads * config.head_dim * dtype.itemsize
+
+
+@dataclass
+class Chunk:
+    """The tokens one sequence feeds in this step."""
+
+    tokens: Sequence[int]
+    start: int  # position of the first of them
+    table: Sequence[int | None]  # the sequence's block table (None: released, out of the window)
+
+
+@dataclass
+class _Group:
+    rows: Tensor  # (G, T) index of each query in the packed batch (padding repeats a valid row)
+    valid: Tensor  # (G, T) bool, False on padding
+    key_slots: Tensor  # (G, S) pool slot of each visible key (padding points at the null slot)
+    mask: Tensor  # (G, 1, T, S) bool
+
+
+class PagedStep:
+    """One forward step over the packed chunks of several sequences (the model's `Step`)."""
+
+    def __init__(self, pool: KVPool, chunks: Sequence[Chunk], sliding_window: int | None, device: torch.device):
+        self.pool = pool
+        bs = pool.block_size
+        spans = [torch.arange(c.start, c.start + len(c.tokens)) for c in chunks]
+        self.tokens = torch.tensor([t for c in chunks for t in c.tokens], dtype=torch.long)
+        self.positions = torch.cat(spans).to(device)
+        self.slots = torch.cat([_slots(c.table, span, bs) for c, span in zip(chunks, spans, strict=True)]).to(device)
+        offsets = [0]
+        for c in chunks:
+            offsets.append(offsets[-1] + len(c.tokens))
+        self.last_rows = torch.tensor(offsets[1:]) - 1  # (B,) each chunk's last token in the batch
+        decoding = [i for i, c in enumerate(chunks) if len(c.tokens) == 1]
+        prefilling = [[i] for i, c in enumerate(chunks) if len(c.tokens) > 1]
+        groups = ([decoding] if decoding else []) + prefilling
+        self.groups = [
+            _group([chunks[i] for i in g], [offsets[i] for i in g], sliding_window, pool, device) for g in groups
+        ]
+
+    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        keys, values = self.pool.keys[layer], self.pool.values[layer]  # (slots, n_kv, hd)
+        keys.index_copy_(0, self.slots, k.to(keys.dtype))
+        values.index_copy_(0, self.slots, v.to(values.dtype))
+        out = torch.empty_like(q)  # (N, n_heads, hd)
+        for g in self.groups:
+            G, S = g.key_slots.shape
+            gk = keys[g.key_slots.flatten()].view(G, S, *keys.shape[1:]).transpose(1, 2)  # (G, n_kv, S, hd)
+            gv = values[g.key_slots.flatten()].view(G, S, *values.shape[1:]).transpose(1, 2)
+            gq = q[g.rows].transpose(1, 2)  # (G, n_heads, T, hd)
+            o = F.scaled_dot_product_attention(gq, gk.to(q.dtype), gv.to(q.dtype), attn_mask=g.mask, enable_gqa=True)
+            out[g.rows[g.valid]] = o.transpose(1, 2)[g.valid]
+        return out
+
+
+def _slots(table: Sequence[int | None], positions: Tensor, block_size: int) -> Tensor:
+    blocks = torch.tensor([-1 if b is None else b for b in table], dtype=torch.long)[positions // block_size]
+    assert bool((blocks >= 0).all()), f"positions {positions.tolist()} reach a released block of {list(table)}"
+    return blocks * block_size + positions % block_size
+
+
+def _group(chunks: list[Chunk], offsets: list[int], window: int | None, pool: KVPool, device: torch.device) -> _Group:
+    T = max(len(c.tokens) for c in chunks)
+    spans = []  # the key positions each chunk's queries may see: its window back from the first query
+    for c in chunks:
+        low = 0 if window is None else max(0, c.start - window + 1)
+        spans.append(torch.arange(low, c.start + len(c.tokens)))
+    S = max(len(s) for s in spans)
+    rows = torch.zeros(len(chunks), T, dtype=torch.long)
+    valid = torch.zeros(len(chunks), T, dtype=torch.bool)
+    key_slots = torch.full((len(chunks), S), pool.null_slot, dtype=torch.long)
+    query_pos = torch.full((len(chunks), T), -1, dtype=torch.long)
+    key_pos = torch.full((len(chunks), S), -1, dtype=torch.long)  # -1: padding, never seen
+    for g, (c, offset, span) in enumerate(zip(chunks, offsets, spans, strict=True)):
+        n = len(c.tokens)
+        rows[g, :n] = torch.arange(offset, offset + n)
+        rows[g, n:] = offset + n - 1
+        valid[g, :n] = True
+        query_pos[g, :n] = torch.arange(c.start, c.start + n)
+        key_slots[g, : len(span)] = _slots(c.table, span, pool.block_size)
+        key_pos[g, : len(span)] = span
+    mask = torch.stack([attention_mask(q, k, window) for q, k in zip(query_pos, key_pos, strict=True)])
+    mask[~valid] = False
+    mask[..., 0] |= ~valid  # padded queries see one key, so no row is empty (their output is dropped)
+    return _Group(rows.to(device), valid.to(device), key_slots.to(device), mask[:, None].to(device))

@@ -1,0 +1,142 @@
+"""One request's life in the engine, and what it sends back: text deltas, then a completion.
+
+finish_reason: "stop" (end-of-sequence token or a stop string), "length" (max_tokens reached),
+"model_length" (the context is full), "abort" (cancelled).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from autan.engine.sampling import Sampler, SamplingParams, StopMatcher
+from autan.tokenizer import StreamDecoder, Tokenizer
+
+
+@dataclass
+class TokenLogprob:
+    token_id: int
+    logprob: float  # of the model's distribution, before temperature, penalties and cuts
+    top: list[tuple[int, float]]  # the most likely tokens and their log-probabilities, best first
+
+
+@dataclass
+class Delta:
+    """New text of a stream (whole characters, never part of a stop string) and the tokens behind it."""
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens whose keys and values came from the prefix cache
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+    usage: Usage
+    seconds: float = 0.0  # from the first token to the last
+    prefill_seconds: float = 0.0  # from arrival to the first token
+    logprobs: list[TokenLogprob] | None = None
+
+    @property
+    def tokens_per_second(self) -> float:
+        decoded = self.usage.completion_tokens - 1
+        return decoded / self.seconds if decoded > 0 and self.seconds > 0 else 0.0
+
+
+Event = Delta | Completion | BaseException
+
+
+@dataclass(eq=False)
+class Request:
+    id: str
+    prompt: list[int]
+    params: SamplingParams
+    limit: int  # most tokens it may generate
+    context: int  # most tokens the sequence may reach
+    tokenizer: Tokenizer
+    vocab_size: int
+    emit: Callable[[Event], None]
+    output: list[int] = field(default_factory=list)
+    n_computed: int = 0  # tokens whose keys and values are in the cache
+    table: list[int | None] = field(default_factory=list)  # block table; None: released, out of the window
+    block_names: list[int] = field(default_factory=list)  # names of its full blocks, in order
+    cached_tokens: int | None = None  # prefix-cache hits when first admitted
+    finish_reason: str | None = None
+    arrival: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.sampler = Sampler(self.params, self.vocab_size)
+        self.stops = StopMatcher(self.params.stop)
+        self.decoder = StreamDecoder(self.tokenizer, prompt_tail=self.prompt[-4:])
+        self.text: list[str] = []
+        self.logprobs: list[TokenLogprob] | None = [] if self.params.logprobs is not None else None
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.prompt + self.output
+
+    @property
+    def n_pending(self) -> int:
+        """Tokens still to feed before the next one can be sampled."""
+        return len(self.prompt) + len(self.output) - self.n_computed
+
+    def accept(self, logits: Tensor, eos_ids: frozenset[int]) -> None:
+        """Sample the next token from the last position's logits (vocab,) and stream what it adds."""
+        token = self.sampler(logits)
+        now = time.perf_counter()
+        self.first_token_at = self.first_token_at or now
+        self.output.append(token)
+        logprob = self._logprob(logits, token) if self.logprobs is not None else None
+        if logprob is not None:
+            self.logprobs.append(logprob)
+        if token in eos_ids:
+            self._send("", [token], logprob)
+            self.finish("stop")
+            return
+        text, stopped = self.stops.push(self.decoder.push(token))
+        self._send(text, [token], logprob)
+        if stopped:
+            self.finish("stop", held_back=False)
+        elif len(self.output) >= self.limit:
+            self.finish("model_length" if len(self.prompt) + len(self.output) >= self.context else "length")
+
+    def finish(self, reason: str, held_back: bool = True) -> None:
+        """End the stream: send what was held back (a partial character or stop string), then the completion."""
+        if held_back and reason != "abort":
+            tail, stopped = self.stops.push(self.decoder.flush())
+            self._send(tail + ("" if stopped else self.stops.flush()), [], None)
+        self.finish_reason = reason
+        end = time.perf_counter()
+        first = self.first_token_at or end
+        usage = Usage(len(self.prompt), len(self.output), self.cached_tokens or 0)
+        text = "".join(self.text)
+        self.emit(Completion(text, list(self.output), reason, usage, end - first, first - self.arrival, self.logprobs))
+
+    def _send(self, text: str, token_ids: list[int], logprob: TokenLogprob | None) -> None:
+        if text or token_ids:
+            self.text.append(text)
+            self.emit(Delta(text, token_ids, [logprob] if logprob is not None else None))
+
+    def _logprob(self, logits: Tensor, token: int) -> TokenLogprob:
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        top = torch.topk(logprobs, self.params.logprobs or 0) if self.params.logprobs else None
+        pairs = list(zip(top.indices.tolist(), top.values.tolist(), strict=True)) if top is not None else []
+        return TokenLogprob(token, float(logprobs[token]), pairs)
