@@ -1,4 +1,4 @@
-.PHONY: setup run test lint
+.PHONY: setup run test lint bench
 
 setup:
 	scripts/setup.sh
@@ -16,3 +16,9 @@ lint:
 # Set everything up, lint, then run every test.
 test: setup lint
 	.venv/bin/python -m pytest -q
+
+# Benchmarks (not part of the tests): figures go to docs/benchmarks.md. llama-cpp-python is only
+# the comparison point; installing it compiles llama.cpp (a few minutes).
+bench: setup
+	.venv/bin/python -m pip install -q "llama-cpp-python==0.3.36"
+	cd bench && ../.venv/bin/python memory.py && ../.venv/bin/python throughput.py

@@ -107,7 +107,7 @@ class Request:
         logprob = self._logprob(logits, token) if self.logprobs is not None else None
         if logprob is not None:
             self.logprobs.append(logprob)
-        if token in eos_ids:
+        if token in eos_ids and not self.params.ignore_eos:
             self._send("", [token], logprob)
             self.finish("stop")
             return

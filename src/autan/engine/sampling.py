@@ -24,6 +24,7 @@ class SamplingParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     logprobs: int | None = None  # report each chosen token's log-probability and this many top alternatives
+    ignore_eos: bool = False  # keep generating past end-of-sequence (for benchmarks, as vLLM's flag)
 
     def __post_init__(self) -> None:
         checks = [
