@@ -32,6 +32,24 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("model", nargs="?", default=registry.DEFAULT_MODEL, help="a name or a path")
     _sampling_flags(chat)
 
+    serve = commands.add_parser("serve", help="serve models over Mistral's HTTP API (which OpenAI clients speak too)")
+    serve.add_argument(
+        "models", nargs="*", default=[registry.DEFAULT_MODEL], help="names or paths; id=name-or-path sets the id"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        help="accept this key (repeatable; also AUTAN_API_KEYS=k1,k2)",
+    )
+    serve.add_argument("--max-running", type=int, default=32, help="requests decoded together")
+    serve.add_argument("--max-batched-tokens", type=int, default=256, help="tokens per engine step")
+    serve.add_argument("--kv-cache-memory", type=_memory_size, default=None, help="KV cache size, e.g. 2GiB")
+    serve.add_argument("--max-waiting", type=int, default=256, help="queued requests before answering 429")
+    serve.add_argument("--log-prompts", action="store_true", help="write prompt text to the log (off by default)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "pull":
@@ -44,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             _run(args)
         elif args.command == "chat":
             _chat(args)
+        elif args.command == "serve":
+            _serve(args)
     except (AutanError, ValueError) as e:
         print(f"autan: error: {e}", file=sys.stderr)
         return 1
@@ -58,6 +78,38 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--system", default=None, help="system prompt")
+
+
+def _memory_size(text: str) -> int:
+    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+    number = text.strip().lower().rstrip("bikmg")
+    unit = text.strip().lower()[len(number) :]
+    try:
+        return int(float(number) * units[unit])
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a memory size (e.g. 512MiB, 2GiB, 1.5GB)") from None
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import logging
+    import os
+
+    import uvicorn
+
+    from autan.engine.engine import EngineConfig
+    from autan.server.app import create_app
+    from autan.server.models import load_served
+
+    config = EngineConfig(
+        max_running=args.max_running, max_batched_tokens=args.max_batched_tokens, kv_cache_bytes=args.kv_cache_memory
+    )
+    keys = args.api_key + [k for k in os.environ.get("AUTAN_API_KEYS", "").split(",") if k]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    served = [load_served(spec, config) for spec in args.models]
+    for m in served:
+        print(f"serving {m.id} ({m.path}), context {m.context} tokens", file=sys.stderr)
+    app = create_app(served, api_keys=keys, max_waiting=args.max_waiting, log_prompts=args.log_prompts)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 def _params(args: argparse.Namespace):

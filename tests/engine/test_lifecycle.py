@@ -175,3 +175,40 @@ def test_model_length_is_the_finish_reason_at_the_context(models):
     done = stream.events[-1]
     assert done.finish_reason == "model_length" and done.usage.total_tokens == 512
     assert torch.is_tensor(torch.tensor(done.token_ids))
+
+
+def test_a_failing_consumer_ends_only_its_own_request(models):
+    """One request's callback raising mid-step must not shift anyone else's tokens."""
+    model = models["llama"]
+    prompts = random_prompts(40, (6, 9, 12))
+    params = SamplingParams(temperature=0, max_tokens=3)
+    alone = Engine(model, CharTokenizer(), EngineConfig(block_size=4))
+    expected = [alone.add_request(p, params) for p in prompts]
+    alone.run_until_idle()
+
+    def broken(event):
+        raise RuntimeError("the client went away")
+
+    engine = Engine(model, CharTokenizer(), EngineConfig(block_size=4))
+    engine.add_request(prompts[0], params, emit=broken)
+    streams = [engine.add_request(p, params) for p in prompts[1:]]
+    engine.run_until_idle()
+    assert [s.events[-1].token_ids for s in streams] == [e.events[-1].token_ids for e in expected[1:]]
+    assert engine.pool.n_used == 0
+
+
+def test_request_ids_are_unique_while_running_and_reusable_after(models):
+    engine = Engine(models["llama"], CharTokenizer(), EngineConfig(block_size=4))
+    first = engine.add_request([1, 2, 3], SamplingParams(max_tokens=2), request_id="mine")
+    with pytest.raises(ValueError, match="request id 'mine' is already in use"):
+        engine.add_request([1, 2, 3], request_id="mine")
+    assert len(list(first)) == 2
+    again = engine.add_request([1, 2, 3], SamplingParams(max_tokens=2), request_id="mine")
+    assert len(list(again)) == 2
+
+
+def test_a_stream_aborted_before_it_is_read_ends_cleanly(models):
+    engine = Engine(models["llama"], CharTokenizer(), EngineConfig(block_size=4))
+    stream = engine.add_request([1, 2, 3], SamplingParams(max_tokens=50))
+    stream.abort()
+    assert list(stream) == [] and stream.completion.finish_reason == "abort"

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import AsyncIterator, Sequence
 
+from autan.engine.constraint import JsonConstraint
 from autan.engine.engine import Engine
 from autan.engine.request import Completion, Delta, Event
 from autan.engine.sampling import SamplingParams
@@ -25,7 +27,11 @@ class AsyncRequestStream:
         self.completion: Completion | None = None
 
     def emit(self, event: Event) -> None:  # called from the engine's thread
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+        except RuntimeError:  # the consumer's event loop is closed: nobody will read this
+            if not isinstance(event, Completion | BaseException):
+                self.abort()
 
     async def __aiter__(self) -> AsyncIterator[Delta]:
         try:
@@ -59,23 +65,39 @@ class AsyncEngine:
         *,
         tools: Sequence[Tool] | None = None,
         request_id: str | None = None,
+        constraint: JsonConstraint | None = None,
     ) -> AsyncRequestStream:
         """Queue a request; bad input raises here, before anything streams."""
+        if self._stopping:
+            raise RuntimeError("the engine is closed")
         stream = AsyncRequestStream(self, asyncio.get_running_loop())
+        stream.id = request_id = request_id or f"req-{uuid.uuid4().hex}"
         # Encoding a long conversation takes a while: keep it off the event loop.
-        queued = await asyncio.to_thread(
-            self.engine.add_request, prompt, params, tools=tools, request_id=request_id, emit=stream.emit
+        work = asyncio.to_thread(
+            self.engine.add_request,
+            prompt,
+            params,
+            tools=tools,
+            request_id=request_id,
+            emit=stream.emit,
+            constraint=constraint,
         )
-        stream.id = queued.id
+        try:
+            await work
+        except asyncio.CancelledError:  # the caller went away while it was being queued
+            self.abort(request_id)
+            raise
         return stream
 
     def abort(self, request_id: str) -> None:
         self.engine.abort(request_id)
 
     def close(self) -> None:
+        """Stop the engine thread; requests still running end with an error."""
         self._stopping = True
         self.engine.wakeup.set()
         self._thread.join()
+        self.engine.fail_all(RuntimeError("the engine was closed"))
 
     def _run(self) -> None:
         wakeup = self.engine.wakeup

@@ -10,17 +10,22 @@ least recently freed first.
 
 from __future__ import annotations
 
+import hashlib
+from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
 
-ROOT_HASH = 0
+ROOT_HASH = b""
 
 
-def block_hashes(tokens: Sequence[int], block_size: int, parent: int = ROOT_HASH, start: int = 0) -> list[int]:
-    """Chained names of the full blocks of `tokens`, starting at block `start` whose parent is `parent`."""
+def block_hashes(tokens: Sequence[int], block_size: int, parent: bytes = ROOT_HASH, start: int = 0) -> list[bytes]:
+    """Chained names of the full blocks of `tokens`, starting at block `start` whose parent is `parent`.
+
+    A cryptographic hash, so nobody can craft a prompt whose blocks collide with another user's.
+    """
     hashes = []
     for i in range(start * block_size, len(tokens) - block_size + 1, block_size):
-        parent = hash((parent, tuple(tokens[i : i + block_size])))
+        parent = hashlib.blake2b(parent + array("q", tokens[i : i + block_size]).tobytes(), digest_size=16).digest()
         hashes.append(parent)
     return hashes
 
@@ -31,8 +36,8 @@ class BlockPool:
             raise ValueError(f"the KV cache needs at least one block, got {n_blocks}")
         self.n_blocks, self.block_size = n_blocks, block_size
         self.ref_counts = [0] * n_blocks
-        self.names: list[int | None] = [None] * n_blocks  # the hash a full block is known by
-        self.by_name: dict[int, int] = {}
+        self.names: list[bytes | None] = [None] * n_blocks  # the hash a full block is known by
+        self.by_name: dict[bytes, int] = {}
         self.free: OrderedDict[int, None] = OrderedDict.fromkeys(range(n_blocks))  # oldest first
         self.lookups = self.hits = 0  # prefix-cache counters, in blocks
 
@@ -56,7 +61,7 @@ class BlockPool:
         self.ref_counts[block] = 1
         return block
 
-    def lookup(self, name: int) -> int | None:
+    def lookup(self, name: bytes) -> int | None:
         """The cached block with this name, now referenced once more; None if it is not cached."""
         self.lookups += 1
         block = self.by_name.get(name)
@@ -68,7 +73,7 @@ class BlockPool:
         self.ref_counts[block] += 1
         return block
 
-    def name(self, block: int, name: int) -> None:
+    def name(self, block: int, name: bytes) -> None:
         """Record that a full block holds the tokens `name` stands for, so others can reuse it."""
         if self.names[block] is None and name not in self.by_name:
             self.names[block] = name

@@ -12,6 +12,7 @@ and must be called from one thread at a time (AsyncEngine runs it in its own thr
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -23,10 +24,11 @@ from dataclasses import dataclass
 import torch
 
 from autan.engine.blocks import BlockPool
+from autan.engine.constraint import JsonConstraint
 from autan.engine.paged import Chunk, KVPool, PagedStep
 from autan.engine.request import Completion, Delta, Event, Request
 from autan.engine.sampling import SamplingParams
-from autan.engine.scheduler import Scheduler
+from autan.engine.scheduler import Scheduled, Scheduler
 from autan.errors import ContextLengthError
 from autan.model.transformer import Transformer
 from autan.tokenizer import Message, Tokenizer, Tool
@@ -80,7 +82,7 @@ class RequestStream:
     def __iter__(self) -> Iterator[Delta]:
         while True:
             while not self.events:
-                if not self.engine.step():
+                if not self.engine.step() and not self.events:
                     raise RuntimeError(f"request {self.id} has not ended, but the engine has nothing to run")
             event = self.events.popleft()
             if isinstance(event, BaseException):
@@ -128,6 +130,7 @@ class Engine:
         self._aborts: deque[str] = deque()
         self._lock = threading.Lock()
         self._ids = itertools.count()
+        self._ids_in_use: set[str] = set()
         self._computed = self._generated = 0
         self._recent: deque[tuple[float, int]] = deque()  # (time, tokens generated in that step)
         self.wakeup = threading.Event()  # set when work arrives; AsyncEngine's thread waits on it
@@ -140,6 +143,7 @@ class Engine:
         tools: Sequence[Tool] | None = None,
         request_id: str | None = None,
         emit: Callable[[Event], None] | None = None,
+        constraint: JsonConstraint | None = None,
     ) -> RequestStream:
         """Queue a prompt (token ids, or chat messages to encode with the tokenizer's chat format).
 
@@ -160,12 +164,16 @@ class Engine:
             prompt=ids,
             params=params,
             limit=min(params.max_tokens or budget, budget),
-            context=context,
+            limit_reason="length" if params.max_tokens is not None and params.max_tokens <= budget else "model_length",
             tokenizer=self.tokenizer,
             vocab_size=self.model.config.vocab_size,
             emit=emit or stream.events.append,
+            constraint=constraint,
         )
         with self._lock:
+            if request_id in self._ids_in_use:
+                raise ValueError(f"request id '{request_id}' is already in use")
+            self._ids_in_use.add(request_id)
             self._inbox.append(request)
         self.wakeup.set()
         return stream
@@ -197,16 +205,22 @@ class Engine:
                 logits = self.model.run(step.tokens, step, step.last_rows[sampling]).float().cpu()
         except Exception as e:  # the step's requests end with the error; the engine goes on
             for s in plan:
-                s.request.emit(e)
-                self._forget(s.request)
+                self._fail(s.request, e)
             return True
-        for s in plan:
-            s.request.n_computed += s.n_tokens
-            self.scheduler.computed(s.request)
         self._computed += len(step.tokens)
+        for s in plan:  # requests mid-prompt: only their cache advanced
+            if not s.samples:
+                self._advance(s)
         for row, i in enumerate(sampling):
+            # Advanced one at a time, just before sampling: if this loop is interrupted (Ctrl-C, a
+            # failing callback), the requests not reached recompute the same chunk next step.
             request = plan[i].request
-            request.accept(logits[row], self.tokenizer.eos_ids)
+            self._advance(plan[i])
+            try:
+                request.accept(logits[row], self.tokenizer.eos_ids)
+            except Exception as e:  # its consumer failed: end it alone
+                self._fail(request, e)
+                continue
             if request.finish_reason is not None:
                 self._forget(request)
         self._generated += len(sampling)
@@ -220,8 +234,16 @@ class Engine:
         """End every request with `error` (the engine itself failed) and free their blocks."""
         self._take_inbox()
         for request in list(self._requests.values()):
+            self._fail(request, error)
+
+    def _advance(self, scheduled: Scheduled) -> None:
+        scheduled.request.n_computed += scheduled.n_tokens
+        self.scheduler.computed(scheduled.request)
+
+    def _fail(self, request: Request, error: BaseException) -> None:
+        with contextlib.suppress(Exception):
             request.emit(error)
-            self._forget(request)
+        self._forget(request)
 
     def run_until_idle(self) -> None:
         while self.has_work:
@@ -265,19 +287,23 @@ class Engine:
         for request_id in aborts:
             request = self._requests.get(request_id)
             if request is not None:
-                request.finish("abort")
+                with contextlib.suppress(Exception):
+                    request.finish("abort")
                 self._forget(request)
 
     def _forget(self, request: Request) -> None:
         self.scheduler.finish(request)
         del self._requests[request.id]
+        with self._lock:
+            self._ids_in_use.discard(request.id)
 
 
 def _default_kv_bytes(model: Transformer, config: EngineConfig) -> int:
     """A quarter of the memory still available (half of a GPU's free memory), capped at what
     `max_running` requests of full context would need."""
     mc = model.config
-    tokens = min(mc.max_seq_len, (mc.sliding_window or mc.max_seq_len) + config.max_batched_tokens)
+    window = mc.sliding_window
+    tokens = mc.max_seq_len if window is None else window + config.max_batched_tokens + 2 * config.block_size
     wanted = config.max_running * (tokens + config.block_size) * KVPool.bytes_per_token(mc, model.dtype)
     if model.device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(model.device)

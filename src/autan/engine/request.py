@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from autan.engine.constraint import JsonConstraint
 from autan.engine.sampling import Sampler, SamplingParams, StopMatcher
 from autan.tokenizer import StreamDecoder, Tokenizer
 
@@ -69,18 +70,19 @@ class Request:
     prompt: list[int]
     params: SamplingParams
     limit: int  # most tokens it may generate
-    context: int  # most tokens the sequence may reach
+    limit_reason: str  # the finish reason when it reaches `limit`: "length" or "model_length"
     tokenizer: Tokenizer
     vocab_size: int
     emit: Callable[[Event], None]
     output: list[int] = field(default_factory=list)
     n_computed: int = 0  # tokens whose keys and values are in the cache
     table: list[int | None] = field(default_factory=list)  # block table; None: released, out of the window
-    block_names: list[int] = field(default_factory=list)  # names of its full blocks, in order
+    block_names: list[bytes] = field(default_factory=list)  # names of its full blocks, in order
     cached_tokens: int | None = None  # prefix-cache hits when first admitted
     finish_reason: str | None = None
     arrival: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
+    constraint: JsonConstraint | None = None
 
     def __post_init__(self) -> None:
         self.sampler = Sampler(self.params, self.vocab_size)
@@ -100,7 +102,11 @@ class Request:
 
     def accept(self, logits: Tensor, eos_ids: frozenset[int]) -> None:
         """Sample the next token from the last position's logits (vocab,) and stream what it adds."""
+        if self.constraint is not None:
+            logits = self.constraint.apply(logits)
         token = self.sampler(logits)
+        if self.constraint is not None and token not in eos_ids:
+            self.constraint.advance(token)
         now = time.perf_counter()
         self.first_token_at = self.first_token_at or now
         self.output.append(token)
@@ -116,7 +122,7 @@ class Request:
         if stopped:
             self.finish("stop", held_back=False)
         elif len(self.output) >= self.limit:
-            self.finish("model_length" if len(self.prompt) + len(self.output) >= self.context else "length")
+            self.finish(self.limit_reason)
 
     def finish(self, reason: str, held_back: bool = True) -> None:
         """End the stream: send what was held back (a partial character or stop string), then the completion."""

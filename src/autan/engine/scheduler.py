@@ -71,6 +71,10 @@ class Scheduler:
                 break
             self.waiting.popleft()
             self.running.append(request)
+            if request.cached_tokens is None:  # first admission, not a return after preemption
+                request.cached_tokens = request.n_computed
+                self.prompt_tokens_looked_up += len(request.prompt)
+                self.prompt_tokens_hit += request.n_computed
             plan.append(Scheduled(request, n))
             budget -= n
         return plan
@@ -116,7 +120,6 @@ class Scheduler:
 
     def _reuse_prefix(self, request: Request) -> None:
         if not self.prefix_caching:
-            request.cached_tokens = request.cached_tokens or 0
             return
         tokens = request.tokens
         # Full blocks only, and never the last token: its logits are needed, and its block is written.
@@ -128,10 +131,6 @@ class Scheduler:
             request.table.append(block)
             request.block_names.append(name)
         request.n_computed = len(request.table) * self.pool.block_size
-        if request.cached_tokens is None:  # first admission (not a return after preemption)
-            request.cached_tokens = request.n_computed
-            self.prompt_tokens_looked_up += len(request.prompt)
-            self.prompt_tokens_hit += request.n_computed
 
     def _preempt(self, request: Request) -> None:
         self.running.remove(request)
@@ -140,7 +139,9 @@ class Scheduler:
         self.preemptions += 1
 
     def _free(self, request: Request) -> None:
-        for block in request.table:
+        # Last block first: the free list evicts the least recently freed, so a prefix's first
+        # blocks, which every reuse needs, stay cached longest.
+        for block in reversed(request.table):
             if block is not None:
                 self.pool.release(block)
         request.table.clear()

@@ -7,6 +7,7 @@ rebuilt here as `tokenizers` objects, the way llama.cpp and transformers read th
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,6 +54,15 @@ class HFTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    @functools.cache  # noqa: B019  (one per tokenizer, which lives as long as its model)
+    def guidance_tokenizer(self) -> Any:
+        """The vocabulary as llguidance needs it for constrained decoding (built once, ~1 s)."""
+        import llguidance
+
+        return llguidance.LLTokenizer(
+            self.tokenizer.to_str(), n_vocab=self.vocab_size, eos_token=sorted(self.eos_ids) or None
+        )
 
     @classmethod
     def from_directory(cls, directory: Path) -> HFTokenizer:

@@ -7,10 +7,12 @@ marked `prefix`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from autan.errors import CheckpointError
+from autan.errors import CheckpointError, UnsupportedModelError
 from autan.tokenizer.base import Message, Tool
 
 # Names Mistral gives tokenizer files beside a checkpoint, most specific first.
@@ -33,6 +35,7 @@ class MistralCommonTokenizer:
             self.mistral = MistralTokenizer.from_file(str(path))
         except (TokenizerException, OSError, ValueError, RuntimeError) as e:  # RuntimeError: sentencepiece
             raise CheckpointError(path, f"not a Mistral tokenizer file mistral-common can read: {e}") from None
+        self.path = Path(path)
         self.raw = self.mistral.instruct_tokenizer.tokenizer
         self.bos_id = self.raw.bos_id
         self.eos_ids = frozenset([self.raw.eos_id])
@@ -55,6 +58,23 @@ class MistralCommonTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.raw.decode([i for i in ids if not self.raw.is_special(i)])
+
+    @functools.cache  # noqa: B019  (one per tokenizer, which lives as long as its model)
+    def guidance_tokenizer(self) -> Any:
+        """The vocabulary as llguidance needs it for constrained decoding (built once, ~1 s).
+
+        Tekken only: llguidance cannot drive SentencePiece's own tokenizer (it always adds a space
+        prefix). The same models converted to GGUF go through `HFTokenizer`, which can.
+        """
+        from mistral_common.tokens.tokenizers.tekken import is_tekkenizer
+
+        if not is_tekkenizer(self.raw):
+            raise UnsupportedModelError(
+                self.path, "constrained (JSON) output needs a tekken tokenizer; this one is SentencePiece"
+            )
+        from mistral_common.guidance.tokenizer import from_mistral_tokenizer
+
+        return from_mistral_tokenizer(self.mistral)
 
 
 def find_tokenizer_file(directory: Path) -> Path | None:

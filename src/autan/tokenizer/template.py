@@ -38,6 +38,7 @@ class ChatTemplate:
         except TemplateError as e:
             raise ChatTemplateError(f"the chat template does not parse: {e}") from None
         self.bos_token, self.eos_token = bos_token, eos_token
+        self.source = source
 
     def render(self, messages: Sequence[Message], tools: Sequence[Tool] | None = None) -> str:
         """The prompt text; with a final assistant `prefix` message, that message is continued."""

@@ -1,0 +1,51 @@
+"""Constrained decoding: the output must follow a grammar (JSON here), enforced token by token.
+
+llguidance computes, before each token, the set of tokens that keep the output a valid prefix
+of the grammar; everything else is masked out of the logits before sampling. When the grammar
+is complete, only end-of-sequence remains allowed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from autan.errors import AutanError
+
+
+class ConstraintError(AutanError, ValueError):
+    """A grammar or schema that cannot be used."""
+
+
+class JsonConstraint:
+    """Output that parses as JSON; with a schema, JSON that validates against it."""
+
+    def __init__(self, guidance_tokenizer: Any, schema: dict[str, Any] | None = None):
+        import llguidance
+        import llguidance.torch
+
+        self._fill = llguidance.torch.fill_next_token_bitmask
+        self._apply = llguidance.torch.apply_token_bitmask_inplace
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(
+            json.dumps(schema if schema is not None else {"type": "object"})
+        )
+        self.matcher = llguidance.LLMatcher(guidance_tokenizer, grammar, log_level=0)
+        if self.matcher.is_error():
+            raise ConstraintError(f"the JSON schema cannot be used: {self.matcher.get_error()}")
+        self.vocab_size = guidance_tokenizer.vocab_size
+        self.bitmask = llguidance.torch.allocate_token_bitmask(1, self.vocab_size)
+
+    def apply(self, logits: Tensor) -> Tensor:
+        """Logits (vocab,) with every token that would break the grammar at -inf."""
+        self._fill(self.matcher, self.bitmask, 0)
+        head = logits[: self.vocab_size].clone()[None]
+        self._apply(head, self.bitmask)
+        tail = torch.full((logits.shape[0] - self.vocab_size,), float("-inf"))  # padding rows of the model
+        return torch.cat([head[0], tail])
+
+    def advance(self, token: int) -> None:
+        if not self.matcher.consume_token(token):
+            raise ConstraintError(f"token {token} was sampled outside the grammar: {self.matcher.get_error()}")

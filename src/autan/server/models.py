@@ -1,0 +1,79 @@
+"""The models one server process serves, each with its own engine, by the id clients ask for."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autan import registry
+from autan.engine.async_engine import AsyncEngine
+from autan.engine.engine import Engine, EngineConfig
+from autan.tokenizer import MistralCommonTokenizer, Tokenizer, load_tokenizer
+
+
+@dataclass
+class ServedModel:
+    id: str
+    engine: AsyncEngine
+    tokenizer: Tokenizer
+    path: Path
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def context(self) -> int:
+        return self.engine.engine.max_seq_len
+
+    @property
+    def fim(self) -> bool:
+        encode_fim = getattr(self.tokenizer, "encode_fim", None)
+        if encode_fim is None:
+            return False
+        try:
+            encode_fim("a", "b")
+        except Exception:  # mistral-common refuses FIM on tokenizers without its tokens, each its own way
+            return False
+        return True
+
+    @property
+    def tools(self) -> bool:
+        if isinstance(self.tokenizer, MistralCommonTokenizer):
+            return self.tokenizer.raw.version.value != "v1"
+        template = getattr(getattr(self.tokenizer, "template", None), "source", "") or ""
+        return "tools" in template
+
+    def card(self) -> dict[str, Any]:
+        """The model as `GET /v1/models` describes it (Mistral's model card, which OpenAI clients read too)."""
+        return {
+            "id": self.id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "autan",
+            "name": self.id,
+            "description": f"{self.path.name}, served by autan",
+            "max_context_length": self.context,
+            "aliases": [],
+            "default_model_temperature": 0.7,
+            "type": "base",
+            "capabilities": {
+                "completion_chat": getattr(self.tokenizer, "template", True) is not None,
+                "completion_fim": self.fim,
+                "function_calling": self.tools,
+                "fine_tuning": False,
+                "vision": False,
+                "classification": False,
+            },
+        }
+
+
+def load_served(spec: str, config: EngineConfig | None = None) -> ServedModel:
+    """A model from `name`, `path`, or `id=name-or-path` (to choose the id clients use)."""
+    from autan.weights import load_model
+
+    model_id, _, target = spec.rpartition("=")
+    path = registry.resolve(target)
+    model_id = model_id or (target if target in registry.KNOWN_MODELS else path.stem if path.is_file() else path.name)
+    tokenizer = load_tokenizer(path)
+    engine = Engine(load_model(path), tokenizer, config)
+    return ServedModel(model_id, AsyncEngine(engine), tokenizer, path)
