@@ -25,3 +25,7 @@ class UnsupportedModelError(CheckpointError):
 
 class ContextLengthError(AutanError, ValueError):
     """A sequence is longer than the model or its cache allows."""
+
+
+class ChatFormatError(AutanError, ValueError):
+    """A conversation the model's chat format cannot express (roles out of order, a bad tool, ...)."""

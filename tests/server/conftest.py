@@ -23,6 +23,7 @@ from autan import registry
 from checkpoints import hf_model, save_mistral
 
 API_KEY = "sk-test-autan"
+LOGS: dict[str, Path] = {}  # where the server process writes its log
 DATA = Path(mistral_common.__file__).parent / "data"
 
 
@@ -48,6 +49,7 @@ def server(tmp_path_factory):
     mistral = tiny_mistral_format(root, "mistral", "mistral_instruct_tokenizer_240323.model.v3", 32768)
     mixtral = tiny_mistral_format(root, "mixtral", "tekken_240911.json", 131072)
     port = free_port()
+    LOGS["server"] = root / "server.log"
     log = open(root / "server.log", "w")  # noqa: SIM115  (closed at teardown)
     process = subprocess.Popen(
         [

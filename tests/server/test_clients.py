@@ -109,7 +109,7 @@ def test_json_mode_returns_json(openai):
     assert set(json.loads(done.choices[0].message.content)) == {"capital"}
     # json_object: any JSON object, from a random model that would otherwise write noise
     free = openai.chat.completions.create(
-        model="tiny-mistral",
+        model="tiny-mixtral",
         messages=FRANCE,
         temperature=0.5,
         max_tokens=300,

@@ -43,9 +43,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
         errors = e.errors()
-        if any(err.get("type") == "json_invalid" for err in errors):
+        if any(err.get("type") == "json_invalid" or isinstance(err.get("input"), bytes) for err in errors):
             err = errors[0]
-            message = f"the request body is not valid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}"
+            reason = err.get("ctx", {}).get("error", err.get("msg"))
+            message = f"the request body is not valid JSON (send it with Content-Type: application/json): {reason}"
             return JSONResponse(envelope(message, "invalid_request_error", code="json_invalid"), 400)
         parts, param = [], None
         for err in errors:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from autan.errors import CheckpointError, UnsupportedModelError
+from autan.errors import ChatFormatError, CheckpointError, UnsupportedModelError
 from autan.tokenizer.base import Message, Tool
 
 # Names Mistral gives tokenizer files beside a checkpoint, most specific first.
@@ -45,16 +45,26 @@ class MistralCommonTokenizer:
         return self.raw.encode(text, bos=add_bos, eos=False)
 
     def encode_chat(self, messages: Sequence[Message], tools: Sequence[Tool] | None = None) -> list[int]:
+        from mistral_common.exceptions import MistralCommonException
         from mistral_common.protocol.instruct.request import ChatCompletionRequest
 
-        request = ChatCompletionRequest.model_validate({"messages": list(messages), "tools": list(tools or []) or None})
-        return self.mistral.encode_chat_completion(request).tokens
+        try:
+            request = ChatCompletionRequest.model_validate(
+                {"messages": list(messages), "tools": list(tools or []) or None}
+            )
+            return self.mistral.encode_chat_completion(request).tokens
+        except MistralCommonException as e:  # roles out of order, a bad tool, ...: the caller's input
+            raise ChatFormatError(f"{type(e).__name__}: {e}") from None
 
     def encode_fim(self, prompt: str, suffix: str) -> list[int]:
         """Fill-in-the-middle (v3 tokenizers and later): the code between `prompt` and `suffix`."""
+        from mistral_common.exceptions import MistralCommonException
         from mistral_common.protocol.fim.request import FIMRequest
 
-        return self.mistral.encode_fim(FIMRequest(prompt=prompt, suffix=suffix)).tokens
+        try:
+            return self.mistral.encode_fim(FIMRequest(prompt=prompt, suffix=suffix)).tokens
+        except MistralCommonException as e:
+            raise ChatFormatError(f"{type(e).__name__}: {e}") from None
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.raw.decode([i for i in ids if not self.raw.is_special(i)])
