@@ -212,3 +212,17 @@ def test_a_stream_aborted_before_it_is_read_ends_cleanly(models):
     stream = engine.add_request([1, 2, 3], SamplingParams(max_tokens=50))
     stream.abort()
     assert list(stream) == [] and stream.completion.finish_reason == "abort"
+
+
+def test_min_tokens_holds_off_the_end_of_sequence(models):
+    eos = set(range(0, 128, 2))  # half the vocabulary ends the sequence
+    engine = Engine(models["llama"], CharTokenizer(eos_ids=eos), EngineConfig(block_size=4))
+    streams = [
+        engine.add_request(p, SamplingParams(temperature=1.0, seed=i, min_tokens=8, max_tokens=40))
+        for i, p in enumerate(random_prompts(50, [5] * 8))
+    ]
+    engine.run_until_idle()
+    for stream in streams:
+        ids = stream.events[-1].token_ids
+        assert len(ids) >= 8 and not eos & set(ids[:7])
+        assert stream.events[-1].finish_reason == "stop" or len(ids) == 40

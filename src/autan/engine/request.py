@@ -104,6 +104,9 @@ class Request:
         """Sample the next token from the last position's logits (vocab,) and stream what it adds."""
         if self.constraint is not None:
             logits = self.constraint.apply(logits)
+        if len(self.output) < self.params.min_tokens:
+            logits = logits.clone()
+            logits[list(eos_ids)] = float("-inf")
         token = self.sampler(logits)
         if self.constraint is not None and token not in eos_ids:
             self.constraint.advance(token)

@@ -24,6 +24,7 @@ class SamplingParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     logprobs: int | None = None  # report each chosen token's log-probability and this many top alternatives
+    min_tokens: int = 0  # end-of-sequence is not allowed before this many tokens
     ignore_eos: bool = False  # keep generating past end-of-sequence (for benchmarks, as vLLM's flag)
 
     def __post_init__(self) -> None:
@@ -32,6 +33,10 @@ class SamplingParams:
             (0 < self.top_p <= 1, f"top_p={self.top_p} must be in (0, 1]"),
             (self.top_k >= 0, f"top_k={self.top_k} must be 0 (no limit) or positive"),
             (self.max_tokens is None or self.max_tokens >= 1, f"max_tokens={self.max_tokens} must be at least 1"),
+            (
+                self.min_tokens >= 0 and (self.max_tokens is None or self.min_tokens <= self.max_tokens),
+                f"min_tokens={self.min_tokens} must be between 0 and max_tokens={self.max_tokens}",
+            ),
             (-2 <= self.presence_penalty <= 2, f"presence_penalty={self.presence_penalty} must be between -2 and 2"),
             (-2 <= self.frequency_penalty <= 2, f"frequency_penalty={self.frequency_penalty} must be between -2 and 2"),
             (all(self.stop), "stop strings must not be empty"),

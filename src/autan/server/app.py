@@ -48,6 +48,18 @@ class Generation:
     streams: list[AsyncRequestStream]
     started: float
     echo: str = ""
+    tools: bool = False  # the request offered functions: a [TOOL_CALLS] answer is parsed into tool_calls
+
+    def tool_calls(self, done: Completion) -> tuple[str, list[dict]] | None:
+        """(content, calls) when the model answered with function calls, else None."""
+        parse = getattr(self.served.tokenizer, "parse_tool_calls", None)
+        if not self.tools or parse is None:
+            return None
+        try:
+            content, calls = parse(done.token_ids)
+        except AutanError:  # a malformed call stays visible as text
+            return None
+        return (content, calls) if calls else None
 
 
 def create_app(
@@ -107,12 +119,14 @@ def create_app(
     async def chat_completions(body: ChatCompletionRequest) -> Response:
         model = model_named(body.model)
         messages = body.engine_messages()
-        prompt = await _encode(lambda: model.tokenizer.encode_chat(messages, tools=body.tools))
+        tools = body.tools if body.tool_choice != "none" else None
+        prompt = await _encode(lambda: model.tokenizer.encode_chat(messages, tools=tools))
         if log_prompts:
             log.info("chat prompt for %s: %s", body.model, json.dumps(messages, ensure_ascii=False))
         constraint = _constraint_factory(model, body)
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
         generation = await start(model, "chatcmpl", "chat", prompt, body, constraint, logprobs)
+        generation.tools = bool(body.tools) and body.tool_choice != "none"
         return await respond(generation, body)
 
     @app.post("/v1/completions", dependencies=[Depends(authorized)])
@@ -193,6 +207,7 @@ def create_app(
                     stop=body.stops(),
                     seed=None if seed is None else seed + i,
                     presence_penalty=body.presence_penalty,
+                    min_tokens=body.min_tokens or 0,
                     frequency_penalty=body.frequency_penalty,
                     logprobs=logprobs,
                 )
@@ -287,7 +302,11 @@ def _full_response(generation: Generation, done: Sequence[Completion]) -> dict:
         logprobs = _logprobs(tokenizer, c.logprobs) if c.logprobs is not None else None
         if generation.kind == "chat":
             message = {"role": "assistant", "content": c.text, "tool_calls": None}
-            choices.append({"index": i, "message": message, "finish_reason": c.finish_reason, "logprobs": logprobs})
+            finish = c.finish_reason
+            if (parsed := generation.tool_calls(c)) is not None:
+                message["content"], message["tool_calls"] = parsed
+                finish = "tool_calls"
+            choices.append({"index": i, "message": message, "finish_reason": finish, "logprobs": logprobs})
         else:
             text = generation.echo + c.text
             choices.append({"index": i, "text": text, "finish_reason": c.finish_reason, "logprobs": logprobs})
@@ -332,6 +351,8 @@ async def _sse(generation: Generation, include_usage: bool, metrics: Metrics) ->
 
     tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(generation.streams)]
     done: dict[int, Completion] = {}
+    marker = getattr(tokenizer, "tool_call_id", None) if generation.tools else None
+    calling: set[int] = set()  # choices answering with function calls: sent whole at the end
     try:
         if chat:
             yield chunk(
@@ -351,12 +372,22 @@ async def _sse(generation: Generation, include_usage: bool, metrics: Metrics) ->
             if isinstance(event, Completion):
                 done[i] = event
                 continue
-            if event.text or event.logprobs:
+            if marker is not None and marker in event.token_ids:
+                calling.add(i)
+            if i not in calling and (event.text or event.logprobs):
                 yield chunk([choice(i, event.text, None, event.logprobs)])
         else:
             completions = [done[i] for i in range(len(generation.streams))]
             usage = _usage(generation, completions)
             finals = [choice(i, "", c.finish_reason) for i, c in enumerate(completions)]
+            for i in sorted(calling):
+                parsed = generation.tool_calls(completions[i])
+                if parsed is None:  # not a well-formed call after all: the text it held back
+                    yield chunk([choice(i, completions[i].text, None)])
+                    continue
+                calls = [{"index": n, **call} for n, call in enumerate(parsed[1])]  # its text before was streamed
+                yield chunk([{"index": i, "delta": {"tool_calls": calls}, "finish_reason": None}])
+                finals[i]["finish_reason"] = "tool_calls"
             yield chunk(finals, usage=usage)
             if include_usage:  # OpenAI's stream_options: one more chunk, with usage and no choices
                 yield chunk([], usage=usage)

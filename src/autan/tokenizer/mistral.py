@@ -8,6 +8,7 @@ marked `prefix`.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,42 @@ class MistralCommonTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.raw.decode([i for i in ids if not self.raw.is_special(i)])
+
+    @property
+    def tool_call_id(self) -> int | None:
+        """The [TOOL_CALLS] control token, with which a model starts its function calls (v2 and later)."""
+        from mistral_common.tokens.tokenizers.base import SpecialTokens
+
+        try:
+            return self.raw.get_special_token(SpecialTokens.tool_calls.value)
+        except Exception:  # v1 has none; mistral-common raises its own error kinds
+            return None
+
+    def parse_tool_calls(self, ids: Sequence[int]) -> tuple[str, list[dict[str, Any]]]:
+        """Split generated ids into the text before any call and the function calls, in OpenAI's shape.
+
+        Parsing is mistral-common's, for every tokenizer version's call format. A call that does
+        not parse raises ChatFormatError.
+        """
+        from mistral_common.experimental.tools import _decode_tool_calls, _split_content_and_tool_calls
+
+        marker = self.tool_call_id
+        ids = [i for i in ids if i not in self.eos_ids]
+        if marker is None or marker not in ids:
+            return self.decode(ids), []
+        content, calls = _split_content_and_tool_calls(ids, marker)
+        try:
+            decoded = _decode_tool_calls(calls, self.raw)
+        except ValueError as e:
+            raise ChatFormatError(f"the model's function call does not parse: {e}") from None
+        return self.decode(content), [
+            {
+                "id": call.id if call.id and call.id != "null" else uuid.uuid4().hex[:9],
+                "type": "function",
+                "function": {"name": call.function.name, "arguments": call.function.arguments},
+            }
+            for call in decoded
+        ]
 
     @functools.cache  # noqa: B019  (one per tokenizer, which lives as long as its model)
     def guidance_tokenizer(self) -> Any:
