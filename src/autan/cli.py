@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--kv-cache-memory", type=_memory_size, default=None, help="KV cache size, e.g. 2GiB")
     serve.add_argument("--max-waiting", type=int, default=256, help="queued requests before answering 429")
     serve.add_argument("--log-prompts", action="store_true", help="write prompt text to the log (off by default)")
+    serve.add_argument("--db", default=None, help="conversations database URL (default: SQLite in $AUTAN_HOME)")
+    serve.add_argument("--multi-user", action="store_true", help="chat app accounts: each user sees only their own")
 
     args = parser.parse_args(argv)
     try:
@@ -108,7 +110,18 @@ def _serve(args: argparse.Namespace) -> None:
     served = [load_served(spec, config) for spec in args.models]
     for m in served:
         print(f"serving {m.id} ({m.path}), context {m.context} tokens", file=sys.stderr)
-    app = create_app(served, api_keys=keys, max_waiting=args.max_waiting, log_prompts=args.log_prompts)
+    from autan.store.db import Store
+
+    store = Store(args.db)
+    app = create_app(
+        served,
+        api_keys=keys,
+        max_waiting=args.max_waiting,
+        log_prompts=args.log_prompts,
+        store=store,
+        multi_user=args.multi_user,
+    )
+    print(f"chat app on http://{args.host}:{args.port}/ (conversations in {store.engine.url})", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

@@ -32,6 +32,7 @@ from autan.server.errors import APIError
 from autan.server.metrics import Metrics
 from autan.server.models import ServedModel
 from autan.server.schemas import ChatCompletionRequest, CompletionRequest, FIMCompletionRequest, SamplingFields
+from autan.store.db import Store
 
 log = logging.getLogger("autan.server")
 DEFAULT_TEMPERATURE = 0.7
@@ -68,7 +69,10 @@ def create_app(
     api_keys: Sequence[str] = (),
     max_waiting: int = 256,
     log_prompts: bool = False,
+    store: Store | None = None,
+    multi_user: bool = False,
 ) -> FastAPI:
+    """The API for `models`; with a `store`, also the chat app at `/` and its `/api` routes."""
     served = {m.id: m for m in models}
     metrics = Metrics(lambda: {name: m.engine.engine for name, m in served.items()})
     app = FastAPI(title="autan", version="0.1.0", description="Mistral-compatible API for models run locally.")
@@ -77,6 +81,9 @@ def create_app(
     def authorized(request: Request) -> None:
         if not api_keys:
             return
+        session = request.cookies.get("autan_session")
+        if store is not None and multi_user and session and store.user_for(session):
+            return  # a signed-in user of the chat app
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key:
@@ -239,6 +246,10 @@ def create_app(
         _observe(metrics, generation, done)
         return JSONResponse(_full_response(generation, done))
 
+    if store is not None:
+        from autan.web.routes import install
+
+        install(app, store, multi_user=multi_user)
     return app
 
 
