@@ -1,7 +1,10 @@
-.PHONY: setup run test lint bench
+.PHONY: setup setup-test run test lint bench
 
 setup:
 	scripts/setup.sh
+
+setup-test:
+	scripts/setup.sh --test
 
 PROMPT ?= What is the capital of France?
 
@@ -13,8 +16,8 @@ lint:
 	.venv/bin/ruff check src tests bench
 	.venv/bin/ruff format --check src tests bench
 
-# Set everything up, lint, then run every test.
-test: setup lint
+# Set everything up (with the browser and database the tests use), lint, then run every test.
+test: setup-test lint
 	.venv/bin/python -m pytest -q
 
 # Benchmarks (not part of the tests): figures go to docs/benchmarks.md. llama-cpp-python is only

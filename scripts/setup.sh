@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Everything autan needs on a fresh machine: a virtual environment, torch (the CPU wheel, pinned
-# first so nothing pulls CUDA packages), the project with its test tools, and the default model.
+# first so nothing pulls CUDA packages), the project with its test tools, the chat app (built with
+# npm), and the default model. With --test, also what the tests drive: Debian's Chromium and
+# PostgreSQL (through apt, as root or with sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,3 +13,21 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2> >(grep -v
 pip install "torch==2.13.0"
 pip install -e ".[test]"
 .venv/bin/autan pull smollm2 >/dev/null
+
+# The chat app: npm packages, bundled into src/autan/web/static, which `autan serve` serves at /.
+if ! command -v npm >/dev/null; then
+    echo "setup: npm is needed to build the chat app (Debian: apt-get install nodejs npm)" >&2
+    exit 1
+fi
+(cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run build --silent >/dev/null)
+
+if [ "${1:-}" = "--test" ]; then
+    missing=()
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+    if [ ${#missing[@]} -gt 0 ]; then
+        sudo=$([ "$(id -u)" = 0 ] || echo sudo)
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+fi

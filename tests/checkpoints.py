@@ -294,3 +294,17 @@ def save_gguf_sentencepiece(model_file: Path, path: Path, chat_template: str | N
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def tiny_mistral_format(root: Path, arch: str, tokenizer_file: str, vocab_size: int) -> Path:
+    """A tiny random Mistral or Mixtral in Mistral's own format, with one of mistral-common's tokenizers."""
+    import shutil
+
+    import mistral_common
+
+    hf_dir = root / f"{arch}-hf"
+    hf_model(arch, seed=3, vocab_size=vocab_size).save_pretrained(hf_dir)
+    out = save_mistral(hf_dir, root / f"tiny-{arch}")
+    name = "tekken.json" if tokenizer_file.startswith("tekken") else "tokenizer.model.v3"
+    shutil.copy(Path(mistral_common.__file__).parent / "data" / tokenizer_file, out / name)
+    return out

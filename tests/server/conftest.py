@@ -8,7 +8,6 @@ Mixtral (tekken tokenizer). Requests need the API key.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,24 +15,13 @@ import time
 from pathlib import Path
 
 import httpx
-import mistral_common
 import pytest
 
 from autan import registry
-from checkpoints import hf_model, save_mistral
+from checkpoints import tiny_mistral_format
 
 API_KEY = "sk-test-autan"
 LOGS: dict[str, Path] = {}  # where the server process writes its log
-DATA = Path(mistral_common.__file__).parent / "data"
-
-
-def tiny_mistral_format(root: Path, arch: str, tokenizer_file: str, vocab_size: int) -> Path:
-    hf_dir = root / f"{arch}-hf"
-    hf_model(arch, seed=3, vocab_size=vocab_size).save_pretrained(hf_dir)
-    out = save_mistral(hf_dir, root / f"tiny-{arch}")
-    name = "tekken.json" if tokenizer_file.startswith("tekken") else "tokenizer.model.v3"
-    shutil.copy(DATA / tokenizer_file, out / name)
-    return out
 
 
 def free_port() -> int:

@@ -160,7 +160,7 @@ class Store:
             if message is None:
                 raise NotFound(f"message {message_id} does not exist")
             self._owned(db, user_id, message.conversation_id)
-            if "status" in changes and changes["status"] not in STATUSES:
+            if changes.get("status") is not None and changes["status"] not in STATUSES:
                 raise Invalid(f"status '{changes['status']}' must be one of {', '.join(STATUSES)}")
             for key in ("content", "status", "stats"):
                 if key in changes and changes[key] is not None:

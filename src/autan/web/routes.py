@@ -4,8 +4,6 @@ Generation is not here: the app calls `/v1/chat/completions` like any client and
 receives through these routes as it streams, so a partial answer survives a crash.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -140,7 +138,7 @@ def install(app: FastAPI, store: Store, *, multi_user: bool) -> None:
     @app.get("/api/conversations/{conversation_id}/export")
     def export(user_id: User, conversation_id: str, format: str = "json") -> Response:
         document = guarded(store.export, user_id, conversation_id)
-        name = "".join(c if c.isalnum() else "-" for c in document["title"])[:60] or "conversation"
+        name = "".join(c if c.isascii() and c.isalnum() else "-" for c in document["title"])[:60] or "conversation"
         if format == "md":
             headers = {"Content-Disposition": f'attachment; filename="{name}.md"'}
             return PlainTextResponse(to_markdown(document), headers=headers, media_type="text/markdown")
