@@ -13,8 +13,8 @@ run: setup
 	.venv/bin/autan run smollm2 "$(PROMPT)"
 
 lint:
-	.venv/bin/ruff check src tests bench
-	.venv/bin/ruff format --check src tests bench
+	.venv/bin/ruff check src tests bench scripts
+	.venv/bin/ruff format --check src tests bench scripts
 
 # Set everything up (with the browser and database the tests use), lint, then run every test.
 test: setup-test lint

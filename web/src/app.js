@@ -444,7 +444,7 @@ function renderSidebar() {
       if (state.conversation && state.conversation.id === c.id) state.conversation.title = title;
       loadConversations();
     });
-    const remove = button("🗑", `Delete ${c.title}`, async () => {
+    const remove = button("×", `Delete ${c.title}`, async () => {
       if (!confirm(`Delete "${c.title}"? This cannot be undone.`)) return;
       await api(`/api/conversations/${c.id}`, { method: "DELETE" });
       if (state.conversation && state.conversation.id === c.id) newChat();
