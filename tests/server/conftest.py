@@ -50,7 +50,7 @@ def server(tmp_path_factory):
                 f"tiny-mistral={mistral}",
                 f"tiny-mixtral={mixtral}",
             ),
-            *("--port", str(port), "--api-key", API_KEY, "--max-running", "40"),
+            *("--port", str(port), "--api-key", API_KEY, "--max-running", "40", "--db", f"sqlite:///{root / 'c.db'}"),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -32,7 +32,9 @@ class Settings(BaseModel):
     current_leaf_id: str | None = None
 
     def changes(self) -> dict[str, Any]:
-        return self.model_dump(exclude_unset=True)
+        """The fields the client sent; null means "leave as is", except for max_tokens ("no limit")."""
+        sent = self.model_dump(exclude_unset=True)
+        return {k: v for k, v in sent.items() if v is not None or k == "max_tokens"}
 
 
 class NewMessage(BaseModel):
