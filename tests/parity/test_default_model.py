@@ -31,7 +31,7 @@ def reference(gguf_path):
 
 @pytest.fixture(scope="module")
 def model(gguf_path):
-    return autan.load_model(gguf_path)
+    return autan.load_model(gguf_path, kernels="exact")  # the reference path; packed kernels: tests/model
 
 
 def test_config_read_from_metadata(model):

@@ -36,7 +36,7 @@ def test_every_float_format_gives_identical_logits(source, tmp_path):
         copies["gguf per-expert"] = save_gguf(hf_dir, tmp_path / "experts.gguf", stacked_experts=False)
     assert len(list(copies["hf sharded"].glob("model-*-of-*.safetensors"))) > 1
     for kind, path in copies.items():
-        model = autan.load_model(path)
+        model = autan.load_model(path, kernels="exact")
         torch.testing.assert_close(model.logits(tokens), expected, rtol=0, atol=0, msg=kind)
 
 
@@ -59,7 +59,7 @@ QUANTIZED = [Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1]
 def test_quantized_gguf_matches_dequantized_reference(source, qtype, tmp_path):
     arch, hf, hf_dir, tokens = source
     path = save_gguf(hf_dir, tmp_path / f"{qtype.name}.gguf", qtype=qtype)
-    model = autan.load_model(path)
+    model = autan.load_model(path, kernels="exact")
     reference = hf_model(arch, seed=1)
     reference.load_state_dict(dequantized_hf_state(path, reference))
     with torch.no_grad():
@@ -81,7 +81,7 @@ def test_k_quant_gguf_matches_dequantized_reference(arch, qtype, tmp_path):
     shape = dict(hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2)
     reference = hf_model(arch, seed=3, **shape)
     path = save_gguf(save_hf(reference, tmp_path / "hf"), tmp_path / "k.gguf", qtype=qtype, random_quant=True)
-    model = autan.load_model(path)
+    model = autan.load_model(path, kernels="exact")
     packed = model.model.layers[0].self_attn.q_proj.weight
     assert isinstance(packed, QuantizedWeight) and packed.qtype == qtype
     reference.load_state_dict(dequantized_hf_state(path, reference))

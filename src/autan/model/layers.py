@@ -16,8 +16,11 @@ class Linear(nn.Module):
     def __init__(self, in_features: int, out_features: int):
         super().__init__()
         self.weight: Weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.kernel: nn.Module | None = None  # a packed kernel for a quantized weight (model/kernels.py)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.kernel is not None:
+            return self.kernel(x)
         return F.linear(x, materialize(self.weight, x.dtype))
 
 

@@ -88,6 +88,7 @@ class Transformer(nn.Module):
         if not config.tie_embeddings:
             self.lm_head = Linear(config.dim, config.vocab_size)
         self._inv_freq: Tensor | None = None
+        self.head_kernel: nn.Module | None = None  # a packed kernel for a tied quantized head
 
     @property
     def device(self) -> torch.device:
@@ -125,8 +126,11 @@ class Transformer(nn.Module):
         for layer in self.model.layers:
             x = layer(x, cos, sin, step)
         x = self.model.norm(x[rows])
-        head = self.model.embed_tokens if self.config.tie_embeddings else self.lm_head
-        return F.linear(x, materialize(head.weight, x.dtype))
+        if self.config.tie_embeddings:
+            if self.head_kernel is not None:
+                return self.head_kernel(x)
+            return F.linear(x, materialize(self.model.embed_tokens.weight, x.dtype))
+        return self.lm_head(x)
 
     @torch.inference_mode()
     def logits(self, token_ids: Sequence[int] | Tensor) -> Tensor:

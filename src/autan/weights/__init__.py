@@ -27,18 +27,27 @@ def load_config(path: str | Path) -> ModelConfig:
     )
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Transformer:
+def load_model(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    kernels: str = "packed",
+) -> Transformer:
     """Load a checkpoint directory (Mistral's or Hugging Face's) or a `.gguf` file.
 
     `dtype` is the compute dtype. By default it is the dtype the weights are stored in for
     safetensors/.pth checkpoints and float32 for GGUF. GGUF matrices always stay as stored
-    (quantized blocks, F16, BF16) and are unpacked to `dtype` when used.
+    (quantized blocks, F16, BF16). With `kernels="packed"` (on a CPU) their linear maps run on
+    PyTorch's int4/int8 kernels (see `autan.model.kernels`); with `kernels="exact"` they are
+    unpacked to `dtype` at every use, which computes exactly what the reference computes.
     """
+    if kernels not in ("packed", "exact"):
+        raise ValueError(f"kernels='{kernels}' must be 'packed' or 'exact'")
     path, device = Path(path), _device(device)
     if path.is_file():
         gguf = GGUFFile.open(path)
         config = gguf.config()
-        return assemble(
+        model = assemble(
             config,
             gguf.entries(config),
             source=str(path),
@@ -46,6 +55,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
             dtype=dtype or torch.float32,
             keep_stored_dtype=True,
         )
+        if kernels == "packed" and device.type == "cpu":
+            from autan.model.kernels import use_packed_kernels
+
+            use_packed_kernels(model)
+        return model
     kind = _directory_kind(path)
     if kind == "params.json":
         config = ModelConfig.from_params_json(path / kind)

@@ -1,0 +1,119 @@
+"""Matrix products on packed weights, with PyTorch's CPU kernels: no unpacking per use.
+
+GGML's 4-bit blocks map onto PyTorch's int4 group-wise layout exactly: a group of 32 values
+with a scale and an offset, w = (q - 8) * scale + zero. Q4_0 is d * (q - 8), so scale = d and
+zero = 0; Q4_1 is d * q + m, so scale = d and zero = m + 8d; Q4_K's sub-blocks are
+d * sc * q - dmin * mn, so scale = d * sc and zero = 8 * scale - dmin * mn. The scales are
+held in bfloat16, and the kernels multiply bfloat16 activations: that rounding is the only
+difference from unpacking (bounded in the tests). Other types (Q8_0, Q5_K, Q6_K) become int8
+per output channel, which adds a requantization error of at most half a step per weight.
+"""
+
+from __future__ import annotations
+
+import torch
+from gguf import GGMLQuantizationType as Q
+from torch import Tensor, nn
+
+from autan.model.quant import QK_K, QuantizedWeight, _f16, _k_scales, _nibbles
+
+GROUP = 32
+INNER_K_TILES = 2  # the int4 layout wants K divisible by INNER_K_TILES * 16
+
+
+class PackedLinear(nn.Module):
+    """y = x W^T computed from int4 (group-wise) or int8 (per-channel) weights, in bfloat16."""
+
+    def __init__(self, kind: str, weight: Tensor, scales: Tensor, out_features: int):
+        super().__init__()
+        self.kind, self.out_features = kind, out_features
+        self.register_buffer("weight", weight)
+        self.register_buffer("scales", scales)
+
+    def forward(self, x: Tensor) -> Tensor:
+        lead = x.shape[:-1]
+        flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+        if self.kind == "int4":
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.weight, GROUP, self.scales)
+        else:
+            y = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
+        return y.to(x.dtype).reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, out_features={self.out_features}"
+
+
+def pack(weight: QuantizedWeight) -> PackedLinear | None:
+    """The fastest exact-enough kernel for a GGUF matrix (rows, cols); None if none fits."""
+    if len(weight.shape) != 2 or weight.packed.device.type != "cpu":
+        return None
+    rows, cols = weight.shape
+    if weight.qtype in (Q.Q4_0, Q.Q4_1, Q.Q4_K) and cols % (INNER_K_TILES * 16) == 0 and rows % 8 == 0:
+        return _int4(weight)
+    return _int8(weight.dequantize(torch.float32))
+
+
+def _int4(weight: QuantizedWeight) -> PackedLinear:
+    rows = weight.shape[0]
+    q, scale, zero = _int4_parts(weight)  # q (rows, cols) 0..15; scale, zero (rows, cols // 32)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), INNER_K_TILES)
+    scales_and_zeros = torch.stack([scale.t(), zero.t()], dim=-1).to(torch.bfloat16).contiguous()
+    return PackedLinear("int4", packed, scales_and_zeros, rows)
+
+
+def _int4_parts(weight: QuantizedWeight) -> tuple[Tensor, Tensor, Tensor]:
+    rows, cols = weight.shape
+    qtype, data = weight.qtype, weight.packed
+    if qtype == Q.Q4_0:
+        b = data.reshape(-1, 18)
+        d = _f16(b, 0)
+        q, scale, zero = _nibbles(b[:, 2:], 16), d, torch.zeros_like(d)
+    elif qtype == Q.Q4_1:
+        b = data.reshape(-1, 20)
+        d, m = _f16(b, 0), _f16(b, 2)
+        q, scale, zero = _nibbles(b[:, 4:], 16), d, m + 8 * d
+    else:  # Q4_K: super-blocks of 256 = 8 groups of 32, each with a 6-bit scale and min
+        b = data.reshape(-1, 144)
+        d, dmin = _f16(b, 0), _f16(b, 2)
+        sc, mn = _k_scales(b[:, 4:16])  # (n, 8)
+        q = _nibbles(b[:, 16:], 32)  # (n, 256), in group order
+        scale = d * sc
+        zero = 8 * scale - dmin * mn
+        q, scale, zero = q.reshape(-1, GROUP), scale.reshape(-1, 1), zero.reshape(-1, 1)
+        assert QK_K == 8 * GROUP
+    return q.reshape(rows, cols), scale.reshape(rows, cols // GROUP), zero.reshape(rows, cols // GROUP)
+
+
+def _int8(dense: Tensor) -> PackedLinear:
+    rows = dense.shape[0]
+    scale = dense.abs().amax(dim=1).clamp(min=1e-12) / 127  # symmetric, per output channel
+    q = torch.round(dense / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return PackedLinear("int8", q.contiguous(), scale.to(torch.bfloat16), rows)
+
+
+def dequantized(kernel: PackedLinear) -> Tensor:
+    """The float32 matrix a kernel multiplies by (for tests and error bounds)."""
+    if kernel.kind == "int8":
+        return kernel.weight.float() * kernel.scales.float()[:, None]
+    eye = torch.eye(kernel.scales.shape[0] * GROUP, dtype=torch.bfloat16)  # in_features = groups * 32
+    return kernel(eye).float().t()
+
+
+def use_packed_kernels(model: nn.Module) -> int:
+    """Give every GGUF-quantized linear map of `model` (the output head included) a packed kernel.
+
+    Returns how many got one. The packed GGUF blocks stay for embedding lookups and experts.
+    """
+    from autan.model.layers import Linear
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, Linear) and isinstance(module.weight, QuantizedWeight):
+            module.kernel = pack(module.weight)
+            count += module.kernel is not None
+    config = model.config
+    head = model.model.embed_tokens if config.tie_embeddings else model.lm_head
+    if isinstance(head.weight, QuantizedWeight) and config.tie_embeddings:
+        model.head_kernel = pack(head.weight)
+        count += model.head_kernel is not None
+    return count
