@@ -106,3 +106,16 @@ def test_stop_strings_are_caught_across_pieces_and_never_emitted(text, stops, cu
             break
     assert stopped == reference_stopped
     assert out == expected
+
+
+def test_draws_follow_the_allowed_distribution():
+    """20,000 draws: each token's frequency within 4 standard errors of its probability."""
+    logits = torch.tensor([2.0, 1.0, 0.5, -1.0, -30.0, 0.0])
+    params = SamplingParams(temperature=0.8, top_k=4, seed=3)
+    probs = allowed_probabilities(logits, params)
+    sampler = Sampler(params, 6)
+    counts = torch.bincount(torch.tensor([sampler(logits) for _ in range(20_000)]), minlength=6).double()
+    frequency = counts / counts.sum()
+    standard_error = (probs * (1 - probs) / 20_000).sqrt()
+    assert ((frequency - probs).abs() <= 4 * standard_error + 1e-12).all(), (frequency, probs)
+    assert counts[3] == counts[4] == 0  # outside the top 4: never drawn

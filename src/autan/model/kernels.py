@@ -11,11 +11,13 @@ per output channel, which adds a requantization error of at most half a step per
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from gguf import GGMLQuantizationType as Q
 from torch import Tensor, nn
 
-from autan.model.quant import QK_K, QuantizedWeight, _f16, _k_scales, _nibbles
+from autan.model.quant import QK_K, QuantizedWeight, _f16, _k_scales, _nibbles, dequantize
 
 GROUP = 32
 INNER_K_TILES = 2  # the int4 layout wants K divisible by INNER_K_TILES * 16
@@ -50,7 +52,7 @@ def pack(weight: QuantizedWeight) -> PackedLinear | None:
     rows, cols = weight.shape
     if weight.qtype in (Q.Q4_0, Q.Q4_1, Q.Q4_K) and cols % (INNER_K_TILES * 16) == 0 and rows % 8 == 0:
         return _int4(weight)
-    return _int8(weight.dequantize(torch.float32))
+    return _int8(weight)
 
 
 def _int4(weight: QuantizedWeight) -> PackedLinear:
@@ -84,11 +86,16 @@ def _int4_parts(weight: QuantizedWeight) -> tuple[Tensor, Tensor, Tensor]:
     return q.reshape(rows, cols), scale.reshape(rows, cols // GROUP), zero.reshape(rows, cols // GROUP)
 
 
-def _int8(dense: Tensor) -> PackedLinear:
-    rows = dense.shape[0]
-    scale = dense.abs().amax(dim=1).clamp(min=1e-12) / 127  # symmetric, per output channel
-    q = torch.round(dense / scale[:, None]).clamp(-127, 127).to(torch.int8)
-    return PackedLinear("int8", q.contiguous(), scale.to(torch.bfloat16), rows)
+def _int8(weight: QuantizedWeight) -> PackedLinear:
+    rows = weight.shape[0]
+    q = torch.empty(weight.shape, dtype=torch.int8)
+    scale = torch.empty(rows)
+    for start in range(0, rows, 4096):  # a slice at a time: the float32 copy stays small
+        dense = dequantize(weight.packed[start : start + 4096], weight.qtype)
+        s = dense.abs().amax(dim=1).clamp(min=1e-12) / 127  # symmetric, per output channel
+        q[start : start + 4096] = torch.round(dense / s[:, None]).clamp(-127, 127).to(torch.int8)
+        scale[start : start + 4096] = s
+    return PackedLinear("int8", q, scale.to(torch.bfloat16), rows)
 
 
 def dequantized(kernel: PackedLinear) -> Tensor:
@@ -116,4 +123,15 @@ def use_packed_kernels(model: nn.Module) -> int:
     if isinstance(head.weight, QuantizedWeight) and config.tie_embeddings:
         model.head_kernel = pack(head.weight)
         count += model.head_kernel is not None
+    _return_freed_memory()  # the conversion's temporaries, back to the system
     return count
+
+
+def _return_freed_memory() -> None:
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.util.find_library("c")
+    if libc:
+        with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+            ctypes.CDLL(libc).malloc_trim(0)

@@ -59,6 +59,7 @@ def load_model(
             from autan.model.kernels import use_packed_kernels
 
             use_packed_kernels(model)
+            gguf.release_pages()
         return model
     kind = _directory_kind(path)
     if kind == "params.json":

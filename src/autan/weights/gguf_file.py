@@ -9,6 +9,7 @@ so works on packed blocks too.
 from __future__ import annotations
 
 import functools
+import mmap
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +39,17 @@ class GGUFFile:
     path: Path
     metadata: dict[str, Any]
     tensors: list[ReaderTensor]
+    data: Any = None  # the file's memory map
+
+    def release_pages(self) -> None:
+        """Let the OS drop the file's pages from this process (they come back when read again).
+
+        After the packed kernels have copied what they need, the mapped blocks are only read
+        for embedding rows, so most of the file need not stay resident.
+        """
+        mapping = getattr(self.data, "_mmap", None)
+        if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+            mapping.madvise(mmap.MADV_DONTNEED)
 
     @classmethod
     def open(cls, path: str | Path) -> GGUFFile:
@@ -60,7 +72,7 @@ class GGUFFile:
             if key.startswith("GGUF."):
                 continue
             metadata[key] = field.contents()
-        gguf = cls(path, metadata, reader.tensors)
+        gguf = cls(path, metadata, reader.tensors, reader.data)
         gguf._check_sizes(reader.data.size)
         return gguf
 
