@@ -24,4 +24,4 @@ test: setup-test lint
 # the comparison point; installing it compiles llama.cpp (a few minutes).
 bench: setup
 	.venv/bin/python -m pip install -q "llama-cpp-python==0.3.36"
-	cd bench && ../.venv/bin/python memory.py && ../.venv/bin/python throughput.py
+	cd bench && ../.venv/bin/python memory.py && ../.venv/bin/python speed.py && ../.venv/bin/python throughput.py

@@ -1,0 +1,123 @@
+"""One stream on the default model, autan against llama.cpp, side by side in one run.
+
+For each engine, in its own process (so resident memory is its own): decode tokens/s over 128
+tokens, prefill tokens/s and time to first token on a 512-token prompt, and peak resident
+memory above the bare interpreter with the engine's library imported. Medians of --repeat
+runs. llama.cpp runs through llama-cpp-python on the same GGUF file with the same threads.
+
+    python bench/speed.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from report import write_section
+
+PROMPT_TOKENS, DECODE_TOKENS = 512, 128
+
+
+def rss_mib(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(field)
+
+
+def measure_autan(repeat: int) -> dict:
+    import autan
+    from autan import registry
+
+    base = rss_mib("VmRSS")
+    model = autan.load_model(registry.pull("smollm2", quiet=True))
+    g = torch.Generator().manual_seed(0)
+    prefill, decode = [], []
+    with torch.inference_mode():
+        for _ in range(repeat):
+            prompt = torch.randint(0, model.config.vocab_size, (PROMPT_TOKENS,), generator=g)
+            cache = model.new_cache()
+            start = time.perf_counter()
+            logits = model(prompt, cache, last_only=True)
+            token = logits[-1].argmax()
+            prefill.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for _ in range(DECODE_TOKENS):
+                token = model(token[None], cache, last_only=True)[-1].argmax()
+            decode.append(time.perf_counter() - start)
+    return _result(prefill, decode, rss_mib("VmHWM") - base)
+
+
+def measure_llama_cpp(repeat: int) -> dict:
+    from llama_cpp import Llama
+
+    from autan import registry
+
+    path = registry.pull("smollm2", quiet=True)
+    base = rss_mib("VmRSS")
+    llm = Llama(str(path), n_threads=torch.get_num_threads(), n_ctx=1024, n_batch=512, verbose=False)
+    g = torch.Generator().manual_seed(0)
+    prefill, decode = [], []
+    for _ in range(repeat):
+        prompt = torch.randint(0, llm.n_vocab(), (PROMPT_TOKENS,), generator=g).tolist()
+        llm.reset()
+        start = time.perf_counter()
+        llm.eval(prompt)
+        token = llm.sample(temp=0)
+        prefill.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for _ in range(DECODE_TOKENS):
+            llm.eval([token])
+            token = llm.sample(temp=0)
+        decode.append(time.perf_counter() - start)
+    return _result(prefill, decode, rss_mib("VmHWM") - base)
+
+
+def _result(prefill: list[float], decode: list[float], memory: float) -> dict:
+    p, d = statistics.median(prefill), statistics.median(decode)
+    return {"prefill_tps": PROMPT_TOKENS / p, "ttft": p, "decode_tps": DECODE_TOKENS / d, "memory_mib": memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--engine", choices=["autan", "llama.cpp"], help="measure one engine (internal)")
+    args = parser.parse_args()
+    if args.engine:
+        measure = measure_autan if args.engine == "autan" else measure_llama_cpp
+        print(json.dumps(measure(args.repeat)))
+        return
+    results = {}
+    for engine in ("autan", "llama.cpp"):
+        run = subprocess.run(
+            [sys.executable, __file__, "--engine", engine, "--repeat", str(args.repeat)], capture_output=True, text=True
+        )
+        results[engine] = json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else run.stderr[-300:]
+        print(engine, results[engine], flush=True)
+    rows = ["| | autan | llama.cpp | autan / llama.cpp |", "|---|---|---|---|"]
+    a, b = results["autan"], results["llama.cpp"]
+    for key, label, fmt in (
+        ("decode_tps", f"decode, tokens/s ({DECODE_TOKENS} tokens)", "{:.1f}"),
+        ("prefill_tps", f"prefill, tokens/s ({PROMPT_TOKENS}-token prompt)", "{:.0f}"),
+        ("ttft", f"time to first token, {PROMPT_TOKENS}-token prompt (s)", "{:.2f}"),
+        ("memory_mib", "peak resident memory added (MiB)", "{:.0f}"),
+    ):
+        if isinstance(b, str):
+            rows.append(f"| {label} | {fmt.format(a[key])} | not measured: {b.splitlines()[-1]} | |")
+        else:
+            rows.append(f"| {label} | {fmt.format(a[key])} | {fmt.format(b[key])} | {a[key] / b[key]:.2f} |")
+    body = (
+        f"SmolLM2-135M-Instruct Q4_1 (94 MiB file), one stream, greedy, median of {args.repeat} runs; each engine "
+        "in its own process. autan runs its packed int4/int8 kernels.\n\n" + "\n".join(rows)
+    )
+    write_section("One stream against llama.cpp", body)
+
+
+if __name__ == "__main__":
+    main()
