@@ -44,10 +44,22 @@ def test_packed_weights_equal_the_unpacked_ones_within_rounding(qtype, seed):
     assert ((y - reference).abs().max() / reference.abs().max()).item() < 3e-2
 
 
+def test_fused_kernels_compute_what_separate_ones_do():
+    from autan.model.kernels import _int4
+
+    weights = [random_weight(Q.Q4_1, rows, 256, seed) for seed, rows in enumerate((64, 32, 32))]
+    x = torch.randn(3, 256)
+    fused = _int4(*weights)(x).split([64, 32, 32], dim=-1)
+    for part, weight in zip(fused, weights, strict=True):
+        torch.testing.assert_close(part, _int4(weight)(x), rtol=0, atol=0)
+
+
 def test_the_default_model_on_packed_kernels_stays_close_to_the_exact_path():
     path = registry.pull("smollm2", quiet=True)
     packed, exact = autan.load_model(path), autan.load_model(path, kernels="exact")
-    assert packed.model.layers[0].mlp.up_proj.kernel.kind == "int4" and packed.head_kernel.kind == "int8"
+    layer = packed.model.layers[0]
+    assert layer.mlp.gate_up_kernel.splits == [1536, 1536] and layer.self_attn.qkv_kernel.splits == [576, 192, 192]
+    assert layer.mlp.down_proj.kernel.kind == "int4" and packed.head_kernel.kind == "int8"
     prompt = torch.tensor([1, 9690, 198, 2683, 314, 253, 5356, 282, 4649, 47, 2, 198, 1, 520, 9531, 198])
     p, q = torch.log_softmax(exact.logits(prompt), -1), torch.log_softmax(packed.logits(prompt), -1)
     kl = (p.exp() * (p - q)).sum(-1)  # KL(exact || packed) per position, in nats

@@ -20,15 +20,18 @@ from torch import Tensor, nn
 from autan.model.quant import QK_K, QuantizedWeight, _f16, _k_scales, _nibbles, dequantize
 
 GROUP = 32
+# Linear maps of one block that read the same input, fused into one product: (attribute, maps)
+FUSED = (("qkv_kernel", ("q_proj", "k_proj", "v_proj")), ("gate_up_kernel", ("gate_proj", "up_proj")))
 INNER_K_TILES = 2  # the int4 layout wants K divisible by INNER_K_TILES * 16
 
 
 class PackedLinear(nn.Module):
     """y = x W^T computed from int4 (group-wise) or int8 (per-channel) weights, in bfloat16."""
 
-    def __init__(self, kind: str, weight: Tensor, scales: Tensor, out_features: int):
+    def __init__(self, kind: str, weight: Tensor, scales: Tensor, out_features: int, splits: list[int] | None = None):
         super().__init__()
         self.kind, self.out_features = kind, out_features
+        self.splits = splits or [out_features]  # the output widths of the maps fused into this one
         self.register_buffer("weight", weight)
         self.register_buffer("scales", scales)
 
@@ -49,18 +52,30 @@ def pack(weight: QuantizedWeight) -> PackedLinear | None:
     """The fastest exact-enough kernel for a GGUF matrix (rows, cols); None if none fits."""
     if len(weight.shape) != 2 or weight.packed.device.type != "cpu":
         return None
-    rows, cols = weight.shape
-    if weight.qtype in (Q.Q4_0, Q.Q4_1, Q.Q4_K) and cols % (INNER_K_TILES * 16) == 0 and rows % 8 == 0:
+    if _int4_ready(weight):
         return _int4(weight)
     return _int8(weight)
 
 
-def _int4(weight: QuantizedWeight) -> PackedLinear:
-    rows = weight.shape[0]
-    q, scale, zero = _int4_parts(weight)  # q (rows, cols) 0..15; scale, zero (rows, cols // 32)
+def _int4(*weights: QuantizedWeight) -> PackedLinear:
+    """One int4 kernel for one matrix, or for several with the same input stacked by rows (fused)."""
+    parts = [_int4_parts(w) for w in weights]  # q (rows, cols) 0..15; scale, zero (rows, cols // 32)
+    q, scale, zero = (torch.cat([p[i] for p in parts]) for i in range(3))
     packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), INNER_K_TILES)
     scales_and_zeros = torch.stack([scale.t(), zero.t()], dim=-1).to(torch.bfloat16).contiguous()
-    return PackedLinear("int4", packed, scales_and_zeros, rows)
+    rows = [w.shape[0] for w in weights]
+    return PackedLinear("int4", packed, scales_and_zeros, sum(rows), rows)
+
+
+def _int4_ready(weight: object) -> bool:
+    return (
+        isinstance(weight, QuantizedWeight)
+        and len(weight.shape) == 2
+        and weight.packed.device.type == "cpu"
+        and weight.qtype in (Q.Q4_0, Q.Q4_1, Q.Q4_K)
+        and weight.shape[1] % (INNER_K_TILES * 16) == 0
+        and weight.shape[0] % 8 == 0
+    )
 
 
 def _int4_parts(weight: QuantizedWeight) -> tuple[Tensor, Tensor, Tensor]:
@@ -112,10 +127,20 @@ def use_packed_kernels(model: nn.Module) -> int:
     Returns how many got one. The packed GGUF blocks stay for embedding lookups and experts.
     """
     from autan.model.layers import Linear
+    from autan.model.transformer import Attention, FeedForward
 
     count = 0
+    for module in model.modules():  # maps that read the same input become one product
+        fused = {
+            Attention: ("qkv_kernel", "q_proj", "k_proj", "v_proj"),
+            FeedForward: ("gate_up_kernel", "gate_proj", "up_proj"),
+        }
+        for kind, (target, *names) in fused.items():
+            if isinstance(module, kind) and all(_int4_ready(getattr(module, n).weight) for n in names):
+                setattr(module, target, _int4(*(getattr(module, n).weight for n in names)))
+                count += len(names)
     for module in model.modules():
-        if isinstance(module, Linear) and isinstance(module.weight, QuantizedWeight):
+        if isinstance(module, Linear) and isinstance(module.weight, QuantizedWeight) and not _fused(model, module):
             module.kernel = pack(module.weight)
             count += module.kernel is not None
     config = model.config
@@ -125,6 +150,18 @@ def use_packed_kernels(model: nn.Module) -> int:
         count += model.head_kernel is not None
     _return_freed_memory()  # the conversion's temporaries, back to the system
     return count
+
+
+def _fused(model: nn.Module, linear: nn.Module) -> bool:
+    """Whether `linear` already runs inside a fused kernel of its attention or feed-forward block."""
+    for module in model.modules():
+        for target, names in (
+            ("qkv_kernel", ("q_proj", "k_proj", "v_proj")),
+            ("gate_up_kernel", ("gate_proj", "up_proj")),
+        ):
+            if getattr(module, target, None) is not None and any(getattr(module, n) is linear for n in names):
+                return True
+    return False
 
 
 def _return_freed_memory() -> None:

@@ -32,12 +32,17 @@ class Attention(nn.Module):
         self.k_proj = Linear(config.dim, config.n_kv_heads * config.head_dim)
         self.v_proj = Linear(config.dim, config.n_kv_heads * config.head_dim)
         self.o_proj = Linear(config.n_heads * config.head_dim, config.dim)
+        self.qkv_kernel: nn.Module | None = None  # q, k and v in one packed product (model/kernels.py)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
         T = x.shape[0]
-        q = apply_rope(self.q_proj(x).view(T, self.n_heads, self.head_dim), cos, sin)
-        k = apply_rope(self.k_proj(x).view(T, self.n_kv_heads, self.head_dim), cos, sin)
-        v = self.v_proj(x).view(T, self.n_kv_heads, self.head_dim)
+        if self.qkv_kernel is not None:
+            q, k, v = self.qkv_kernel(x).split(self.qkv_kernel.splits, dim=-1)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q = apply_rope(q.view(T, self.n_heads, self.head_dim), cos, sin)
+        k = apply_rope(k.view(T, self.n_kv_heads, self.head_dim), cos, sin)
+        v = v.view(T, self.n_kv_heads, self.head_dim)
         out = step.attend(self.layer, q, k, v)  # (T, n_heads, hd)
         return self.o_proj(out.reshape(T, self.n_heads * self.head_dim))
 
@@ -50,9 +55,14 @@ class FeedForward(nn.Module):
         self.gate_proj = Linear(dim, hidden_dim)
         self.up_proj = Linear(dim, hidden_dim)
         self.down_proj = Linear(hidden_dim, dim)
+        self.gate_up_kernel: nn.Module | None = None  # gate and up in one packed product
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if self.gate_up_kernel is not None:
+            gate, up = self.gate_up_kernel(x).split(self.gate_up_kernel.splits, dim=-1)
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class Block(nn.Module):
