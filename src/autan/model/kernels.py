@@ -22,6 +22,8 @@ from autan.model.quant import QK_K, QuantizedWeight, _f16, _k_scales, _nibbles, 
 GROUP = 32
 # Linear maps of one block that read the same input, fused into one product: (attribute, maps)
 FUSED = (("qkv_kernel", ("q_proj", "k_proj", "v_proj")), ("gate_up_kernel", ("gate_proj", "up_proj")))
+# Linear maps of one block that read the same input, fused into one product: (attribute, maps)
+FUSED = (("qkv_kernel", ("q_proj", "k_proj", "v_proj")), ("gate_up_kernel", ("gate_proj", "up_proj")))
 INNER_K_TILES = 2  # the int4 layout wants K divisible by INNER_K_TILES * 16
 
 
@@ -127,20 +129,17 @@ def use_packed_kernels(model: nn.Module) -> int:
     Returns how many got one. The packed GGUF blocks stay for embedding lookups and experts.
     """
     from autan.model.layers import Linear
-    from autan.model.transformer import Attention, FeedForward
 
-    count = 0
+    count, fused = 0, set()
     for module in model.modules():  # maps that read the same input become one product
-        fused = {
-            Attention: ("qkv_kernel", "q_proj", "k_proj", "v_proj"),
-            FeedForward: ("gate_up_kernel", "gate_proj", "up_proj"),
-        }
-        for kind, (target, *names) in fused.items():
-            if isinstance(module, kind) and all(_int4_ready(getattr(module, n).weight) for n in names):
-                setattr(module, target, _int4(*(getattr(module, n).weight for n in names)))
-                count += len(names)
+        for target, names in FUSED:
+            maps = [getattr(module, n) for n in names] if hasattr(module, target) else []
+            if maps and all(_int4_ready(m.weight) for m in maps):
+                setattr(module, target, _int4(*(m.weight for m in maps)))
+                fused.update(maps)
+                count += len(maps)
     for module in model.modules():
-        if isinstance(module, Linear) and isinstance(module.weight, QuantizedWeight) and not _fused(model, module):
+        if isinstance(module, Linear) and isinstance(module.weight, QuantizedWeight) and module not in fused:
             module.kernel = pack(module.weight)
             count += module.kernel is not None
     config = model.config
@@ -150,18 +149,6 @@ def use_packed_kernels(model: nn.Module) -> int:
         count += model.head_kernel is not None
     _return_freed_memory()  # the conversion's temporaries, back to the system
     return count
-
-
-def _fused(model: nn.Module, linear: nn.Module) -> bool:
-    """Whether `linear` already runs inside a fused kernel of its attention or feed-forward block."""
-    for module in model.modules():
-        for target, names in (
-            ("qkv_kernel", ("q_proj", "k_proj", "v_proj")),
-            ("gate_up_kernel", ("gate_proj", "up_proj")),
-        ):
-            if getattr(module, target, None) is not None and any(getattr(module, n) is linear for n in names):
-                return True
-    return False
 
 
 def _return_freed_memory() -> None:
