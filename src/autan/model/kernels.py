@@ -22,8 +22,6 @@ from autan.model.quant import QK_K, QuantizedWeight, _f16, _k_scales, _nibbles, 
 GROUP = 32
 # Linear maps of one block that read the same input, fused into one product: (attribute, maps)
 FUSED = (("qkv_kernel", ("q_proj", "k_proj", "v_proj")), ("gate_up_kernel", ("gate_proj", "up_proj")))
-# Linear maps of one block that read the same input, fused into one product: (attribute, maps)
-FUSED = (("qkv_kernel", ("q_proj", "k_proj", "v_proj")), ("gate_up_kernel", ("gate_proj", "up_proj")))
 INNER_K_TILES = 2  # the int4 layout wants K divisible by INNER_K_TILES * 16
 
 
