@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 ROOT_HASH = b""
+GAP, SEARCH = 8, 64  # room left after another sequence's last block; how far into the free list to look
 
 
 def block_hashes(tokens: Sequence[int], block_size: int, parent: bytes = ROOT_HASH, start: int = 0) -> list[bytes]:
@@ -49,17 +50,42 @@ class BlockPool:
     def n_used(self) -> int:
         return self.n_blocks - len(self.free)
 
-    def allocate(self) -> int | None:
-        """A block with one reference, or None when every block is in use."""
+    def allocate(self, after: int | None = None) -> int | None:
+        """A block with one reference, or None when every block is in use.
+
+        The block right `after` the given one when it is free and holds no cached prefix: a
+        sequence whose blocks are adjacent is attended in place, without gathering its keys.
+        """
         if not self.free:
             return None
-        block, _ = self.free.popitem(last=False)
+        block = self._adjacent(after)
+        if block is None:
+            block, _ = self.free.popitem(last=False)
+        else:
+            del self.free[block]
         name = self.names[block]
         if name is not None:  # its old contents are about to be overwritten
             del self.by_name[name]
             self.names[block] = None
         self.ref_counts[block] = 1
         return block
+
+    def _adjacent(self, after: int | None) -> int | None:
+        """The block that keeps a sequence contiguous: `after + 1` if it is free and unnamed.
+
+        Otherwise (the sequence starts, or a neighbour took that block) one of the oldest free
+        blocks that has GAP free blocks before it, so that whoever holds the block before the
+        gap, and probably wants the next one too, keeps room to grow; None if no such block is
+        near the front of the free list.
+        """
+        if after is not None and after + 1 < self.n_blocks and after + 1 in self.free and self.names[after + 1] is None:
+            return after + 1
+        for n, block in enumerate(self.free):
+            if n == SEARCH:
+                break
+            if all(b in self.free for b in range(max(0, block - GAP), block)):
+                return block
+        return None
 
     def lookup(self, name: bytes) -> int | None:
         """The cached block with this name, now referenced once more; None if it is not cached."""

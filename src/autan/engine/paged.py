@@ -3,9 +3,10 @@
 The pool is one tensor per layer of `n_blocks * block_size` slots; position p of a sequence lives
 in slot `table[p // block_size] * block_size + p % block_size`, where `table` is that sequence's
 block table. A step packs the new tokens of every scheduled sequence into one (N,) tensor, so
-every matrix product runs once for the whole batch; only attention is per sequence. Sequences
-that decode one token are attended together in one padded call; a sequence that prefills a
-chunk is attended on its own, so a long prompt pads nobody else.
+every matrix product runs once for the whole batch; only attention is per sequence. A sequence
+that decodes one token sees all its keys, so it needs no mask: its keys are read where they lie,
+one call per run of adjacent blocks (the block pool hands out adjacent blocks when it can),
+merged by log-sum-exp. A sequence that prefills a chunk gathers its keys and is masked.
 
 Worked example, block_size 4, a sequence with table [7, 2] that has 5 tokens cached and feeds
 2 more (positions 5, 6): the new keys go to slots 2*4+1 = 9 and 10; its queries read the keys
@@ -74,11 +75,26 @@ class PagedStep:
         for c in chunks:
             offsets.append(offsets[-1] + len(c.tokens))
         self.last_rows = torch.tensor(offsets[1:]) - 1  # (B,) each chunk's last token in the batch
-        decoding = [i for i, c in enumerate(chunks) if len(c.tokens) == 1]
+        # A decoding sequence sees every key it has (within its window), so it needs no mask. A
+        # long one is read in place, one call per run of adjacent blocks; short ones are gathered
+        # and attended together in one padded call (a copy costs less than a call each).
+        decoding = [
+            (i, c, _runs(c.table, _first_visible(c, sliding_window), c.start, bs))
+            for i, c in enumerate(chunks)
+            if len(c.tokens) == 1
+        ]
+        alone = len(decoding) == 1
+        self.in_place = [
+            (offsets[i], runs)
+            for i, c, runs in decoding
+            if device.type == "cpu" and len(runs) <= MAX_RUNS and (alone or runs_length(runs) >= IN_PLACE_FROM)
+        ]
+        placed = {row for row, _ in self.in_place}
+        gathered = [i for i, _, _ in decoding if offsets[i] not in placed]
         prefilling = [[i] for i, c in enumerate(chunks) if len(c.tokens) > 1]
-        groups = ([decoding] if decoding else []) + prefilling
         self.groups = [
-            _group([chunks[i] for i in g], [offsets[i] for i in g], sliding_window, pool, device) for g in groups
+            _group([chunks[i] for i in g], [offsets[i] for i in g], sliding_window, pool, device)
+            for g in ([gathered] if gathered else []) + prefilling
         ]
 
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -86,14 +102,77 @@ class PagedStep:
         keys.index_copy_(0, self.slots, k.to(keys.dtype))
         values.index_copy_(0, self.slots, v.to(values.dtype))
         out = torch.empty_like(q)  # (N, n_heads, hd)
+        n_kv, hd = keys.shape[1], keys.shape[2]
+        for row, runs in self.in_place:
+            grouped = q[row].view(1, n_kv, -1, hd)  # query heads grouped under their key/value head
+            out[row] = _attend_runs(grouped, keys, values, runs).view(-1, hd)
         for g in self.groups:
             G, S = g.key_slots.shape
-            gk = keys[g.key_slots.flatten()].view(G, S, *keys.shape[1:]).transpose(1, 2)  # (G, n_kv, S, hd)
-            gv = values[g.key_slots.flatten()].view(G, S, *values.shape[1:]).transpose(1, 2)
+            slots = g.key_slots.flatten()
+            gk = keys.index_select(0, slots).view(G, S, n_kv, hd).transpose(1, 2).to(q.dtype)  # (G, n_kv, S, hd)
+            gv = values.index_select(0, slots).view(G, S, n_kv, hd).transpose(1, 2).to(q.dtype)
+            if g.rows.shape[1] == 1:  # decoding: one query each, heads grouped as above, no repeat
+                rows = g.rows[:, 0]
+                bias = torch.zeros(g.mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~g.mask, float("-inf"))
+                o = F.scaled_dot_product_attention(q[rows].view(G, n_kv, -1, hd), gk, gv, attn_mask=bias)
+                out[rows] = o.reshape(G, -1, hd)
+                continue
             gq = q[g.rows].transpose(1, 2)  # (G, n_heads, T, hd)
-            o = F.scaled_dot_product_attention(gq, gk.to(q.dtype), gv.to(q.dtype), attn_mask=g.mask, enable_gqa=True)
+            o = F.scaled_dot_product_attention(gq, gk, gv, attn_mask=g.mask, enable_gqa=True)
             out[g.rows[g.valid]] = o.transpose(1, 2)[g.valid]
         return out
+
+
+MAX_RUNS = 4  # a sequence in more pieces than this is gathered
+IN_PLACE_FROM = 256  # keys from which a decoding sequence among others is read in place
+
+
+def _first_visible(chunk: Chunk, window: int | None) -> int:
+    return 0 if window is None else max(0, chunk.start - window + 1)
+
+
+def _runs(table: Sequence[int | None], low: int, high: int, block_size: int) -> list[tuple[int, int]]:
+    """Slot ranges [start, end) that hold positions low..high, adjacent blocks merged."""
+    runs: list[tuple[int, int]] = []
+    for b in range(low // block_size, high // block_size + 1):
+        block = table[b]
+        assert block is not None, f"positions {low}..{high} reach a released block of {list(table)}"
+        start = block * block_size + (low % block_size if b == low // block_size else 0)
+        end = block * block_size + (high % block_size + 1 if b == high // block_size else block_size)
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+    return runs
+
+
+def runs_length(runs: list[tuple[int, int]]) -> int:
+    return sum(e - s for s, e in runs)
+
+
+def _attend_runs(q: Tensor, keys: Tensor, values: Tensor, runs: list[tuple[int, int]]) -> Tensor:
+    """Attention of q (1, n_kv, group, hd) over the keys in `runs` of the pool (slots, n_kv, hd).
+
+    Each run is attended where it lies; the partial results are merged by their log-sum-exp,
+    which is exactly softmax over all the keys together (on a CPU: the merge needs its kernel).
+    """
+
+    def heads_first(x: Tensor) -> Tensor:  # (S, n_kv, hd) -> (1, n_kv, S, hd), a view
+        return x.to(q.dtype).permute(1, 0, 2)[None]
+
+    if len(runs) == 1:
+        ((s, e),) = runs
+        return F.scaled_dot_product_attention(q, heads_first(keys[s:e]), heads_first(values[s:e]))
+    outs, lses = [], []
+    for s, e in runs:
+        o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q, heads_first(keys[s:e]), heads_first(values[s:e])
+        )
+        outs.append(o)
+        lses.append(lse)
+    lse = torch.stack(lses)  # (R, 1, n_kv, group)
+    weights = torch.exp(lse - lse.logsumexp(0, keepdim=True))[..., None]
+    return (torch.stack(outs) * weights).sum(0)
 
 
 def _slots(table: Sequence[int | None], positions: Tensor, block_size: int) -> Tensor:

@@ -112,7 +112,7 @@ class Scheduler:
                     request.table[b] = None
         needed = -(-(request.n_computed + n_tokens) // bs)
         while len(request.table) < needed:
-            block = self.pool.allocate()
+            block = self.pool.allocate(after=request.table[-1] if request.table else None)
             if block is None:
                 return False
             request.table.append(block)

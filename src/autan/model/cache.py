@@ -45,6 +45,8 @@ class AttentionStep:
     n_cached: int
 
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        if self.cache is not None and len(self.positions) == 1:
+            return self.cache.decode(layer, q, k, v, self.positions)
         k, v = k.transpose(0, 1), v.transpose(0, 1)  # (n_kv, T, hd)
         if self.cache is not None:
             k, v = self.cache.exchange(layer, k, v, self.positions, self.n_cached)  # (n_kv, n_cached + T, hd)
@@ -132,6 +134,24 @@ class KVCache:
         self.keys[layer].index_copy_(1, slots, k[:, -keep:].to(self._dtype))
         self.values[layer].index_copy_(1, slots, v[:, -keep:].to(self._dtype))
         return keys, values
+
+    def decode(self, layer: int, q: Tensor, k: Tensor, v: Tensor, position: Tensor) -> Tensor:
+        """Attend one new token: store its key/value, then read every filled slot in place.
+
+        One token needs no mask: after it is stored, each filled slot holds a position it may
+        see (a rolling buffer keeps exactly the last W). Query heads that share a key/value head
+        are grouped as that head's queries, so nothing is copied or repeated.
+        """
+        slot = position % self.capacity
+        self.keys[layer].index_copy_(1, slot, k.transpose(0, 1).to(self._dtype))
+        self.values[layer].index_copy_(1, slot, v.transpose(0, 1).to(self._dtype))
+        n_kv, filled = self.keys.shape[1], min(self.length, self.capacity)
+        grouped = q.reshape(1, n_kv, -1, q.shape[-1])  # (1, n_kv, n_heads // n_kv, hd): 4-D runs fused
+        keys, values = self.keys[None, layer, :, :filled], self.values[None, layer, :, :filled]
+        if keys.dtype != q.dtype:
+            keys, values = keys.to(q.dtype), values.to(q.dtype)
+        out = F.scaled_dot_product_attention(grouped, keys, values)
+        return out.reshape(1, -1, q.shape[-1])  # (1, n_heads, hd)
 
     def _grow(self, slots: int) -> None:
         have = self.keys.shape[2]

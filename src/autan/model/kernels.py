@@ -36,13 +36,12 @@ class PackedLinear(nn.Module):
         self.register_buffer("scales", scales)
 
     def forward(self, x: Tensor) -> Tensor:
-        lead = x.shape[:-1]
-        flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+        flat = x.to(torch.bfloat16) if x.ndim == 2 else x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
         if self.kind == "int4":
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.weight, GROUP, self.scales)
         else:
             y = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
-        return y.to(x.dtype).reshape(*lead, self.out_features)
+        return y.to(x.dtype) if x.ndim == 2 else y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"{self.kind}, out_features={self.out_features}"

@@ -35,14 +35,16 @@ class Attention(nn.Module):
         self.qkv_kernel: nn.Module | None = None  # q, k and v in one packed product (model/kernels.py)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
-        T = x.shape[0]
-        if self.qkv_kernel is not None:
-            q, k, v = self.qkv_kernel(x).split(self.qkv_kernel.splits, dim=-1)
+        T, hd = x.shape[0], self.head_dim
+        if self.qkv_kernel is not None:  # rows are q, k, v heads in order: rotate q and k in one go
+            heads = self.qkv_kernel(x).view(T, -1, hd)
+            qk = apply_rope(heads[:, : self.n_heads + self.n_kv_heads], cos, sin)
+            q, k = qk.split([self.n_heads, self.n_kv_heads], dim=1)
+            v = heads[:, self.n_heads + self.n_kv_heads :]
         else:
-            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        q = apply_rope(q.view(T, self.n_heads, self.head_dim), cos, sin)
-        k = apply_rope(k.view(T, self.n_kv_heads, self.head_dim), cos, sin)
-        v = v.view(T, self.n_kv_heads, self.head_dim)
+            q = apply_rope(self.q_proj(x).view(T, self.n_heads, hd), cos, sin)
+            k = apply_rope(self.k_proj(x).view(T, self.n_kv_heads, hd), cos, sin)
+            v = self.v_proj(x).view(T, self.n_kv_heads, hd)
         out = step.attend(self.layer, q, k, v)  # (T, n_heads, hd)
         return self.o_proj(out.reshape(T, self.n_heads * self.head_dim))
 
