@@ -26,16 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("model", nargs="?", default=registry.DEFAULT_MODEL, help="a name or a path")
     run.add_argument("prompt")
     _sampling_flags(run)
+    _load_flags(run)
     run.add_argument("--json", action="store_true", help="print one JSON document instead of streaming text")
 
     chat = commands.add_parser("chat", help="talk with a model: history, multi-line input, /help for commands")
     chat.add_argument("model", nargs="?", default=registry.DEFAULT_MODEL, help="a name or a path")
     _sampling_flags(chat)
+    _load_flags(chat)
 
     serve = commands.add_parser("serve", help="serve models over Mistral's HTTP API (which OpenAI clients speak too)")
     serve.add_argument(
         "models", nargs="*", default=[registry.DEFAULT_MODEL], help="names or paths; id=name-or-path sets the id"
     )
+    _load_flags(serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
@@ -53,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--multi-user", action="store_true", help="chat app accounts: each user sees only their own")
 
     args = parser.parse_args(argv)
+    if getattr(args, "threads", None) is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         if args.command == "pull":
             print(registry.pull(args.model))
@@ -82,6 +89,26 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", default=None, help="system prompt")
 
 
+def _load_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=_positive, default=None, help="CPU threads for the model (default: one per core)")
+    p.add_argument(
+        "--quantize",
+        choices=["int8", "int4"],
+        default=None,
+        help="quantize a float checkpoint's linear maps at load (GGUF quantized types are used as stored)",
+    )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive whole number")
+    return value
+
+
 def _memory_size(text: str) -> int:
     units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
     number = text.strip().lower().rstrip("bikmg")
@@ -107,7 +134,7 @@ def _serve(args: argparse.Namespace) -> None:
     )
     keys = args.api_key + [k for k in os.environ.get("AUTAN_API_KEYS", "").split(",") if k]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    served = [load_served(spec, config) for spec in args.models]
+    served = [load_served(spec, config, quantize=args.quantize) for spec in args.models]
     for m in served:
         print(f"serving {m.id} ({m.path}), context {m.context} tokens", file=sys.stderr)
     from autan.store.db import Store
@@ -138,20 +165,20 @@ def _params(args: argparse.Namespace):
     )
 
 
-def _engine(name: str):
+def _engine(args: argparse.Namespace):
     from autan.engine.engine import Engine
     from autan.tokenizer import load_tokenizer
     from autan.weights import load_model
 
-    path = registry.resolve(name)
-    return Engine(load_model(path), load_tokenizer(path))
+    path = registry.resolve(args.model)
+    return Engine(load_model(path, quantize=args.quantize), load_tokenizer(path))
 
 
 def _chat(args: argparse.Namespace) -> None:
     from autan.chat import chat
 
     params = _params(args)
-    engine = _engine(args.model)
+    engine = _engine(args)
     if sys.stdin.isatty():
         import readline  # noqa: F401  (line editing and history for input())
     print(f"autan chat · {args.model} · /help for commands, Ctrl-D to leave", file=sys.stderr)
@@ -162,7 +189,7 @@ def _run(args: argparse.Namespace) -> None:
     import json
 
     params = _params(args)
-    engine = _engine(args.model)
+    engine = _engine(args)
     messages = [{"role": "system", "content": args.system}] if args.system else []
     messages.append({"role": "user", "content": args.prompt})
     stream = engine.add_request(messages, params)

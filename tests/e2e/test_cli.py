@@ -45,3 +45,21 @@ def test_bad_flag_values_are_reported_plainly():
     assert (
         missing.returncode == 1 and "'no-such-model' is neither a file or directory nor a known model" in missing.stderr
     )
+
+
+def test_quantize_a_float_checkpoint_at_load_and_set_threads(tmp_path):
+    """A float Mistral-format checkpoint, quantized to int4 as it loads, answers (greedy, the same
+    twice) on one thread; bad values of both flags are refused by name. (The quantized numbers
+    themselves are checked in tests/model/test_kernels.py.)"""
+    from checkpoints import tiny_mistral_format
+
+    path = str(tiny_mistral_format(tmp_path, "mistral", "mistral_instruct_tokenizer_240323.model.v3", 32768))
+    args = ("run", path, "Hello", "--json", "--temperature", "0", "--max-tokens", "6", "--threads", "1")
+    quantized, again = autan(*args, "--quantize", "int4"), autan(*args, "--quantize", "int4")
+    assert quantized.returncode == 0, quantized.stderr
+    doc = json.loads(quantized.stdout)
+    assert doc["token_ids"] == json.loads(again.stdout)["token_ids"] and len(doc["token_ids"]) == 6
+    bad = autan("run", path, "hi", "--quantize", "int3")
+    assert bad.returncode == 2 and "invalid choice: 'int3'" in bad.stderr
+    threads = autan("run", path, "hi", "--threads", "-2")
+    assert threads.returncode == 2 and "'-2' is not a positive whole number" in threads.stderr

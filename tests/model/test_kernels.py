@@ -65,3 +65,90 @@ def test_the_default_model_on_packed_kernels_stays_close_to_the_exact_path():
     kl = (p.exp() * (p - q)).sum(-1)  # KL(exact || packed) per position, in nats
     assert kl.max().item() < 0.05, kl
     assert (p.argmax(-1) == q.argmax(-1)).float().mean().item() >= 0.9
+
+
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q8_0], ids=lambda q: q.name)
+def test_mixtral_experts_on_packed_kernels_match_the_unpacked_experts(qtype, tmp_path):
+    """Each expert gets its own kernels; a MoE block on them stays within bf16/int8 rounding of
+    the same block unpacking its chosen experts, for a prompt and for one token."""
+    from checkpoints import hf_model, save_gguf
+
+    hf_model("mixtral", seed=5).save_pretrained(tmp_path / "hf")
+    model = autan.load_model(save_gguf(tmp_path / "hf", tmp_path / "m.gguf", qtype))
+    moe = model.model.layers[0].block_sparse_moe
+    assert moe.expert_kernels is not None and len(moe.expert_kernels["down"]) == moe.n_experts
+    g = torch.Generator().manual_seed(0)
+    for tokens in (24, 1):
+        x = torch.randn(tokens, 64, generator=g)
+        kernels, moe.expert_kernels = moe.expert_kernels, None
+        reference = moe(x)
+        moe.expert_kernels = kernels
+        y = moe(x)
+        assert ((y - reference).abs().max() / reference.abs().max()).item() < 2e-2
+
+
+def _int4_grid_error(weight: torch.Tensor) -> torch.Tensor:
+    """Half an int4 step of each weight's group of 32, plus bf16 rounding of the scale and offset."""
+    groups = weight.reshape(weight.shape[0], -1, 32)
+    span = groups.amax(-1, keepdim=True) - groups.amin(-1, keepdim=True)
+    return (span / 30 + 4 * BF16 * groups.abs().amax(-1, keepdim=True)).expand_as(groups).reshape(weight.shape)
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+@pytest.mark.parametrize("arch", ["llama", "mixtral"])
+def test_quantize_at_load_rounds_to_its_grid_and_computes_with_it(arch, kind, tmp_path):
+    """Every dense map is packed; each packed matrix is the original within half a step of its
+    grid; and the model computes what the same model with those matrices computes (bf16 bound)."""
+    from checkpoints import hf_model
+
+    hf_model(arch, seed=7).save_pretrained(tmp_path / "hf")
+    dense = autan.load_model(tmp_path / "hf", dtype=torch.float32)
+    quantized = autan.load_model(tmp_path / "hf", dtype=torch.float32, quantize=kind)
+    reference = autan.load_model(tmp_path / "hf", dtype=torch.float32)  # will hold the packed matrices
+
+    def check(kernel, originals, targets):
+        assert kernel.kind == (kind if kind == "int8" or kernel is not quantized.lm_head.kernel else "int8")
+        matrices = dequantized(kernel).split([w.shape[0] for w in originals])
+        for matrix, original, target in zip(matrices, originals, targets, strict=True):
+            error = (matrix - original).abs()
+            if kernel.kind == "int8":
+                bound = original.abs().amax(1, keepdim=True) / 254 * (1 + 2 * BF16) + 1e-7
+            else:
+                bound = _int4_grid_error(original)
+            assert bool((error <= bound).all()), (error - bound).max()
+            target.data = matrix
+
+    for d, q, r in zip(dense.model.layers, quantized.model.layers, reference.model.layers, strict=True):
+        attn = (d.self_attn, r.self_attn)
+        names = ("q_proj", "k_proj", "v_proj")
+        check(
+            q.self_attn.qkv_kernel,
+            [getattr(attn[0], n).weight for n in names],
+            [getattr(attn[1], n).weight for n in names],
+        )
+        check(q.self_attn.o_proj.kernel, [d.self_attn.o_proj.weight], [r.self_attn.o_proj.weight])
+        if arch == "mixtral":
+            kernels = q.block_sparse_moe.expert_kernels
+            de, re_ = d.block_sparse_moe.experts, r.block_sparse_moe.experts
+            assert q.block_sparse_moe.gate.kernel is None  # the router stays dense
+            for e in range(len(kernels["down"])):
+                check(kernels["gate_up"][e], [de.w1[e], de.w3[e]], [re_.w1[e], re_.w3[e]])
+                check(kernels["down"][e], [de.w2[e]], [re_.w2[e]])
+        else:
+            check(
+                q.mlp.gate_up_kernel,
+                [d.mlp.gate_proj.weight, d.mlp.up_proj.weight],
+                [r.mlp.gate_proj.weight, r.mlp.up_proj.weight],
+            )
+            check(q.mlp.down_proj.kernel, [d.mlp.down_proj.weight], [r.mlp.down_proj.weight])
+    check(quantized.lm_head.kernel, [dense.lm_head.weight], [reference.lm_head.weight])
+    assert quantized.lm_head.kernel.kind == "int8"
+
+    tokens = torch.randint(0, 128, (20,), generator=torch.Generator().manual_seed(1))
+    a, b = quantized.logits(tokens), reference.logits(tokens)
+    assert ((a - b).abs().max() / b.abs().max()).item() < 2e-2
+
+
+def test_quantize_names_the_bad_value():
+    with pytest.raises(ValueError, match="quantize='int3' must be one of int8, int4"):
+        autan.load_model("anything", quantize="int3")

@@ -17,6 +17,7 @@ import torch
 from gguf import GGMLQuantizationType as Q
 from torch import Tensor, nn
 
+from autan.model.moe import MoeFeedForward
 from autan.model.quant import QK_K, QuantizedWeight, _f16, _k_scales, _nibbles, dequantize
 
 GROUP = 32
@@ -56,10 +57,13 @@ def pack(weight: QuantizedWeight) -> PackedLinear | None:
     return _int8(weight)
 
 
-def _int4(*weights: QuantizedWeight) -> PackedLinear:
-    """One int4 kernel for one matrix, or for several with the same input stacked by rows (fused)."""
-    parts = [_int4_parts(w) for w in weights]  # q (rows, cols) 0..15; scale, zero (rows, cols // 32)
-    q, scale, zero = (torch.cat([p[i] for p in parts]) for i in range(3))
+def _int4(*weights: QuantizedWeight | Tensor) -> PackedLinear:
+    """One int4 kernel for one matrix, or for several with the same input stacked by rows (fused).
+
+    GGUF 4-bit blocks are mapped exactly; dense matrices are quantized (`_quantize_int4`).
+    """
+    parts = [_int4_parts(w) if isinstance(w, QuantizedWeight) else _quantize_int4(w) for w in weights]
+    q, scale, zero = (torch.cat([p[i] for p in parts]) for i in range(3))  # q 0..15; scale, zero per group
     packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), INNER_K_TILES)
     scales_and_zeros = torch.stack([scale.t(), zero.t()], dim=-1).to(torch.bfloat16).contiguous()
     rows = [w.shape[0] for w in weights]
@@ -100,13 +104,31 @@ def _int4_parts(weight: QuantizedWeight) -> tuple[Tensor, Tensor, Tensor]:
     return q.reshape(rows, cols), scale.reshape(rows, cols // GROUP), zero.reshape(rows, cols // GROUP)
 
 
-def _int8(weight: QuantizedWeight) -> PackedLinear:
+def _quantize_int4(weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Group-wise asymmetric int4 of a dense (rows, cols) matrix: each group of 32 spans its own
+    minimum to maximum in 15 steps, with the scale and offset rounded to bfloat16 first, so the
+    values are rounded against the grid the kernel will use."""
+    rows, cols = weight.shape
+    groups = weight.float().reshape(rows, cols // GROUP, GROUP)
+    low, high = groups.amin(-1), groups.amax(-1)
+    scale = ((high - low) / 15).clamp(min=1e-8).to(torch.bfloat16).float()
+    zero = (low + 8 * scale).to(torch.bfloat16).float()
+    q = torch.round((groups - (zero - 8 * scale)[..., None]) / scale[..., None]).clamp(0, 15)
+    return q.reshape(rows, cols).to(torch.uint8), scale, zero
+
+
+def _int8(weight: QuantizedWeight | Tensor) -> PackedLinear:
+    """Symmetric int8 per output channel, of GGUF blocks (unpacked a slice at a time) or a dense matrix."""
     rows = weight.shape[0]
     q = torch.empty(weight.shape, dtype=torch.int8)
     scale = torch.empty(rows)
     for start in range(0, rows, 4096):  # a slice at a time: the float32 copy stays small
-        dense = dequantize(weight.packed[start : start + 4096], weight.qtype)
-        s = dense.abs().amax(dim=1).clamp(min=1e-12) / 127  # symmetric, per output channel
+        if isinstance(weight, QuantizedWeight):
+            dense = dequantize(weight.packed[start : start + 4096], weight.qtype)
+        else:
+            dense = weight[start : start + 4096].float()
+        # symmetric, per output channel; rounded against the bfloat16 scale the kernel will use
+        s = (dense.abs().amax(dim=1).clamp(min=1e-12) / 127).to(torch.bfloat16).float()
         q[start : start + 4096] = torch.round(dense / s[:, None]).clamp(-127, 127).to(torch.int8)
         scale[start : start + 4096] = s
     return PackedLinear("int8", q, scale.to(torch.bfloat16), rows)
@@ -139,6 +161,9 @@ def use_packed_kernels(model: nn.Module) -> int:
         if isinstance(module, Linear) and isinstance(module.weight, QuantizedWeight) and module not in fused:
             module.kernel = pack(module.weight)
             count += module.kernel is not None
+    for module in model.modules():
+        if isinstance(module, MoeFeedForward):
+            count += _pack_experts(module)
     config = model.config
     head = model.model.embed_tokens if config.tie_embeddings else model.lm_head
     if isinstance(head.weight, QuantizedWeight) and config.tie_embeddings:
@@ -146,6 +171,98 @@ def use_packed_kernels(model: nn.Module) -> int:
         count += model.head_kernel is not None
     _return_freed_memory()  # the conversion's temporaries, back to the system
     return count
+
+
+QUANTIZE_KINDS = ("int8", "int4")
+
+
+def quantize_model(model: nn.Module, kind: str) -> int:
+    """Quantize every dense linear map of a CPU model onto packed kernels, at load.
+
+    `kind` "int4" (group-wise, 32 per group, where the shape allows) or "int8" (per output
+    channel). The output head is int8 in both (its rounding shows directly in every logit), and
+    the MoE router stays dense. The dense matrices are dropped. Returns how many maps were packed.
+    """
+    from autan.model.layers import Linear
+
+    if kind not in QUANTIZE_KINDS:
+        raise ValueError(f"quantize='{kind}' must be one of {', '.join(QUANTIZE_KINDS)}")
+    routers = {m.gate for m in model.modules() if isinstance(m, MoeFeedForward)}
+
+    def dense(linear: object) -> bool:
+        return isinstance(linear, Linear) and linear not in routers and _is_dense(linear.weight)
+
+    def kernel(*weights: Tensor) -> PackedLinear:
+        if kind == "int4" and all(_int4_shape(w.shape) for w in weights):
+            return _int4(*weights)
+        fused = _int8(torch.cat(weights)) if len(weights) > 1 else _int8(weights[0])
+        fused.splits = [w.shape[0] for w in weights]
+        return fused
+
+    count, done = 0, set()
+    for module in model.modules():
+        for target, names in FUSED:
+            maps = [getattr(module, n) for n in names] if hasattr(module, target) else []
+            if maps and all(dense(m) for m in maps):
+                setattr(module, target, kernel(*(m.weight for m in maps)))
+                done.update(maps)
+    for module in model.modules():
+        if dense(module) and module not in done:
+            module.kernel = _int8(module.weight) if module is getattr(model, "lm_head", None) else kernel(module.weight)
+            done.add(module)
+        if isinstance(module, MoeFeedForward) and all(_is_dense(w) for w in _expert_weights(module)):
+            module.expert_kernels = _expert_kernels(module, lambda w, e: w[e], kernel)
+            for name in ("w1", "w2", "w3"):
+                setattr(module.experts, name, nn.Parameter(torch.empty(0), requires_grad=False))
+            count += 3 * module.n_experts
+    for module in done:
+        module.weight = nn.Parameter(torch.empty(0, dtype=module.weight.dtype), requires_grad=False)
+    count += len(done)
+    embeddings = model.model.embed_tokens.weight
+    if model.config.tie_embeddings and model.head_kernel is None and _is_dense(embeddings):
+        model.head_kernel = _int8(embeddings)  # the embedding itself stays dense, for lookups
+        count += 1
+    _return_freed_memory()
+    return count
+
+
+def _is_dense(weight: object) -> bool:
+    return (
+        isinstance(weight, Tensor) and weight.ndim >= 2 and weight.device.type == "cpu" and weight.is_floating_point()
+    )
+
+
+def _int4_shape(shape: tuple[int, ...]) -> bool:
+    return shape[1] % (INNER_K_TILES * 16) == 0 and shape[0] % 8 == 0
+
+
+def _expert_weights(moe: MoeFeedForward) -> tuple:
+    return moe.experts.w1, moe.experts.w3, moe.experts.w2
+
+
+def _expert_kernels(moe: MoeFeedForward, expert, kernel) -> nn.ModuleDict:
+    """Per expert: gate and up fused into one kernel, and down; `expert(w, e)` slices expert e of w."""
+    w1, w3, w2 = _expert_weights(moe)
+    gate_up = nn.ModuleList(kernel(expert(w1, e), expert(w3, e)) for e in range(moe.n_experts))
+    down = nn.ModuleList(kernel(expert(w2, e)) for e in range(moe.n_experts))
+    return nn.ModuleDict({"gate_up": gate_up, "down": down})
+
+
+def _pack_experts(moe: MoeFeedForward) -> int:
+    """Packed kernels for each expert of a quantized MoE block: gate and up fused, then down."""
+    if not all(isinstance(w, QuantizedWeight) and w.packed.device.type == "cpu" for w in _expert_weights(moe)):
+        return 0
+
+    def expert(w: QuantizedWeight, e: int) -> QuantizedWeight:
+        return QuantizedWeight(w.packed[e], w.qtype, w.shape[1:])
+
+    def kernel(*weights: QuantizedWeight) -> nn.Module:
+        if all(_int4_ready(w) for w in weights):
+            return _int4(*weights)
+        return nn.ModuleList(pack(w) for w in weights) if len(weights) > 1 else pack(weights[0])
+
+    moe.expert_kernels = _expert_kernels(moe, expert, kernel)
+    return 3 * moe.n_experts
 
 
 def _return_freed_memory() -> None:

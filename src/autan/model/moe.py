@@ -7,6 +7,9 @@ w2 (E, D, F), dense or GGML-quantized. Only chosen experts' weights are ever tou
 * few tokens (decode): gather the chosen experts' weights per token and combine with einsum;
 * many tokens (prefill): sort the (token, expert) pairs by expert and run each used expert once
   on its group of tokens, so each expert's weights are read once, not once per token.
+
+With packed kernels (`autan.model.kernels`), every batch takes the second way: each used
+expert runs its own int4/int8 products on its tokens, and the others are never read.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class MoeFeedForward(nn.Module):
         self.n_experts = moe.num_experts
         self.gate = Linear(dim, moe.num_experts)
         self.experts = Experts(moe.num_experts, dim, hidden_dim)
+        self.expert_kernels: nn.ModuleDict | None = None  # per expert: "gate_up" and "down" packed kernels
 
     def forward(self, x: Tensor) -> Tensor:
         # Softmax over all experts in float32, keep the top k, renormalise: equal to a softmax over the
@@ -42,7 +46,7 @@ class MoeFeedForward(nn.Module):
         probs = F.softmax(self.gate(x), dim=-1, dtype=torch.float32)  # (T, E)
         weights, chosen = torch.topk(probs, self.top_k, dim=-1)  # (T, k)
         weights = weights / weights.sum(dim=-1, keepdim=True)
-        if x.shape[0] * self.top_k <= self.n_experts:
+        if self.expert_kernels is None and x.shape[0] * self.top_k <= self.n_experts:
             return self._gathered(x, chosen, weights)
         return self._grouped(x, chosen, weights)
 
@@ -66,10 +70,20 @@ class MoeFeedForward(nn.Module):
             if count == 0:
                 continue
             rows = tokens[start : start + count]
-            index = torch.tensor(expert, device=x.device)
-            w1, w3, w2 = (take(w, index, x.dtype) for w in (self.experts.w1, self.experts.w3, self.experts.w2))
-            xe = x[rows]  # (n, D)
-            ye = F.linear(F.silu(F.linear(xe, w1)) * F.linear(xe, w3), w2)  # (n, D)
+            ye = self._expert(expert, x[rows])  # (n, D)
             out.index_add_(0, rows, (ye * weights.flatten()[order[start : start + count], None]).to(x.dtype))
             start += count
         return out
+
+    def _expert(self, expert: int, x: Tensor) -> Tensor:
+        """One expert's SwiGLU on its tokens x (n, D)."""
+        if self.expert_kernels is not None:
+            gate_up = self.expert_kernels["gate_up"][expert]
+            if isinstance(gate_up, nn.ModuleList):
+                gate, up = (kernel(x) for kernel in gate_up)
+            else:
+                gate, up = gate_up(x).split(gate_up.splits, dim=-1)
+            return self.expert_kernels["down"][expert](F.silu(gate) * up)
+        index = torch.tensor(expert, device=x.device)
+        w1, w3, w2 = (take(w, index, x.dtype) for w in (self.experts.w1, self.experts.w3, self.experts.w2))
+        return F.linear(F.silu(F.linear(x, w1)) * F.linear(x, w3), w2)

@@ -67,13 +67,15 @@ class ServedModel:
         }
 
 
-def load_served(spec: str, config: EngineConfig | None = None) -> ServedModel:
-    """A model from `name`, `path`, or `id=name-or-path` (to choose the id clients use)."""
+def load_served(spec: str, config: EngineConfig | None = None, quantize: str | None = None) -> ServedModel:
+    """A model from `name`, `path`, or `id=name-or-path` (to choose the id clients use).
+
+    `quantize` as in `autan.load_model`."""
     from autan.weights import load_model
 
     model_id, _, target = spec.rpartition("=")
     path = registry.resolve(target)
     model_id = model_id or (target if target in registry.KNOWN_MODELS else path.stem if path.is_file() else path.name)
     tokenizer = load_tokenizer(path)
-    engine = Engine(load_model(path), tokenizer, config)
+    engine = Engine(load_model(path, quantize=quantize), tokenizer, config)
     return ServedModel(model_id, AsyncEngine(engine), tokenizer, path)

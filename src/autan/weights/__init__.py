@@ -32,6 +32,7 @@ def load_model(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     kernels: str = "packed",
+    quantize: str | None = None,
 ) -> Transformer:
     """Load a checkpoint directory (Mistral's or Hugging Face's) or a `.gguf` file.
 
@@ -40,10 +41,28 @@ def load_model(
     (quantized blocks, F16, BF16). With `kernels="packed"` (on a CPU) their linear maps run on
     PyTorch's int4/int8 kernels (see `autan.model.kernels`); with `kernels="exact"` they are
     unpacked to `dtype` at every use, which computes exactly what the reference computes.
+
+    `quantize` ("int8" or "int4") quantizes the dense (float) linear maps at load onto the same
+    kernels, for float checkpoints on a CPU; docs/benchmarks.md gives its perplexity cost.
     """
+    from autan.model.kernels import QUANTIZE_KINDS, quantize_model
+
     if kernels not in ("packed", "exact"):
         raise ValueError(f"kernels='{kernels}' must be 'packed' or 'exact'")
+    if quantize is not None and quantize not in QUANTIZE_KINDS:
+        raise ValueError(f"quantize='{quantize}' must be one of {', '.join(QUANTIZE_KINDS)}")
     path, device = Path(path), _device(device)
+    if quantize is not None and device.type != "cpu":
+        raise ValueError(f"quantize='{quantize}' runs on PyTorch's CPU kernels; the device is {device}")
+    model = _load(path, device, dtype, kernels)
+    if quantize is not None:
+        quantize_model(model, quantize)
+    return model
+
+
+def _load(path: Path, device: torch.device, dtype: torch.dtype | None, kernels: str) -> Transformer:
+    from autan.model.kernels import use_packed_kernels
+
     if path.is_file():
         gguf = GGUFFile.open(path)
         config = gguf.config()
@@ -56,8 +75,6 @@ def load_model(
             keep_stored_dtype=True,
         )
         if kernels == "packed" and device.type == "cpu":
-            from autan.model.kernels import use_packed_kernels
-
             use_packed_kernels(model)
             gguf.release_pages()
         return model
