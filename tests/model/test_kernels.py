@@ -152,3 +152,29 @@ def test_quantize_at_load_rounds_to_its_grid_and_computes_with_it(arch, kind, tm
 def test_quantize_names_the_bad_value():
     with pytest.raises(ValueError, match="quantize='int3' must be one of int8, int4"):
         autan.load_model("anything", quantize="int3")
+
+
+@pytest.mark.parametrize("rows, cols", [(64, 64), (960, 576), (192, 576), (576, 1536)])
+def test_full_width_products_unpack_the_int4_layout_exactly(rows, cols):
+    """From FULL_WIDTH_FROM rows a product unpacks the kernel's own int4 layout to float32: the
+    unpacked matrix is the one the kernel multiplies by, and the product is the float product."""
+    from autan.model.kernels import FULL_WIDTH_FROM, _int4
+
+    kernel = _int4(torch.randn(rows, cols) * 0.02)
+    blocks = kernel.unpacked_blocks(torch.float32)  # (rows / 64, cols, 64) = W^T in column blocks
+    matrix = blocks.permute(0, 2, 1).reshape(rows, cols)
+    torch.testing.assert_close(matrix.to(torch.bfloat16).float(), dequantized(kernel), rtol=0, atol=0)
+    x = torch.randn(FULL_WIDTH_FROM + 3, cols)
+    torch.testing.assert_close(kernel(x), x @ matrix.t(), rtol=1e-5, atol=1e-5)
+    one_row = torch.cat([kernel(x[i : i + 1]) for i in range(len(x))])  # the bf16 int4 kernel
+    assert ((one_row - kernel(x)).abs().max() / kernel(x).abs().max()).item() < 3e-2
+
+
+def test_a_long_prompt_on_packed_kernels_stays_close_to_the_exact_path():
+    """The default model on a 200-token prompt, which takes the full-width products."""
+    path = registry.pull("smollm2", quiet=True)
+    packed, exact = autan.load_model(path), autan.load_model(path, kernels="exact")
+    prompt = torch.randint(0, 49152, (200,), generator=torch.Generator().manual_seed(3))
+    p, q = torch.log_softmax(exact.logits(prompt), -1), torch.log_softmax(packed.logits(prompt), -1)
+    kl = (p.exp() * (p - q)).sum(-1)
+    assert kl.max().item() < 0.05, kl.max()

@@ -50,8 +50,10 @@ class AttentionStep:
         k, v = k.transpose(0, 1), v.transpose(0, 1)  # (n_kv, T, hd)
         if self.cache is not None:
             k, v = self.cache.exchange(layer, k, v, self.positions, self.n_cached)  # (n_kv, n_cached + T, hd)
-        out = F.scaled_dot_product_attention(q.transpose(0, 1), k, v, attn_mask=self.mask, enable_gqa=True)
-        return out.transpose(0, 1)  # (T, n_heads, hd)
+        # with a batch dimension, so that SDPA takes its fused CPU kernel (3-D inputs do not)
+        q, k, v = q.transpose(0, 1)[None], k[None], v[None]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask[None, None], enable_gqa=True)
+        return out[0].transpose(0, 1)  # (T, n_heads, hd)
 
 
 def attention_mask(query_pos: Tensor, key_pos: Tensor, sliding_window: int | None) -> Tensor:

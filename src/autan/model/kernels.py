@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.nn.functional as F
 from gguf import GGMLQuantizationType as Q
 from torch import Tensor, nn
 
@@ -24,6 +25,8 @@ GROUP = 32
 # Linear maps of one block that read the same input, fused into one product: (attribute, maps)
 FUSED = (("qkv_kernel", ("q_proj", "k_proj", "v_proj")), ("gate_up_kernel", ("gate_proj", "up_proj")))
 INNER_K_TILES = 2  # the int4 layout wants K divisible by INNER_K_TILES * 16
+INT4_BLOCK_N = 64  # output columns per block of that layout
+FULL_WIDTH_FROM = 64  # rows from which a product unpacks its weights and runs in float32
 
 
 class PackedLinear(nn.Module):
@@ -37,12 +40,38 @@ class PackedLinear(nn.Module):
         self.register_buffer("scales", scales)
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.ndim == 2 and x.shape[0] >= FULL_WIDTH_FROM and x.dtype == torch.float32 and self._full_width:
+            return self._full_width_product(x)
         flat = x.to(torch.bfloat16) if x.ndim == 2 else x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
         if self.kind == "int4":
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.weight, GROUP, self.scales)
         else:
             y = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
         return y.to(x.dtype) if x.ndim == 2 else y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    @property
+    def _full_width(self) -> bool:
+        return self.kind == "int8" or self.out_features % INT4_BLOCK_N == 0
+
+    def _full_width_product(self, x: Tensor) -> Tensor:
+        """Many rows (a prompt): unpack the weights to float32 for this one product and let the
+        BLAS kernel run at full width; unpacking costs less than the int4 kernel loses there."""
+        if self.kind == "int8":
+            return F.linear(x, self.weight.to(x.dtype) * self.scales.to(x.dtype)[:, None])
+        blocks = self.unpacked_blocks(x.dtype)  # (N/64, K, 64): W^T, 64 output columns at a time
+        return torch.matmul(x, blocks).permute(1, 0, 2).reshape(x.shape[0], self.out_features)
+
+    def unpacked_blocks(self, dtype: torch.dtype) -> Tensor:
+        """The int4 weights as float: W^T in blocks of 64 output columns, (N / 64, K, 64).
+
+        PyTorch's CPU int4 layout is (N / 64, K, 32) bytes: the low nibble holds output n of the
+        block, the high nibble output n + 32 (tested against the kernel itself)."""
+        n_blocks, k, half = self.out_features // INT4_BLOCK_N, self.weight.shape[1] * 2, INT4_BLOCK_N // 2
+        nibbles = self.weight.view(n_blocks, k, half)
+        q = torch.cat([nibbles & 15, nibbles >> 4], dim=-1).view(n_blocks, k // GROUP, GROUP, INT4_BLOCK_N)
+        groups = self.scales.to(dtype).view(k // GROUP, n_blocks, INT4_BLOCK_N, 2).permute(1, 0, 3, 2)
+        scale, zero = groups[:, :, 0:1], groups[:, :, 1:2]  # (N/64, K/32, 1, 64): w = (q - 8) * scale + zero
+        return q.to(dtype).mul_(scale).add_(zero - 8 * scale).view(n_blocks, k, INT4_BLOCK_N)  # in place
 
     def extra_repr(self) -> str:
         return f"{self.kind}, out_features={self.out_features}"
