@@ -178,3 +178,17 @@ def test_a_long_prompt_on_packed_kernels_stays_close_to_the_exact_path():
     p, q = torch.log_softmax(exact.logits(prompt), -1), torch.log_softmax(packed.logits(prompt), -1)
     kl = (p.exp() * (p - q)).sum(-1)
     assert kl.max().item() < 0.05, kl.max()
+
+
+def test_the_lean_decode_path_computes_bit_for_bit_what_the_modules_compute():
+    """Fewer than FULL_WIDTH_FROM tokens on int4 kernels skip the module calls, not any arithmetic."""
+    path = registry.pull("smollm2", quiet=True)
+    lean, modules = autan.load_model(path), autan.load_model(path)
+    modules._packed = None  # no fast path: every block through its modules
+    prompt = torch.randint(0, 49152, (40,), generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        a, b = lean.new_cache(), modules.new_cache()
+        assert torch.equal(lean(prompt, a), modules(prompt, b))
+        for token in prompt[:5]:  # one-token steps on the cache
+            assert torch.equal(lean(token[None], a), modules(token[None], b))
+    assert lean._packed is not None

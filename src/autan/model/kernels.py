@@ -198,6 +198,7 @@ def use_packed_kernels(model: nn.Module) -> int:
     if isinstance(head.weight, QuantizedWeight) and config.tie_embeddings:
         model.head_kernel = pack(head.weight)
         count += model.head_kernel is not None
+    model.kernels_changed()
     _return_freed_memory()  # the conversion's temporaries, back to the system
     return count
 
@@ -251,6 +252,7 @@ def quantize_model(model: nn.Module, kind: str) -> int:
     if model.config.tie_embeddings and model.head_kernel is None and _is_dense(embeddings):
         model.head_kernel = _int8(embeddings)  # the embedding itself stays dense, for lookups
         count += 1
+    model.kernels_changed()
     _return_freed_memory()
     return count
 

@@ -10,6 +10,7 @@ sequences, packed into one (N,) tensor, through the same layers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 
 from autan.config import ModelConfig
 from autan.model.cache import KVCache, Step, uncached_step
+from autan.model.kernels import FULL_WIDTH_FROM, GROUP
 from autan.model.layers import Embedding, Linear, RMSNorm
 from autan.model.moe import MoeFeedForward
 from autan.model.quant import materialize
@@ -84,6 +86,34 @@ class Block(nn.Module):
         return h + ffn(self.post_attention_layernorm(h))
 
 
+class PackedLayer(NamedTuple):
+    """One dense block whose maps all run on int4 kernels, as bare tensors (see `Transformer.run`)."""
+
+    input_norm: Tensor
+    qkv: tuple[Tensor, Tensor]  # packed weight, scales and zeros
+    o: tuple[Tensor, Tensor]
+    post_norm: Tensor
+    gate_up: tuple[Tensor, Tensor]
+    down: tuple[Tensor, Tensor]
+
+
+def _packed_layers(layers: nn.ModuleList) -> list[PackedLayer] | None:
+    def int4(kernel: nn.Module | None) -> tuple[Tensor, Tensor] | None:
+        return (kernel.weight, kernel.scales) if kernel is not None and kernel.kind == "int4" else None
+
+    packed = []
+    for block in layers:
+        if not hasattr(block, "mlp"):
+            return None
+        attn, mlp = block.self_attn, block.mlp
+        maps = (int4(attn.qkv_kernel), int4(attn.o_proj.kernel), int4(mlp.gate_up_kernel), int4(mlp.down_proj.kernel))
+        if any(m is None for m in maps):
+            return None
+        norms = (block.input_layernorm.weight, block.post_attention_layernorm.weight)
+        packed.append(PackedLayer(norms[0], maps[0], maps[1], norms[1], maps[2], maps[3]))
+    return packed
+
+
 class Decoder(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -101,6 +131,11 @@ class Transformer(nn.Module):
             self.lm_head = Linear(config.dim, config.vocab_size)
         self._inv_freq: Tensor | None = None
         self.head_kernel: nn.Module | None = None  # a packed kernel for a tied quantized head
+        self._packed: list[PackedLayer] | bool | None = False  # False: not looked for since kernels changed
+
+    def kernels_changed(self) -> None:
+        """Say that linear maps got (or lost) packed kernels: `run` looks again for its fast path."""
+        self._packed = False
 
     @property
     def device(self) -> torch.device:
@@ -135,14 +170,41 @@ class Transformer(nn.Module):
         tokens = tokens.to(self.device)
         cos, sin = rope_cos_sin(step.positions, self._frequencies(), self.dtype)
         x = self.model.embed_tokens(tokens, self.dtype)  # (N, dim)
-        for layer in self.model.layers:
-            x = layer(x, cos, sin, step)
+        if self._packed is False:
+            self._packed = _packed_layers(self.model.layers)
+        if self._packed and len(x) < FULL_WIDTH_FROM and x.dtype == torch.float32:
+            x = self._run_packed(x, cos, sin, step)
+        else:
+            for layer in self.model.layers:
+                x = layer(x, cos, sin, step)
         x = self.model.norm(x[rows])
         if self.config.tie_embeddings:
             if self.head_kernel is not None:
                 return self.head_kernel(x)
             return F.linear(x, materialize(self.model.embed_tokens.weight, x.dtype))
         return self.lm_head(x)
+
+    def _run_packed(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
+        """The blocks' computation, op for op (so bit for bit), without the modules around it.
+
+        Decoding a few tokens, the products are small and the time goes to calling them: this
+        path, for dense models on int4 kernels, leaves out every module call and attribute
+        lookup (a fifth of a decode step on the default model).
+        """
+        c = self.config
+        n_tokens, shape, hd, n_qk = x.shape[0], (c.dim,), c.head_dim, c.n_heads + c.n_kv_heads
+        int4 = torch.ops.aten._weight_int4pack_mm_for_cpu
+        bf16 = torch.bfloat16
+        for i, layer in enumerate(self._packed):
+            h = (layer.input_norm * F.rms_norm(x, shape, eps=c.norm_eps)).to(bf16)
+            heads = int4(h, layer.qkv[0], GROUP, layer.qkv[1]).float().view(n_tokens, -1, hd)
+            q, k = apply_rope(heads[:, :n_qk], cos, sin).split([c.n_heads, c.n_kv_heads], dim=1)
+            out = step.attend(i, q, k, heads[:, n_qk:]).reshape(n_tokens, -1).to(bf16)
+            x = x + int4(out, layer.o[0], GROUP, layer.o[1]).float()
+            h = (layer.post_norm * F.rms_norm(x, shape, eps=c.norm_eps)).to(bf16)
+            gate, up = int4(h, layer.gate_up[0], GROUP, layer.gate_up[1]).float().split(c.hidden_dim, dim=-1)
+            x = x + int4((F.silu(gate) * up).to(bf16), layer.down[0], GROUP, layer.down[1]).float()
+        return x
 
     @torch.inference_mode()
     def logits(self, token_ids: Sequence[int] | Tensor) -> Tensor:
