@@ -12,6 +12,7 @@ per output channel, which adds a requantization error of at most half a step per
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -171,12 +172,19 @@ def dequantized(kernel: PackedLinear) -> Tensor:
     return kernel(eye).float().t()
 
 
-def use_packed_kernels(model: nn.Module) -> int:
+def use_packed_kernels(model: nn.Module, release: Callable[[], None] | None = None) -> int:
     """Give every GGUF-quantized linear map of `model` (the output head included) a packed kernel.
 
-    Returns how many got one. The packed GGUF blocks stay for embedding lookups and experts.
+    Returns how many got one. The packed GGUF blocks stay for embedding lookups. `release`, if
+    given, is called after each conversion (to let go of the file pages just read), so the file
+    and its packed copy are never resident together.
     """
     from autan.model.layers import Linear
+
+    def converted() -> None:
+        if release is not None:
+            release()
+            _return_freed_memory()
 
     count, fused = 0, set()
     for module in model.modules():  # maps that read the same input become one product
@@ -186,13 +194,16 @@ def use_packed_kernels(model: nn.Module) -> int:
                 setattr(module, target, _int4(*(m.weight for m in maps)))
                 fused.update(maps)
                 count += len(maps)
+                converted()
     for module in model.modules():
         if isinstance(module, Linear) and isinstance(module.weight, QuantizedWeight) and module not in fused:
             module.kernel = pack(module.weight)
             count += module.kernel is not None
+            converted()
     for module in model.modules():
         if isinstance(module, MoeFeedForward):
             count += _pack_experts(module)
+            converted()
     config = model.config
     head = model.model.embed_tokens if config.tie_embeddings else model.lm_head
     if isinstance(head.weight, QuantizedWeight) and config.tie_embeddings:

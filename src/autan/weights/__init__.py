@@ -75,7 +75,7 @@ def _load(path: Path, device: torch.device, dtype: torch.dtype | None, kernels: 
             keep_stored_dtype=True,
         )
         if kernels == "packed" and device.type == "cpu":
-            use_packed_kernels(model)
+            use_packed_kernels(model, release=gguf.release_pages)
             gguf.release_pages()
         return model
     kind = _directory_kind(path)

@@ -9,7 +9,9 @@ so works on packed blocks too.
 from __future__ import annotations
 
 import functools
+import math
 import mmap
+import struct
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from gguf import GGMLQuantizationType, GGUFReader, ReaderTensor
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from autan.config import ModelConfig
 from autan.errors import CheckpointError, UnsupportedModelError
@@ -34,11 +36,26 @@ DENSE_TYPES = {
 SUPPORTED_TYPES = [*DENSE_TYPES, *QUANT_TYPES]
 
 
+# GGUF value types: struct format of each scalar (8 is a string, 9 an array)
+SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+STRING, ARRAY = 8, 9
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    tensor_type: GGMLQuantizationType
+    shape: tuple[int, ...]  # as GGUF lists it: innermost dimension first
+    data_offset: int  # from the start of the file
+    n_bytes: int
+    data: np.ndarray | None = None  # the bytes in the file's memory map
+
+
 @dataclass
 class GGUFFile:
     path: Path
     metadata: dict[str, Any]
-    tensors: list[ReaderTensor]
+    tensors: list[TensorInfo]
     data: Any = None  # the file's memory map
 
     def release_pages(self) -> None:
@@ -64,16 +81,14 @@ class GGUFFile:
     @functools.lru_cache(maxsize=4)
     def _open(cls, path: Path, mtime_ns: int, size: int) -> GGUFFile:
         try:
-            reader = GGUFReader(path, "c")
-        except (ValueError, KeyError, IndexError, OSError, UnicodeDecodeError) as e:
+            data = np.memmap(path, dtype=np.uint8, mode="c")  # copy-on-write: tensors come out writable
+            metadata, tensors = _parse(data)
+        except (ValueError, KeyError, IndexError, OSError, UnicodeDecodeError, struct.error) as e:
             raise CheckpointError(path, f"not a readable GGUF file (truncated or corrupt?): {e}") from None
-        metadata = {}
-        for key, field in reader.fields.items():
-            if key.startswith("GGUF."):
-                continue
-            metadata[key] = field.contents()
-        gguf = cls(path, metadata, reader.tensors, reader.data)
-        gguf._check_sizes(reader.data.size)
+        gguf = cls(path, metadata, tensors, data)
+        gguf._check_sizes(data.size)
+        for t in tensors:
+            t.data = data[t.data_offset : t.data_offset + t.n_bytes]
         return gguf
 
     def config(self) -> ModelConfig:
@@ -86,18 +101,21 @@ class GGUFFile:
                 raise CheckpointError(self.path, "unexpected tensor: not a name of llama.cpp's llama layout", t.name)
             yield Entry(name, self._value(t, name, config), str(self.path), t.name)
 
-    def _value(self, t: ReaderTensor, name: str, config: ModelConfig) -> torch.Tensor | Packed:
+    def _value(self, t: TensorInfo, name: str, config: ModelConfig) -> torch.Tensor | Packed:
         if t.tensor_type not in SUPPORTED_TYPES:
             supported = ", ".join(q.name for q in SUPPORTED_TYPES)
             raise UnsupportedModelError(
                 self.path, f"type {t.tensor_type.name} is not supported (supported: {supported})", t.name
             )
-        shape = tuple(int(n) for n in reversed(t.shape.tolist()))  # GGUF lists dimensions innermost first
+        shape = tuple(reversed(t.shape))  # GGUF lists dimensions innermost first
         with warnings.catch_warnings():  # a copy-on-write map is writable; torch's warning does not apply
             warnings.simplefilter("ignore", UserWarning)
             data = torch.from_numpy(np.asarray(t.data))
-        if t.tensor_type == GGMLQuantizationType.BF16:
-            data = data.view(torch.bfloat16)
+        if t.tensor_type in DENSE_TYPES:
+            data = data.view(DENSE_TYPES[t.tensor_type]).reshape(shape)
+        else:
+            block, type_size = GGML_QUANT_SIZES[t.tensor_type]
+            data = data.reshape(*shape[:-1], shape[-1] // block * type_size)
         if is_rope_projection(name):
             heads = config.n_heads if "q_proj" in name else config.n_kv_heads
             if len(shape) != 2 or shape[0] != heads * config.head_dim:
@@ -117,3 +135,68 @@ class GGUFFile:
                     f"data ends at byte {end} but the file has {file_size} bytes (truncated?)",
                     t.name,
                 )
+
+
+def _parse(data: np.ndarray) -> tuple[dict[str, Any], list[TensorInfo]]:
+    """Metadata and tensor directory of a GGUF file (version 2 or 3), read from its bytes.
+
+    Layout: magic "GGUF", version u32, tensor count u64, metadata count u64; then each metadata
+    entry (key string, value type u32, value); then each tensor (name, n_dims u32, dims u64...,
+    type u32, offset u64); tensor data starts at the next multiple of `general.alignment` (32).
+    Strings are u64 length + UTF-8. Arrays are item type u32, count u64, items. Numeric arrays
+    are read in one go, which is what keeps a 49k-token vocabulary quick and small.
+    """
+    buffer = memoryview(data)
+    if bytes(buffer[:4]) != b"GGUF":
+        raise ValueError(f"starts with {bytes(buffer[:4])!r}, not b'GGUF'")
+    version, n_tensors, n_entries = struct.unpack_from("<IQQ", buffer, 4)
+    if version not in (2, 3):
+        raise ValueError(f"GGUF version {version} (supported: 2, 3)")
+    at = 24
+
+    def string() -> str:
+        nonlocal at
+        (length,) = struct.unpack_from("<Q", buffer, at)
+        text = bytes(buffer[at + 8 : at + 8 + length]).decode("utf-8")
+        at += 8 + length
+        return text
+
+    def value(kind: int) -> Any:
+        nonlocal at
+        if kind == STRING:
+            return string()
+        if kind == ARRAY:
+            item, count = struct.unpack_from("<IQ", buffer, at)
+            at += 12
+            if item in (STRING, ARRAY):
+                return [value(item) for _ in range(count)]
+            fmt = SCALARS[item]
+            size = struct.calcsize(fmt)
+            items = np.frombuffer(buffer, dtype=np.dtype(fmt.replace("?", "b1")), count=count, offset=at).tolist()
+            at += size * count
+            return items
+        (scalar,) = struct.unpack_from(SCALARS[kind], buffer, at)
+        at += struct.calcsize(SCALARS[kind])
+        return scalar
+
+    metadata = {}
+    for _ in range(n_entries):
+        key = string()
+        (kind,) = struct.unpack_from("<I", buffer, at)
+        at += 4
+        metadata[key] = value(kind)
+    infos = []
+    for _ in range(n_tensors):
+        name = string()
+        (n_dims,) = struct.unpack_from("<I", buffer, at)
+        shape = struct.unpack_from(f"<{n_dims}Q", buffer, at + 4)
+        kind, offset = struct.unpack_from("<IQ", buffer, at + 4 + 8 * n_dims)
+        at += 4 + 8 * n_dims + 12
+        qtype = GGMLQuantizationType(kind)
+        block, type_size = GGML_QUANT_SIZES[qtype]
+        infos.append(TensorInfo(name, qtype, tuple(shape), offset, math.prod(shape) // block * type_size))
+    alignment = metadata.get("general.alignment", 32)
+    start = -(-at // alignment) * alignment
+    for info in infos:
+        info.data_offset += start
+    return metadata, infos
