@@ -20,8 +20,10 @@ lint:
 test: setup-test lint
 	.venv/bin/python -m pytest -q
 
-# Benchmarks (not part of the tests): figures go to docs/benchmarks.md. llama-cpp-python is only
-# the comparison point; installing it compiles llama.cpp (a few minutes).
+# Benchmarks (not part of the tests): figures go to docs/benchmarks.md. llama.cpp is only the
+# comparison point: llama-cpp-python and llama-server are both compiled from source (~15 minutes).
 bench: setup
 	.venv/bin/python -m pip install -q "llama-cpp-python==0.3.36"
+	bench/build-llama-server.sh
 	cd bench && ../.venv/bin/python memory.py && ../.venv/bin/python speed.py && ../.venv/bin/python throughput.py
+	cd bench && ../.venv/bin/python serve.py && ../.venv/bin/python quantize.py && ../.venv/bin/python moe.py

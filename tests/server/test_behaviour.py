@@ -123,3 +123,14 @@ def test_request_logs_hold_no_prompt_text(server):
     log = LOGS["server"].read_text()
     assert done.json()["id"] in log  # the request was logged...
     assert secret not in log  # ...without what the user wrote
+
+
+def test_ignore_eos_and_min_tokens_hold_the_end_of_sequence_back(server):
+    """A question the model answers in a few words: it stops early, unless told to go on."""
+    ask = {"model": "smollm2", "messages": [{"role": "user", "content": "Reply with one word: yes."}]}
+    ask |= {"temperature": 0, "max_tokens": 40}
+    free = post(server, "/v1/chat/completions", ask).json()
+    assert free["choices"][0]["finish_reason"] == "stop" and free["usage"]["completion_tokens"] < 40
+    for extra in ({"ignore_eos": True}, {"min_tokens": 40}):
+        held = post(server, "/v1/chat/completions", ask | extra).json()
+        assert held["usage"]["completion_tokens"] == 40 and held["choices"][0]["finish_reason"] == "length", extra

@@ -215,6 +215,7 @@ def create_app(
                     seed=None if seed is None else seed + i,
                     presence_penalty=body.presence_penalty,
                     min_tokens=body.min_tokens or 0,
+                    ignore_eos=body.ignore_eos,
                     frequency_penalty=body.frequency_penalty,
                     logprobs=logprobs,
                 )

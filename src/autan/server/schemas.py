@@ -85,6 +85,7 @@ class SamplingFields(BaseModel):
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None  # OpenAI's newer name
     min_tokens: Annotated[int, Field(ge=0)] | None = None
+    ignore_eos: bool = False  # vLLM's and llama.cpp's extension: generate to max_tokens whatever the model says
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
