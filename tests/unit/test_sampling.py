@@ -60,6 +60,7 @@ def test_greedy_and_penalties():
     present = Sampler(SamplingParams(temperature=0, presence_penalty=1.5), 4)
     assert [present(logits) for _ in range(3)] == [1, 2, 1]  # 1.5 > 1.4: once each, counts do not matter
     assert [present(logits) for _ in range(2)] == [1, 1]
+    assert torch.equal(logits, torch.tensor([1.0, 3.0, 2.9, 0.0]))  # penalties apply to a copy
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,13 @@ torch releases the GIL inside its kernels, so the event loop keeps serving while
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 from autan.engine.constraint import JsonConstraint
 from autan.engine.engine import Engine
@@ -55,6 +59,7 @@ class AsyncEngine:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._stopping = False
+        _release_openmp_threads()  # those of the thread that loaded the model, which now steps no more
         self._thread = threading.Thread(target=self._run, name="autan-engine", daemon=True)
         self._thread.start()
 
@@ -111,3 +116,20 @@ class AsyncEngine:
                     wakeup.wait(timeout=0.01)  # only aborts were pending
             except Exception as e:  # a bug in scheduling: fail the requests, keep serving
                 self.engine.fail_all(e)
+
+
+def _release_openmp_threads() -> None:
+    """Free the calling thread's OpenMP workers (GNU OpenMP, as PyTorch's wheels ship it).
+
+    GNU OpenMP keeps a team of workers for each thread that ran parallel code. Once it manages
+    more threads than there are CPUs, workers stop spinning between parallel regions and every
+    small product pays a wake-up: decoding in the engine's thread, after loading in the main
+    one, ran at half speed. A later parallel region in the calling thread makes a new team.
+    """
+    maps = Path("/proc/self/maps")
+    for line in maps.read_text().splitlines() if maps.exists() else ():
+        path = line.split()[-1]
+        if os.path.basename(path).startswith("libgomp") and f"torch{os.sep}lib" in path:
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL(path).omp_pause_resource_all(1)  # omp_pause_soft
+            return

@@ -7,6 +7,7 @@ logit -= frequency_penalty * count + presence_penalty * (count > 0).
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -52,7 +53,9 @@ class Sampler:
 
     def __init__(self, params: SamplingParams, vocab_size: int):
         self.params = params
-        self.counts = torch.zeros(vocab_size, dtype=torch.float32)
+        # how often each token was sampled, for the penalties. Not a (vocab,) tensor: filling one
+        # runs parallel code in the thread that queues the request, which slows the engine's own.
+        self.counts: Counter[int] = Counter()
         seed = params.seed if params.seed is not None else random.randrange(2**63)
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -60,8 +63,10 @@ class Sampler:
         """The next token from the logits (vocab,) of the last position."""
         p = self.params
         logits = logits.detach().float().cpu()
-        if p.frequency_penalty or p.presence_penalty:
-            logits = logits - p.frequency_penalty * self.counts - p.presence_penalty * (self.counts > 0).float()
+        if (p.frequency_penalty or p.presence_penalty) and self.counts:
+            ids = torch.tensor(list(self.counts))
+            counts = torch.tensor(list(self.counts.values()), dtype=torch.float32)
+            logits = logits.index_put((ids,), -(p.frequency_penalty * counts + p.presence_penalty), accumulate=True)
         if p.temperature == 0:
             token = int(logits.argmax())
         else:

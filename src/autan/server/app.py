@@ -63,6 +63,35 @@ class Generation:
         return (content, calls) if calls else None
 
 
+class CountAndLog:
+    """Count every request by path and status, and log it with its duration once it is answered.
+
+    Plain ASGI rather than `@app.middleware`: Starlette's BaseHTTPMiddleware relays a streamed
+    body through an extra task and queue per chunk, a cost paid on every token of every stream.
+    """
+
+    def __init__(self, app: Callable, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def sending(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.metrics.requests.labels(scope["path"], str(status)).inc()
+            log.info("%s %s %d %.3fs", scope["method"], scope["path"], status, time.perf_counter() - start)
+
+
 def create_app(
     models: Sequence[ServedModel],
     *,
@@ -98,13 +127,7 @@ def create_app(
             )
         return served[name]
 
-    @app.middleware("http")
-    async def count_and_log(request: Request, call_next: Callable) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        metrics.requests.labels(request.url.path, str(response.status_code)).inc()
-        log.info("%s %s %d %.3fs", request.method, request.url.path, response.status_code, time.perf_counter() - start)
-        return response
+    app.add_middleware(CountAndLog, metrics=metrics)
 
     @app.get("/health")
     async def health() -> dict:
