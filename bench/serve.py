@@ -60,10 +60,13 @@ def start(args: list[str], url: str, log: Path) -> subprocess.Popen:
     raise TimeoutError(log.read_text()[-2000:])
 
 
-async def one_stream(client: httpx.AsyncClient, url: str, model: str, i: int, max_tokens: int) -> list[float]:
+async def one_stream(client: httpx.AsyncClient, url: str, model: str, i: int, max_tokens: int, r: int) -> list[float]:
+    # Each round asks new questions (the round number in it), so neither server answers from a
+    # previous round's cache; within a round, the prompts share their beginning, as chats do.
+    question = f"Write a long story about {TOPICS[i % len(TOPICS)]}. (round {r}, #{i})"
     body = {
         "model": model,
-        "messages": [{"role": "user", "content": f"Write a long story about {TOPICS[i % len(TOPICS)]}. (#{i})"}],
+        "messages": [{"role": "user", "content": question}],
         "stream": True,
         "max_tokens": max_tokens,
         "temperature": 0.7,
@@ -82,10 +85,10 @@ async def one_stream(client: httpx.AsyncClient, url: str, model: str, i: int, ma
     return times
 
 
-async def round_of(url: str, model: str, streams: int, max_tokens: int) -> dict:
+async def round_of(url: str, model: str, streams: int, max_tokens: int, r: int) -> dict:
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=streams)) as client:
         start_at = time.perf_counter()
-        results = await asyncio.gather(*(one_stream(client, url, model, i, max_tokens) for i in range(streams)))
+        results = await asyncio.gather(*(one_stream(client, url, model, i, max_tokens, r) for i in range(streams)))
     end = max(t[-1] for t in results)
     tokens = sum(len(t) for t in results)
     ttft = [t[0] - start_at for t in results]
@@ -100,8 +103,8 @@ async def round_of(url: str, model: str, streams: int, max_tokens: int) -> dict:
 
 
 def measure(url: str, model: str, args: argparse.Namespace) -> dict:
-    asyncio.run(round_of(url, model, args.streams, 8))  # warm up
-    rounds = [asyncio.run(round_of(url, model, args.streams, args.max_tokens)) for _ in range(args.repeat)]
+    asyncio.run(round_of(url, model, args.streams, 8, 0))  # warm up
+    rounds = [asyncio.run(round_of(url, model, args.streams, args.max_tokens, r)) for r in range(1, args.repeat + 1)]
     return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
 
 

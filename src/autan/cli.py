@@ -97,6 +97,9 @@ def _load_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="quantize a float checkpoint's linear maps at load (GGUF quantized types are used as stored)",
     )
+    p.add_argument(
+        "--no-mmap", dest="mmap", action="store_false", help="read a GGUF file into memory instead of mapping it"
+    )
 
 
 def _positive(text: str) -> int:
@@ -134,7 +137,7 @@ def _serve(args: argparse.Namespace) -> None:
     )
     keys = args.api_key + [k for k in os.environ.get("AUTAN_API_KEYS", "").split(",") if k]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    served = [load_served(spec, config, quantize=args.quantize) for spec in args.models]
+    served = [load_served(spec, config, quantize=args.quantize, mmap=args.mmap) for spec in args.models]
     for m in served:
         print(f"serving {m.id} ({m.path}), context {m.context} tokens", file=sys.stderr)
     from autan.store.db import Store
@@ -171,7 +174,7 @@ def _engine(args: argparse.Namespace):
     from autan.weights import load_model
 
     path = registry.resolve(args.model)
-    return Engine(load_model(path, quantize=args.quantize), load_tokenizer(path))
+    return Engine(load_model(path, quantize=args.quantize, mmap=args.mmap), load_tokenizer(path))
 
 
 def _chat(args: argparse.Namespace) -> None:

@@ -49,3 +49,18 @@ def test_a_truncated_header_is_a_clear_error(tmp_path):
     path.write_bytes(b"GGML" + bytes(40))
     with pytest.raises(CheckpointError, match="not b'GGUF'"):
         GGUFFile.open(path)
+
+
+@pytest.mark.default_model
+def test_reading_the_file_into_memory_gives_the_same_model():
+    import torch
+
+    import autan
+
+    path = registry.pull("smollm2", quiet=True)
+    mapped, read = GGUFFile.open(path), GGUFFile.open(path, mmap=False)
+    assert isinstance(mapped.data, np.memmap) and not isinstance(read.data, np.memmap)
+    tokens = torch.tensor([1, 9690, 198, 2683, 314])
+    torch.testing.assert_close(
+        autan.load_model(path, mmap=False).logits(tokens), autan.load_model(path).logits(tokens), rtol=0, atol=0
+    )

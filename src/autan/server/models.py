@@ -67,15 +67,17 @@ class ServedModel:
         }
 
 
-def load_served(spec: str, config: EngineConfig | None = None, quantize: str | None = None) -> ServedModel:
+def load_served(
+    spec: str, config: EngineConfig | None = None, quantize: str | None = None, mmap: bool = True
+) -> ServedModel:
     """A model from `name`, `path`, or `id=name-or-path` (to choose the id clients use).
 
-    `quantize` as in `autan.load_model`."""
+    `quantize` and `mmap` as in `autan.load_model`."""
     from autan.weights import load_model
 
     model_id, _, target = spec.rpartition("=")
     path = registry.resolve(target)
     model_id = model_id or (target if target in registry.KNOWN_MODELS else path.stem if path.is_file() else path.name)
     tokenizer = load_tokenizer(path)
-    engine = Engine(load_model(path, quantize=quantize), tokenizer, config)
+    engine = Engine(load_model(path, quantize=quantize, mmap=mmap), tokenizer, config)
     return ServedModel(model_id, AsyncEngine(engine), tokenizer, path)

@@ -33,6 +33,7 @@ def load_model(
     dtype: torch.dtype | None = None,
     kernels: str = "packed",
     quantize: str | None = None,
+    mmap: bool = True,
 ) -> Transformer:
     """Load a checkpoint directory (Mistral's or Hugging Face's) or a `.gguf` file.
 
@@ -44,6 +45,9 @@ def load_model(
 
     `quantize` ("int8" or "int4") quantizes the dense (float) linear maps at load onto the same
     kernels, for float checkpoints on a CPU; docs/benchmarks.md gives its perplexity cost.
+
+    `mmap=False` reads a GGUF file into memory instead of mapping it (for a file on slow or
+    removable storage); mapped, the pages of each matrix are released once it is packed.
     """
     from autan.model.kernels import QUANTIZE_KINDS, quantize_model
 
@@ -54,17 +58,17 @@ def load_model(
     path, device = Path(path), _device(device)
     if quantize is not None and device.type != "cpu":
         raise ValueError(f"quantize='{quantize}' runs on PyTorch's CPU kernels; the device is {device}")
-    model = _load(path, device, dtype, kernels)
+    model = _load(path, device, dtype, kernels, mmap)
     if quantize is not None:
         quantize_model(model, quantize)
     return model
 
 
-def _load(path: Path, device: torch.device, dtype: torch.dtype | None, kernels: str) -> Transformer:
+def _load(path: Path, device: torch.device, dtype: torch.dtype | None, kernels: str, mmap: bool) -> Transformer:
     from autan.model.kernels import use_packed_kernels
 
     if path.is_file():
-        gguf = GGUFFile.open(path)
+        gguf = GGUFFile.open(path, mmap=mmap)
         config = gguf.config()
         model = assemble(
             config,

@@ -69,19 +69,21 @@ class GGUFFile:
             mapping.madvise(mmap.MADV_DONTNEED)
 
     @classmethod
-    def open(cls, path: str | Path) -> GGUFFile:
+    def open(cls, path: str | Path, mmap: bool = True) -> GGUFFile:
         """Parse a file once: the model and its tokenizer both read it (parsing takes seconds)."""
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(path, "file not found")
         stat = path.stat()
-        return cls._open(path.resolve(), stat.st_mtime_ns, stat.st_size)
+        return cls._open(path.resolve(), stat.st_mtime_ns, stat.st_size, mmap)
 
     @classmethod
     @functools.lru_cache(maxsize=4)
-    def _open(cls, path: Path, mtime_ns: int, size: int) -> GGUFFile:
+    def _open(cls, path: Path, mtime_ns: int, size: int, mmap: bool = True) -> GGUFFile:
         try:
-            data = np.memmap(path, dtype=np.uint8, mode="c")  # copy-on-write: tensors come out writable
+            # Mapped copy-on-write, tensors come out writable and pages are read as they are used;
+            # read whole, nothing depends on the file (or its disk) afterwards.
+            data = np.memmap(path, dtype=np.uint8, mode="c") if mmap else np.fromfile(path, dtype=np.uint8)
             metadata, tensors = _parse(data)
         except (ValueError, KeyError, IndexError, OSError, UnicodeDecodeError, struct.error) as e:
             raise CheckpointError(path, f"not a readable GGUF file (truncated or corrupt?): {e}") from None
