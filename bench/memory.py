@@ -48,7 +48,7 @@ def main() -> None:
         ("added after a 256-token prefill + 16 decode steps", f"{running - baseline:.0f} MiB"),
         ("peak of the whole process", f"{peak:.0f} MiB"),
         ("load time", f"{load_s:.1f} s"),
-        ("first prefill after loading, 256 tokens (cold; warm figures: bench/speed.py)", f"{256 / prefill_s:.0f} tok/s"),
+        ("first prefill after loading, 256 tokens (cold; warm: bench/speed.py)", f"{256 / prefill_s:.0f} tok/s"),
         ("first 16 decode steps after it (cold)", f"{16 / decode_s:.1f} tok/s"),
     ]
     table = "| SmolLM2-135M-Instruct Q4_1 | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
