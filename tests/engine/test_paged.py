@@ -81,11 +81,15 @@ def test_decode_step_attends_like_gathered_keys(tables, data, in_place_from):
     pool.keys.copy_(torch.randn(pool.keys.shape, generator=g))
     pool.values.copy_(torch.randn(pool.values.shape, generator=g))
     chunks = [Chunk([0], p, t) for p, t in zip(positions, tables, strict=True)]
-    default, paged.IN_PLACE_FROM = paged.IN_PLACE_FROM, in_place_from
+    defaults = paged.IN_PLACE_FROM, paged.MERGE_FROM
+    paged.IN_PLACE_FROM = paged.MERGE_FROM = in_place_from  # 0: everything in place, merged where in pieces
     try:
         step = PagedStep(pool, chunks, window, torch.device("cpu"))
     finally:
-        paged.IN_PLACE_FROM = default
+        paged.IN_PLACE_FROM, paged.MERGE_FROM = defaults
+    if in_place_from == 0:  # everything in at most MAX_RUNS pieces is read in place
+        pieces = [len(_runs(c.table, paged._first_visible(c, window), c.start, BLOCK)) for c in chunks]
+        assert len(step.in_place) == sum(n <= paged.MAX_RUNS for n in pieces)
     n = len(chunks)
     q, k, v = torch.randn(n, 6, 8, generator=g), torch.randn(n, 2, 8, generator=g), torch.randn(n, 2, 8, generator=g)
     out = step.attend(0, q, k, v)

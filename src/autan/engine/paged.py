@@ -75,20 +75,17 @@ class PagedStep:
         for c in chunks:
             offsets.append(offsets[-1] + len(c.tokens))
         self.last_rows = torch.tensor(offsets[1:]) - 1  # (B,) each chunk's last token in the batch
-        # A decoding sequence sees every key it has (within its window), so it needs no mask. A
-        # long one is read in place, one call per run of adjacent blocks; short ones are gathered
-        # and attended together in one padded call (a copy costs less than a call each).
+        # A decoding sequence sees every key it has (within its window), so it needs no mask. It
+        # is read in place when that takes one call (its keys in one run, and it decodes alone or
+        # has many keys) or a few calls on many keys (runs merged by log-sum-exp); the others are
+        # gathered and attended together in one padded call (a copy costs less than a call each).
         decoding = [
             (i, c, _runs(c.table, _first_visible(c, sliding_window), c.start, bs))
             for i, c in enumerate(chunks)
             if len(c.tokens) == 1
         ]
         alone = len(decoding) == 1
-        self.in_place = [
-            (offsets[i], runs)
-            for i, c, runs in decoding
-            if device.type == "cpu" and len(runs) <= MAX_RUNS and (alone or runs_length(runs) >= IN_PLACE_FROM)
-        ]
+        self.in_place = [(offsets[i], runs) for i, c, runs in decoding if _read_in_place(runs, alone, device)]
         placed = {row for row, _ in self.in_place}
         gathered = [i for i, _, _ in decoding if offsets[i] not in placed]
         prefilling = [[i] for i, c in enumerate(chunks) if len(c.tokens) > 1]
@@ -124,7 +121,15 @@ class PagedStep:
 
 
 MAX_RUNS = 4  # a sequence in more pieces than this is gathered
-IN_PLACE_FROM = 256  # keys from which a decoding sequence among others is read in place
+IN_PLACE_FROM = 256  # keys from which a decoding sequence in one piece, among others, is read in place
+MERGE_FROM = 1024  # keys from which a sequence in a few pieces is read in place, piece by piece
+
+
+def _read_in_place(runs: list[tuple[int, int]], alone: bool, device: torch.device) -> bool:
+    if len(runs) == 1:
+        return alone or runs_length(runs) >= IN_PLACE_FROM
+    # (the merge needs the CPU kernel's log-sum-exp)
+    return device.type == "cpu" and len(runs) <= MAX_RUNS and runs_length(runs) >= MERGE_FROM
 
 
 def _first_visible(chunk: Chunk, window: int | None) -> int:
