@@ -110,3 +110,17 @@ def test_interleaved_sequences_get_adjacent_blocks():
         b.append(pool.allocate(after=b[-1]))
     for table in (a, b):
         assert len(_runs(table, 0, len(table) * BLOCK - 1, BLOCK)) <= 2, table
+
+
+def test_adjacent_blocks_never_evict_a_cached_prefix_out_of_order():
+    """A fresh block for a sequence is never taken from the middle of a cached prefix: cached
+    blocks are still reused least recently freed first."""
+    pool = BlockPool(40, BLOCK)
+    assert sorted(pool.allocate() for _ in range(40)) == list(range(40))
+    pool.release(30)  # an old, unnamed free block
+    for b in range(10, 20):  # then a finished sequence's prefix, named, freed in order
+        pool.name(b, bytes([b]))
+        pool.release(b)
+    taken = pool.allocate(after=5)  # block 6 is in use: the pool looks for room elsewhere
+    assert taken == 30
+    assert all(pool.names[b] == bytes([b]) for b in range(10, 20))

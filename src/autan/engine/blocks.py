@@ -74,7 +74,7 @@ class BlockPool:
         """The block that keeps a sequence contiguous: `after + 1` if it is free and unnamed.
 
         Otherwise (the sequence starts, or a neighbour took that block) one of the oldest free
-        blocks that has GAP free blocks before it, so that whoever holds the block before the
+        unnamed blocks that has GAP free blocks before it, so that whoever holds the block before the
         gap, and probably wants the next one too, keeps room to grow; None if no such block is
         near the front of the free list.
         """
@@ -83,8 +83,8 @@ class BlockPool:
         for n, block in enumerate(self.free):
             if n == SEARCH:
                 break
-            if all(b in self.free for b in range(max(0, block - GAP), block)):
-                return block
+            if self.names[block] is None and all(b in self.free for b in range(max(0, block - GAP), block)):
+                return block  # (never a cached prefix block: those go in least-recently-freed order)
         return None
 
     def lookup(self, name: bytes) -> int | None:

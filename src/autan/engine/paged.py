@@ -102,7 +102,7 @@ class PagedStep:
         n_kv, hd = keys.shape[1], keys.shape[2]
         for row, runs in self.in_place:
             grouped = q[row].view(1, n_kv, -1, hd)  # query heads grouped under their key/value head
-            out[row] = _attend_runs(grouped, keys, values, runs).view(-1, hd)
+            out[row] = _attend_runs(grouped, keys, values, runs).reshape(-1, hd)  # (a view on CPU; not on CUDA)
         for g in self.groups:
             G, S = g.key_slots.shape
             slots = g.key_slots.flatten()

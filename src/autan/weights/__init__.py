@@ -47,7 +47,8 @@ def load_model(
     kernels, for float checkpoints on a CPU; docs/benchmarks.md gives its perplexity cost.
 
     `mmap=False` reads a GGUF file into memory instead of mapping it (for a file on slow or
-    removable storage); mapped, the pages of each matrix are released once it is packed.
+    removable storage), where it stays, beside the packed copy; mapped, the pages of each
+    matrix are released once it is packed.
     """
     from autan.model.kernels import QUANTIZE_KINDS, quantize_model
 

@@ -198,6 +198,8 @@ def _parse(data: np.ndarray) -> tuple[dict[str, Any], list[TensorInfo]]:
         block, type_size = GGML_QUANT_SIZES[qtype]
         infos.append(TensorInfo(name, qtype, tuple(shape), offset, math.prod(shape) // block * type_size))
     alignment = metadata.get("general.alignment", 32)
+    if not isinstance(alignment, int) or alignment < 1:
+        raise ValueError(f"general.alignment is {alignment!r}, not a positive whole number")
     start = -(-at // alignment) * alignment
     for info in infos:
         info.data_offset += start
