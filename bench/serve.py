@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -45,7 +46,8 @@ def free_port() -> int:
 
 
 def start(args: list[str], url: str, log: Path) -> subprocess.Popen:
-    process = subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    env = {k: v for k, v in os.environ.items() if k != "AUTAN_API_KEYS"}  # both servers open, no key
+    process = subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -108,6 +110,18 @@ def measure(url: str, model: str, args: argparse.Namespace) -> dict:
     return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
 
 
+def serve_and_measure(command: Callable[[int], list[str]], log: Path, args: argparse.Namespace) -> dict:
+    """Start the server `command(port)` makes, measure it, stop it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start(command(port), url, log)
+    try:
+        return measure(url, "smollm2", args)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--streams", type=int, default=16)
@@ -118,31 +132,19 @@ def main() -> None:
     threads = torch.get_num_threads()
     results: dict[str, dict | str] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        autan = [sys.executable, "-m", "autan.cli", "serve", "smollm2", "--port", str(port), "--threads", str(threads)]
-        autan += ["--max-running", str(args.streams), "--db", f"sqlite:///{tmp}/bench.db"]
-        env_keys = os.environ.pop("AUTAN_API_KEYS", None)
-        process = start(autan, url, Path(tmp) / "autan.log")
-        try:
-            results["autan serve"] = measure(url, "smollm2", args)
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
-            if env_keys is not None:
-                os.environ["AUTAN_API_KEYS"] = env_keys
+
+        def autan(port: int) -> list[str]:
+            flags = f"serve smollm2 --port {port} --threads {threads} --max-running {args.streams}"
+            return [sys.executable, "-m", "autan.cli", *flags.split(), "--db", f"sqlite:///{tmp}/bench.db"]
+
+        def llama_server(port: int) -> list[str]:
+            flags = f"--port {port} --host 127.0.0.1 -np {args.streams} -c {args.streams * 1024} -t {threads}"
+            return [str(LLAMA_SERVER), "-m", str(path), *flags.split(), "--no-webui"]
+
+        results["autan serve"] = serve_and_measure(autan, Path(tmp) / "autan.log", args)
         print("autan serve", results["autan serve"], flush=True)
         if LLAMA_SERVER.exists():
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            llama = [str(LLAMA_SERVER), "-m", str(path), "--port", str(port), "--host", "127.0.0.1"]
-            llama += ["-np", str(args.streams), "-c", str(args.streams * 1024), "-t", str(threads), "--no-webui"]
-            process = start(llama, url, Path(tmp) / "llama.log")
-            try:
-                results["llama-server"] = measure(url, "smollm2", args)
-            finally:
-                process.terminate()
-                process.wait(timeout=60)
+            results["llama-server"] = serve_and_measure(llama_server, Path(tmp) / "llama.log", args)
             print("llama-server", results["llama-server"], flush=True)
         else:
             results["llama-server"] = "not built (bench/build-llama-server.sh)"

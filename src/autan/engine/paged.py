@@ -59,6 +59,7 @@ class _Group:
     valid: Tensor  # (G, T) bool, False on padding
     key_slots: Tensor  # (G, S) pool slot of each visible key (padding points at the null slot)
     mask: Tensor  # (G, 1, T, S) bool
+    bias: Tensor | None  # decoding (T = 1): the mask as 0 / -inf to add to the scores, made once per step
 
 
 class PagedStep:
@@ -110,8 +111,7 @@ class PagedStep:
             gv = values.index_select(0, slots).view(G, S, n_kv, hd).transpose(1, 2).to(q.dtype)
             if g.rows.shape[1] == 1:  # decoding: one query each, heads grouped as above, no repeat
                 rows = g.rows[:, 0]
-                bias = torch.zeros(g.mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~g.mask, float("-inf"))
-                o = F.scaled_dot_product_attention(q[rows].view(G, n_kv, -1, hd), gk, gv, attn_mask=bias)
+                o = F.scaled_dot_product_attention(q[rows].view(G, n_kv, -1, hd), gk, gv, attn_mask=g.bias.to(q.dtype))
                 out[rows] = o.reshape(G, -1, hd)
                 continue
             gq = q[g.rows].transpose(1, 2)  # (G, n_heads, T, hd)
@@ -127,9 +127,9 @@ MERGE_FROM = 1024  # keys from which a sequence in a few pieces is read in place
 
 def _read_in_place(runs: list[tuple[int, int]], alone: bool, device: torch.device) -> bool:
     if len(runs) == 1:
-        return alone or runs_length(runs) >= IN_PLACE_FROM
+        return alone or _runs_length(runs) >= IN_PLACE_FROM
     # (the merge needs the CPU kernel's log-sum-exp)
-    return device.type == "cpu" and len(runs) <= MAX_RUNS and runs_length(runs) >= MERGE_FROM
+    return device.type == "cpu" and len(runs) <= MAX_RUNS and _runs_length(runs) >= MERGE_FROM
 
 
 def _first_visible(chunk: Chunk, window: int | None) -> int:
@@ -151,7 +151,7 @@ def _runs(table: Sequence[int | None], low: int, high: int, block_size: int) -> 
     return runs
 
 
-def runs_length(runs: list[tuple[int, int]]) -> int:
+def _runs_length(runs: list[tuple[int, int]]) -> int:
     return sum(e - s for s, e in runs)
 
 
@@ -209,4 +209,8 @@ def _group(chunks: list[Chunk], offsets: list[int], window: int | None, pool: KV
     mask = torch.stack([attention_mask(q, k, window) for q, k in zip(query_pos, key_pos, strict=True)])
     mask[~valid] = False
     mask[..., 0] |= ~valid  # padded queries see one key, so no row is empty (their output is dropped)
-    return _Group(rows.to(device), valid.to(device), key_slots.to(device), mask[:, None].to(device))
+    mask = mask[:, None].to(device)
+    bias = None
+    if T == 1:
+        bias = torch.zeros(mask.shape, dtype=pool.keys.dtype, device=device).masked_fill_(~mask, float("-inf"))
+    return _Group(rows.to(device), valid.to(device), key_slots.to(device), mask, bias)

@@ -187,14 +187,12 @@ def use_packed_kernels(model: nn.Module, release: Callable[[], None] | None = No
             _return_freed_memory()
 
     count, fused = 0, set()
-    for module in model.modules():  # maps that read the same input become one product
-        for target, names in FUSED:
-            maps = [getattr(module, n) for n in names] if hasattr(module, target) else []
-            if maps and all(_int4_ready(m.weight) for m in maps):
-                setattr(module, target, _int4(*(m.weight for m in maps)))
-                fused.update(maps)
-                count += len(maps)
-                converted()
+    for module, target, maps in _fusable(model):
+        if all(_int4_ready(m.weight) for m in maps):
+            setattr(module, target, _int4(*(m.weight for m in maps)))
+            fused.update(maps)
+            count += len(maps)
+            converted()
     for module in model.modules():
         if isinstance(module, Linear) and isinstance(module.weight, QuantizedWeight) and module not in fused:
             module.kernel = pack(module.weight)
@@ -217,6 +215,21 @@ def use_packed_kernels(model: nn.Module, release: Callable[[], None] | None = No
 QUANTIZE_KINDS = ("int8", "int4")
 
 
+def check_quantize(kind: str) -> None:
+    if kind not in QUANTIZE_KINDS:
+        raise ValueError(f"quantize='{kind}' must be one of {', '.join(QUANTIZE_KINDS)}")
+
+
+def _fusable(model: nn.Module) -> list[tuple[nn.Module, str, list[nn.Module]]]:
+    """(module, attribute, maps) for each set of FUSED maps in the model: they read the same input."""
+    found = []
+    for module in model.modules():
+        for target, names in FUSED:
+            if hasattr(module, target):
+                found.append((module, target, [getattr(module, n) for n in names]))
+    return found
+
+
 def quantize_model(model: nn.Module, kind: str) -> int:
     """Quantize every dense linear map of a CPU model onto packed kernels, at load.
 
@@ -226,8 +239,7 @@ def quantize_model(model: nn.Module, kind: str) -> int:
     """
     from autan.model.layers import Linear
 
-    if kind not in QUANTIZE_KINDS:
-        raise ValueError(f"quantize='{kind}' must be one of {', '.join(QUANTIZE_KINDS)}")
+    check_quantize(kind)
     routers = {m.gate for m in model.modules() if isinstance(m, MoeFeedForward)}
 
     def dense(linear: object) -> bool:
@@ -241,12 +253,10 @@ def quantize_model(model: nn.Module, kind: str) -> int:
         return fused
 
     count, done = 0, set()
-    for module in model.modules():
-        for target, names in FUSED:
-            maps = [getattr(module, n) for n in names] if hasattr(module, target) else []
-            if maps and all(dense(m) for m in maps):
-                setattr(module, target, kernel(*(m.weight for m in maps)))
-                done.update(maps)
+    for module, target, maps in _fusable(model):
+        if all(dense(m) for m in maps):
+            setattr(module, target, kernel(*(m.weight for m in maps)))
+            done.update(maps)
     for module in model.modules():
         if dense(module) and module not in done:
             module.kernel = _int8(module.weight) if module is getattr(model, "lm_head", None) else kernel(module.weight)

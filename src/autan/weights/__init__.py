@@ -50,12 +50,12 @@ def load_model(
     removable storage), where it stays, beside the packed copy; mapped, the pages of each
     matrix are released once it is packed.
     """
-    from autan.model.kernels import QUANTIZE_KINDS, quantize_model
+    from autan.model.kernels import check_quantize, quantize_model
 
     if kernels not in ("packed", "exact"):
         raise ValueError(f"kernels='{kernels}' must be 'packed' or 'exact'")
-    if quantize is not None and quantize not in QUANTIZE_KINDS:
-        raise ValueError(f"quantize='{quantize}' must be one of {', '.join(QUANTIZE_KINDS)}")
+    if quantize is not None:
+        check_quantize(quantize)  # before the (long) load
     path, device = Path(path), _device(device)
     if quantize is not None and device.type != "cpu":
         raise ValueError(f"quantize='{quantize}' runs on PyTorch's CPU kernels; the device is {device}")
