@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 from gguf import GGMLQuantizationType as Q
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import autan
 from autan import registry
@@ -192,3 +194,50 @@ def test_the_lean_decode_path_computes_bit_for_bit_what_the_modules_compute():
         for token in prompt[:5]:  # one-token steps on the cache
             assert torch.equal(lean(token[None], a), modules(token[None], b))
     assert lean._packed is not None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 40),
+    cols=st.sampled_from([8, 64, 576, 1536]),
+    out=st.integers(1, 300),
+    magnitude=st.sampled_from([1e-6, 1.0, 1e4]),
+    seed=st.integers(0, 2**16),
+)
+def test_int8_products_on_integer_units_stay_within_their_activation_bound(rows, cols, out, magnitude, seed):
+    """Each activation row goes in as s * (q1 + q2 / 254): off by at most s / 508 per value
+    (s = the row's largest magnitude / 127), so each output is off by at most that times the
+    row's sum of |w|, plus float32 rounding of the sums."""
+    from autan.model.kernels import int8_product
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, cols, generator=g) * magnitude
+    x[0, 0] = 0.0 if rows > 1 else x[0, 0]  # zeros, and rows of very different sizes
+    weight = torch.randint(-127, 128, (out, cols), dtype=torch.int8, generator=g)
+    scales = torch.rand(out, generator=g).to(torch.bfloat16)
+    w = weight.double() * scales.double()[:, None]
+    reference = x.double() @ w.t()
+    s = x.abs().amax(1, keepdim=True).double() / 127
+    bound = s / 508 * w.abs().sum(1) + 1e-5 * (x.double().abs() @ w.abs().t())
+    error = (int8_product(x, weight, scales).double() - reference).abs()
+    assert bool((error <= bound).all()), (error - bound).max()
+
+
+def test_int8_kernels_give_one_row_and_many_rows_the_same_products():
+    """One row takes the bfloat16 kernel, several the integer one: within bfloat16 rounding."""
+    from autan.model.kernels import _int8
+
+    kernel = _int8(torch.randn(200, 576))
+    x = torch.randn(7, 576)
+    many = kernel(x)
+    one = torch.cat([kernel(x[i : i + 1]) for i in range(len(x))])
+    exact = x @ dequantized(kernel).t()
+    assert ((many - exact).abs().max() / exact.abs().max()).item() < 1e-4
+    assert ((one - exact).abs().max() / exact.abs().max()).item() < 2e-2
+
+
+def test_int8_kernels_refuse_sums_that_could_overflow():
+    from autan.model.kernels import INT8_MAX_K, PackedLinear
+
+    with pytest.raises(ValueError, match=f"at most {INT8_MAX_K} input features, got {INT8_MAX_K + 1}"):
+        PackedLinear("int8", torch.zeros(2, INT8_MAX_K + 1, dtype=torch.int8), torch.ones(2), 2)

@@ -3,10 +3,17 @@
 GGML's 4-bit blocks map onto PyTorch's int4 group-wise layout exactly: a group of 32 values
 with a scale and an offset, w = (q - 8) * scale + zero. Q4_0 is d * (q - 8), so scale = d and
 zero = 0; Q4_1 is d * q + m, so scale = d and zero = m + 8d; Q4_K's sub-blocks are
-d * sc * q - dmin * mn, so scale = d * sc and zero = 8 * scale - dmin * mn. The scales are
-held in bfloat16, and the kernels multiply bfloat16 activations: that rounding is the only
+d * sc * q - dmin * mn, so scale = d * sc and zero = 8 * scale - dmin * mn. Their scales are
+held in bfloat16, and the int4 kernel multiplies bfloat16 activations: that rounding is the only
 difference from unpacking (bounded in the tests). Other types (Q8_0, Q5_K, Q6_K) become int8
 per output channel, which adds a requantization error of at most half a step per weight.
+
+int8 products of more than one row run on the CPU's integer dot-product units (`torch._int_mm`,
+VNNI through oneDNN), which multiply int8 by int8: each activation row is written as two int8
+rows, s * (q1 + q2 / 254), the second holding what the first rounded away. That keeps
+activations within 1 / 64516 of the row's largest value (finer than bfloat16), and all rows
+share one pass over the weights. At 16 rows this is 2.5x faster than the bfloat16 kernel on the
+output head; for a single row, the bfloat16 kernel is faster and is used.
 """
 
 from __future__ import annotations
@@ -15,7 +22,6 @@ import contextlib
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from gguf import GGMLQuantizationType as Q
 from torch import Tensor, nn
 
@@ -27,38 +33,38 @@ GROUP = 32
 FUSED = (("qkv_kernel", ("q_proj", "k_proj", "v_proj")), ("gate_up_kernel", ("gate_proj", "up_proj")))
 INNER_K_TILES = 2  # the int4 layout wants K divisible by INNER_K_TILES * 16
 INT4_BLOCK_N = 64  # output columns per block of that layout
+INT8_MAX_K = 2**31 // (2 * 127 * 127)  # longest int32 sum of int8 products that cannot overflow
 FULL_WIDTH_FROM = 64  # rows from which a product unpacks its weights and runs in float32
 
 
 class PackedLinear(nn.Module):
-    """y = x W^T computed from int4 (group-wise) or int8 (per-channel) weights, in bfloat16."""
+    """y = x W^T computed from int4 (group-wise, bfloat16 activations) or int8 (per-channel,
+    activations in two int8 rows) weights."""
 
     def __init__(self, kind: str, weight: Tensor, scales: Tensor, out_features: int, splits: list[int] | None = None):
         super().__init__()
+        if kind == "int8" and weight.shape[1] > INT8_MAX_K:
+            raise ValueError(f"an int8 kernel takes at most {INT8_MAX_K} input features, got {weight.shape[1]}")
         self.kind, self.out_features = kind, out_features
         self.splits = splits or [out_features]  # the output widths of the maps fused into this one
         self.register_buffer("weight", weight)
-        self.register_buffer("scales", scales)
+        self.register_buffer("scales", scales)  # bfloat16; int4: (K / 32, N, 2), scale and offset; int8: (N,)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim == 2 and x.shape[0] >= FULL_WIDTH_FROM and x.dtype == torch.float32 and self._full_width:
-            return self._full_width_product(x)
-        flat = x.to(torch.bfloat16) if x.ndim == 2 else x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-        if self.kind == "int4":
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.weight, GROUP, self.scales)
+        flat = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
+        if self.kind == "int8" and len(flat) == 1:  # one row: the bfloat16 kernel reads the weights faster
+            y = torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16), self.weight, self.scales)
+        elif self.kind == "int8":
+            y = int8_product(flat.float(), self.weight, self.scales)
+        elif len(flat) >= FULL_WIDTH_FROM and x.dtype == torch.float32 and self.out_features % INT4_BLOCK_N == 0:
+            y = self._full_width_product(flat)
         else:
-            y = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat.to(torch.bfloat16), self.weight, GROUP, self.scales)
         return y.to(x.dtype) if x.ndim == 2 else y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
-
-    @property
-    def _full_width(self) -> bool:
-        return self.kind == "int8" or self.out_features % INT4_BLOCK_N == 0
 
     def _full_width_product(self, x: Tensor) -> Tensor:
         """Many rows (a prompt): unpack the weights to float32 for this one product and let the
         BLAS kernel run at full width; unpacking costs less than the int4 kernel loses there."""
-        if self.kind == "int8":
-            return F.linear(x, self.weight.to(x.dtype) * self.scales.to(x.dtype)[:, None])
         blocks = self.unpacked_blocks(x.dtype)  # (N/64, K, 64): W^T, 64 output columns at a time
         return torch.matmul(x, blocks).permute(1, 0, 2).reshape(x.shape[0], self.out_features)
 
@@ -76,6 +82,22 @@ class PackedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.kind}, out_features={self.out_features}"
+
+
+def int8_product(x: Tensor, weight: Tensor, scales: Tensor) -> Tensor:
+    """x (M, K) float32 times the int8 matrix (N, K) with per-row `scales`: (M, N) float32.
+
+    Each row of x becomes s * (q1 + q2 / 254) with q1, q2 int8 (s = the row's largest magnitude
+    / 127; q2 rounds what q1 left, which is at most s / 2), and one integer product takes all 2M
+    rows. The int32 sums are exact; the activations are off by at most s / 508.
+    """
+    s = torch.linalg.vector_norm(x, float("inf"), dim=-1, keepdim=True).clamp_(min=1e-30).div_(127)
+    t = x / s
+    q1 = t.round()
+    q2 = t.sub_(q1).mul_(254).round_()
+    y = torch._int_mm(torch.cat([q1, q2]).to(torch.int8), weight.t())
+    rows = len(x)
+    return y[rows:].float().div_(254).add_(y[:rows]).mul_(s).mul_(scales)
 
 
 def pack(weight: QuantizedWeight) -> PackedLinear | None:
@@ -157,7 +179,7 @@ def _int8(weight: QuantizedWeight | Tensor) -> PackedLinear:
             dense = dequantize(weight.packed[start : start + 4096], weight.qtype)
         else:
             dense = weight[start : start + 4096].float()
-        # symmetric, per output channel; rounded against the bfloat16 scale the kernel will use
+        # symmetric, per output channel; rounded against the bfloat16 scale the kernels will use
         s = (dense.abs().amax(dim=1).clamp(min=1e-12) / 127).to(torch.bfloat16).float()
         q[start : start + 4096] = torch.round(dense / s[:, None]).clamp(-127, 127).to(torch.int8)
         scale[start : start + 4096] = s
