@@ -163,8 +163,7 @@ def test_full_width_products_unpack_the_int4_layout_exactly(rows, cols):
     from autan.model.kernels import FULL_WIDTH_FROM, _int4
 
     kernel = _int4(torch.randn(rows, cols) * 0.02)
-    blocks = kernel.unpacked_blocks(torch.float32)  # (rows / 64, cols, 64) = W^T in column blocks
-    matrix = blocks.permute(0, 2, 1).reshape(rows, cols)
+    matrix = kernel.unpacked(torch.float32).t()
     torch.testing.assert_close(matrix.to(torch.bfloat16).float(), dequantized(kernel), rtol=0, atol=0)
     x = torch.randn(FULL_WIDTH_FROM + 3, cols)
     torch.testing.assert_close(kernel(x), x @ matrix.t(), rtol=1e-5, atol=1e-5)

@@ -35,6 +35,9 @@ def test_each_query_sees_exactly_its_window(window, chunks):
     cache = KVCache(config(window))
     for n in chunks:
         step = cache.begin(n)
+        # the flag that lets SDPA use its own causal mask holds exactly when the mask is the lower triangle
+        triangle = len(step.key_positions) == n and bool((step.mask == torch.ones(n, n).tril().bool()).all())
+        assert step.causal == triangle
         for row, i in enumerate(step.positions.tolist()):
             seen = sorted(step.key_positions[step.mask[row]].tolist())
             low = 0 if window is None else max(0, i - window + 1)

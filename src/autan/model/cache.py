@@ -43,6 +43,7 @@ class AttentionStep:
     mask: Tensor  # (T, n_cached + T) bool
     cache: KVCache | None
     n_cached: int
+    causal: bool = False  # the mask is plain causal: SDPA's own, whose fused kernel skips the masked half
 
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         if self.cache is not None and len(self.positions) == 1:
@@ -52,7 +53,10 @@ class AttentionStep:
             k, v = self.cache.exchange(layer, k, v, self.positions, self.n_cached)  # (n_kv, n_cached + T, hd)
         # with a batch dimension, so that SDPA takes its fused CPU kernel (3-D inputs do not)
         q, k, v = q.transpose(0, 1)[None], k[None], v[None]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask[None, None], enable_gqa=True)
+        if self.causal:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask[None, None], enable_gqa=True)
         return out[0].transpose(0, 1)  # (T, n_heads, hd)
 
 
@@ -68,7 +72,13 @@ def attention_mask(query_pos: Tensor, key_pos: Tensor, sliding_window: int | Non
 def uncached_step(n_tokens: int, sliding_window: int | None, device: torch.device) -> AttentionStep:
     """A whole sequence in one forward, with nothing kept."""
     positions = torch.arange(n_tokens, device=device)
-    return AttentionStep(positions, positions, attention_mask(positions, positions, sliding_window), None, 0)
+    mask = attention_mask(positions, positions, sliding_window)
+    return AttentionStep(positions, positions, mask, None, 0, _plain_causal(0, n_tokens, sliding_window))
+
+
+def _plain_causal(n_cached: int, n_tokens: int, sliding_window: int | None) -> bool:
+    """Whether a step's mask is exactly the lower triangle: no cached keys, and no window cut."""
+    return n_cached == 0 and (sliding_window is None or n_tokens <= sliding_window)
 
 
 class KVCache:
@@ -125,7 +135,8 @@ class KVCache:
         kept = positions[-self.capacity :]
         self.slot_positions[kept % self.capacity] = kept
         self.length = end
-        return AttentionStep(positions, key_pos, mask, self, n_cached)
+        causal = _plain_causal(n_cached, n_tokens, self.sliding_window)
+        return AttentionStep(positions, key_pos, mask, self, n_cached, causal)
 
     def exchange(self, layer: int, k: Tensor, v: Tensor, positions: Tensor, n_cached: int) -> tuple[Tensor, Tensor]:
         """Return cached + new keys/values for `layer`, then store the new ones."""

@@ -65,20 +65,19 @@ class PackedLinear(nn.Module):
     def _full_width_product(self, x: Tensor) -> Tensor:
         """Many rows (a prompt): unpack the weights to float32 for this one product and let the
         BLAS kernel run at full width; unpacking costs less than the int4 kernel loses there."""
-        blocks = self.unpacked_blocks(x.dtype)  # (N/64, K, 64): W^T, 64 output columns at a time
-        return torch.matmul(x, blocks).permute(1, 0, 2).reshape(x.shape[0], self.out_features)
+        return x @ self.unpacked(x.dtype)
 
-    def unpacked_blocks(self, dtype: torch.dtype) -> Tensor:
-        """The int4 weights as float: W^T in blocks of 64 output columns, (N / 64, K, 64).
+    def unpacked(self, dtype: torch.dtype) -> Tensor:
+        """The int4 weights as float: W^T, (K, N).
 
-        PyTorch's CPU int4 layout is (N / 64, K, 32) bytes: the low nibble holds output n of the
-        block, the high nibble output n + 32 (tested against the kernel itself)."""
-        n_blocks, k, half = self.out_features // INT4_BLOCK_N, self.weight.shape[1] * 2, INT4_BLOCK_N // 2
-        nibbles = self.weight.view(n_blocks, k, half)
-        q = torch.cat([nibbles & 15, nibbles >> 4], dim=-1).view(n_blocks, k // GROUP, GROUP, INT4_BLOCK_N)
-        groups = self.scales.to(dtype).view(k // GROUP, n_blocks, INT4_BLOCK_N, 2).permute(1, 0, 3, 2)
-        scale, zero = groups[:, :, 0:1], groups[:, :, 1:2]  # (N/64, K/32, 1, 64): w = (q - 8) * scale + zero
-        return q.to(dtype).mul_(scale).add_(zero - 8 * scale).view(n_blocks, k, INT4_BLOCK_N)  # in place
+        PyTorch's CPU int4 layout is (N / 64, K, 32) bytes: the low nibble holds output n of a
+        block of 64 outputs, the high nibble output n + 32 (tested against the kernel itself).
+        The nibbles are put in (K, N) order while still bytes, the cheapest time to move them."""
+        n, k = self.out_features, self.weight.shape[1] * 2
+        blocks = self.weight.view(n // INT4_BLOCK_N, k, INT4_BLOCK_N // 2)
+        q = torch.cat([blocks & 15, blocks >> 4], dim=-1).transpose(0, 1).reshape(k // GROUP, GROUP, n)
+        scale, zero = self.scales.to(dtype).unbind(-1)  # (K / 32, N) each: w = (q - 8) * scale + zero
+        return q.to(dtype).mul_(scale[:, None]).add_((zero - 8 * scale)[:, None]).view(k, n)  # in place
 
     def extra_repr(self) -> str:
         return f"{self.kind}, out_features={self.out_features}"
@@ -91,7 +90,7 @@ def int8_product(x: Tensor, weight: Tensor, scales: Tensor) -> Tensor:
     / 127; q2 rounds what q1 left, which is at most s / 2), and one integer product takes all 2M
     rows. The int32 sums are exact; the activations are off by at most s / 508.
     """
-    s = torch.linalg.vector_norm(x, float("inf"), dim=-1, keepdim=True).clamp_(min=1e-30).div_(127)
+    s = x.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-30).div_(127)
     t = x / s
     q1 = t.round()
     q2 = t.sub_(q1).mul_(254).round_()
