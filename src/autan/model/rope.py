@@ -17,13 +17,18 @@ def inverse_frequencies(head_dim: int, theta: float, device: torch.device | None
 
 
 def rope_cos_sin(positions: Tensor, inv_freq: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """cos and sin of each position's angles, (T, 1, head_dim), for `apply_rope`.
+
+    The sin's first half is negated: rotating halves is then one roll, x * cos + roll(x) * sin,
+    which is Hugging Face's x * cos + cat(-x2, x1) * sin with the same products and sums.
+    """
     freqs = positions.float()[:, None] * inv_freq[None, :]  # (T, head_dim/2)
-    angles = torch.cat([freqs, freqs], dim=-1)  # (T, head_dim)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
+    angles = torch.cat([freqs, freqs], dim=-1)[:, None, :]  # (T, 1, head_dim)
+    sin = angles.sin()
+    sin[..., : freqs.shape[-1]].neg_()
+    return angles.cos().to(dtype), sin.to(dtype)
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate x (T, heads, head_dim) by the angles of its positions."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos[:, None, :] + rotated * sin[:, None, :]
+    """Rotate x (T, heads, head_dim) by the angles of its positions (from `rope_cos_sin`)."""
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin

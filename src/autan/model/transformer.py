@@ -200,10 +200,10 @@ class Transformer(nn.Module):
             heads = int4(h, layer.qkv[0], GROUP, layer.qkv[1]).float().view(n_tokens, -1, hd)
             q, k = apply_rope(heads[:, :n_qk], cos, sin).split([c.n_heads, c.n_kv_heads], dim=1)
             out = step.attend(i, q, k, heads[:, n_qk:]).reshape(n_tokens, -1).to(bf16)
-            x = x + int4(out, layer.o[0], GROUP, layer.o[1]).float()
+            x = x + int4(out, layer.o[0], GROUP, layer.o[1])  # bfloat16 widened by the sum: exact
             h = (layer.post_norm * F.rms_norm(x, shape, eps=c.norm_eps)).to(bf16)
             gate, up = int4(h, layer.gate_up[0], GROUP, layer.gate_up[1]).float().split(c.hidden_dim, dim=-1)
-            x = x + int4((F.silu(gate) * up).to(bf16), layer.down[0], GROUP, layer.down[1]).float()
+            x = x + int4((F.silu(gate) * up).to(bf16), layer.down[0], GROUP, layer.down[1])
         return x
 
     @torch.inference_mode()
