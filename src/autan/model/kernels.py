@@ -52,15 +52,25 @@ class PackedLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         flat = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
-        if self.kind == "int8" and len(flat) == 1:  # one row: the bfloat16 kernel reads the weights faster
-            y = torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16), self.weight, self.scales)
-        elif self.kind == "int8":
-            y = int8_product(flat.float(), self.weight, self.scales)
-        elif len(flat) >= FULL_WIDTH_FROM and x.dtype == torch.float32 and self.out_features % INT4_BLOCK_N == 0:
+        if self.kind == "int4" and len(flat) >= FULL_WIDTH_FROM and x.dtype == torch.float32 and self._unpackable:
             y = self._full_width_product(flat)
         else:
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat.to(torch.bfloat16), self.weight, GROUP, self.scales)
+            y = self.product(flat)
         return y.to(x.dtype) if x.ndim == 2 else y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    def product(self, x: Tensor) -> Tensor:
+        """x (M, K) -> (M, N) on the kernel, in the dtype the kernel gives (bfloat16 or float32).
+
+        The decode path (`Transformer._run_packed`) calls this directly."""
+        if self.kind == "int4":
+            return torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), self.weight, GROUP, self.scales)
+        if len(x) == 1:  # one row: the bfloat16 kernel reads the weights faster than the integer one
+            return torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), self.weight, self.scales)
+        return int8_product(x.float(), self.weight, self.scales)
+
+    @property
+    def _unpackable(self) -> bool:
+        return self.out_features % INT4_BLOCK_N == 0
 
     def _full_width_product(self, x: Tensor) -> Tensor:
         """Many rows (a prompt): unpack the weights to float32 for this one product and let the

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from autan.config import ModelConfig
 from autan.model.cache import KVCache, Step, uncached_step
-from autan.model.kernels import FULL_WIDTH_FROM, GROUP
+from autan.model.kernels import FULL_WIDTH_FROM, PackedLinear
 from autan.model.layers import Embedding, Linear, RMSNorm
 from autan.model.moe import MoeFeedForward
 from autan.model.quant import materialize
@@ -87,27 +87,24 @@ class Block(nn.Module):
 
 
 class PackedLayer(NamedTuple):
-    """One dense block whose maps all run on int4 kernels, as bare tensors (see `Transformer.run`)."""
+    """One dense block whose maps all run on packed kernels, as bare tensors (see `Transformer.run`)."""
 
     input_norm: Tensor
-    qkv: tuple[Tensor, Tensor]  # packed weight, scales and zeros
-    o: tuple[Tensor, Tensor]
+    qkv: PackedLinear
+    o: PackedLinear
     post_norm: Tensor
-    gate_up: tuple[Tensor, Tensor]
-    down: tuple[Tensor, Tensor]
+    gate_up: PackedLinear
+    down: PackedLinear
 
 
 def _packed_layers(layers: nn.ModuleList) -> list[PackedLayer] | None:
-    def int4(kernel: nn.Module | None) -> tuple[Tensor, Tensor] | None:
-        return (kernel.weight, kernel.scales) if kernel is not None and kernel.kind == "int4" else None
-
     packed = []
     for block in layers:
         if not hasattr(block, "mlp"):
             return None
         attn, mlp = block.self_attn, block.mlp
-        maps = (int4(attn.qkv_kernel), int4(attn.o_proj.kernel), int4(mlp.gate_up_kernel), int4(mlp.down_proj.kernel))
-        if any(m is None for m in maps):
+        maps = (attn.qkv_kernel, attn.o_proj.kernel, mlp.gate_up_kernel, mlp.down_proj.kernel)
+        if not all(isinstance(m, PackedLinear) for m in maps):
             return None
         norms = (block.input_layernorm.weight, block.post_attention_layernorm.weight)
         packed.append(PackedLayer(norms[0], maps[0], maps[1], norms[1], maps[2], maps[3]))
@@ -188,22 +185,20 @@ class Transformer(nn.Module):
         """The blocks' computation, op for op (so bit for bit), without the modules around it.
 
         Decoding a few tokens, the products are small and the time goes to calling them: this
-        path, for dense models on int4 kernels, leaves out every module call and attribute
+        path, for dense models on packed kernels, leaves out every module call and attribute
         lookup (a fifth of a decode step on the default model).
         """
         c = self.config
         n_tokens, shape, hd, n_qk = x.shape[0], (c.dim,), c.head_dim, c.n_heads + c.n_kv_heads
-        int4 = torch.ops.aten._weight_int4pack_mm_for_cpu
-        bf16 = torch.bfloat16
         for i, layer in enumerate(self._packed):
-            h = (layer.input_norm * F.rms_norm(x, shape, eps=c.norm_eps)).to(bf16)
-            heads = int4(h, layer.qkv[0], GROUP, layer.qkv[1]).float().view(n_tokens, -1, hd)
+            h = layer.input_norm * F.rms_norm(x, shape, eps=c.norm_eps)
+            heads = layer.qkv.product(h).float().view(n_tokens, -1, hd)
             q, k = apply_rope(heads[:, :n_qk], cos, sin).split([c.n_heads, c.n_kv_heads], dim=1)
-            out = step.attend(i, q, k, heads[:, n_qk:]).reshape(n_tokens, -1).to(bf16)
-            x = x + int4(out, layer.o[0], GROUP, layer.o[1])  # bfloat16 widened by the sum: exact
-            h = (layer.post_norm * F.rms_norm(x, shape, eps=c.norm_eps)).to(bf16)
-            gate, up = int4(h, layer.gate_up[0], GROUP, layer.gate_up[1]).float().split(c.hidden_dim, dim=-1)
-            x = x + int4((F.silu(gate) * up).to(bf16), layer.down[0], GROUP, layer.down[1])
+            out = step.attend(i, q, k, heads[:, n_qk:]).reshape(n_tokens, -1)
+            x = x + layer.o.product(out)  # a bfloat16 product is widened by the sum: exact
+            h = layer.post_norm * F.rms_norm(x, shape, eps=c.norm_eps)
+            gate, up = layer.gate_up.product(h).float().split(c.hidden_dim, dim=-1)
+            x = x + layer.down.product(F.silu(gate) * up)
         return x
 
     @torch.inference_mode()
