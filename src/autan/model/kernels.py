@@ -9,16 +9,21 @@ difference from unpacking (bounded in the tests). Other types (Q8_0, Q5_K, Q6_K)
 per output channel, which adds a requantization error of at most half a step per weight.
 
 int8 products of more than one row run on the CPU's integer dot-product units (`torch._int_mm`,
-VNNI through oneDNN), which multiply int8 by int8: each activation row is written as two int8
-rows, s * (q1 + q2 / 254), the second holding what the first rounded away. That keeps
-activations within 1 / 64516 of the row's largest value (finer than bfloat16), and all rows
-share one pass over the weights. At 16 rows this is 2.5x faster than the bfloat16 kernel on the
-output head; for a single row, the bfloat16 kernel is faster and is used.
+through oneDNN), which multiply int8 by int8: each activation row is written as two int8 rows,
+s * (q1 + q2 / 254), the second holding what the first rounded away. That keeps activations
+within 1 / 64516 of the row's largest value (finer than bfloat16), and all rows share one pass
+over the weights. At 16 rows this is 2.5x faster than the bfloat16 kernel on the output head;
+for a single row, the bfloat16 kernel is faster and is used. The integer path needs VNNI
+(AVX512-VNNI, AVX-VNNI or AMX): without it, oneDNN adds byte products in 16-bit pairs that
+saturate, so a check on extreme values decides once per process, and CPUs that fail it keep
+the bfloat16 kernel for every product. Rows then get results that depend on how many rows
+share the product (one row or several), like the int4 path's prompts of 64 rows or more.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 
 import torch
@@ -33,7 +38,8 @@ GROUP = 32
 FUSED = (("qkv_kernel", ("q_proj", "k_proj", "v_proj")), ("gate_up_kernel", ("gate_proj", "up_proj")))
 INNER_K_TILES = 2  # the int4 layout wants K divisible by INNER_K_TILES * 16
 INT4_BLOCK_N = 64  # output columns per block of that layout
-INT8_MAX_K = 2**31 // (2 * 127 * 127)  # longest int32 sum of int8 products that cannot overflow
+INT4_ROWS = 16  # the int4 layout wants the output rows (N) divisible by this
+INT8_MAX_K = (2**31 - 1) // (127 * 127)  # the longest int32 sum of int8 products that cannot overflow
 FULL_WIDTH_FROM = 64  # rows from which a product unpacks its weights and runs in float32
 
 
@@ -43,8 +49,6 @@ class PackedLinear(nn.Module):
 
     def __init__(self, kind: str, weight: Tensor, scales: Tensor, out_features: int, splits: list[int] | None = None):
         super().__init__()
-        if kind == "int8" and weight.shape[1] > INT8_MAX_K:
-            raise ValueError(f"an int8 kernel takes at most {INT8_MAX_K} input features, got {weight.shape[1]}")
         self.kind, self.out_features = kind, out_features
         self.splits = splits or [out_features]  # the output widths of the maps fused into this one
         self.register_buffer("weight", weight)
@@ -64,9 +68,10 @@ class PackedLinear(nn.Module):
         The decode path (`Transformer._run_packed`) calls this directly."""
         if self.kind == "int4":
             return torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), self.weight, GROUP, self.scales)
-        if len(x) == 1:  # one row: the bfloat16 kernel reads the weights faster than the integer one
-            return torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), self.weight, self.scales)
-        return int8_product(x.float(), self.weight, self.scales)
+        if len(x) > 1 and x.shape[1] <= INT8_MAX_K and integer_units_exact():
+            return int8_product(x.float(), self.weight, self.scales)
+        # one row (the bfloat16 kernel reads the weights faster), or no exact integer units
+        return torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), self.weight, self.scales)
 
     @property
     def _unpackable(self) -> bool:
@@ -98,15 +103,33 @@ def int8_product(x: Tensor, weight: Tensor, scales: Tensor) -> Tensor:
 
     Each row of x becomes s * (q1 + q2 / 254) with q1, q2 int8 (s = the row's largest magnitude
     / 127; q2 rounds what q1 left, which is at most s / 2), and one integer product takes all 2M
-    rows. The int32 sums are exact; the activations are off by at most s / 508.
+    rows. The int32 sums are exact (K at most INT8_MAX_K, on VNNI: `integer_units_exact`); the
+    activations are off by at most s / 508. A row holding inf or NaN comes out all NaN.
     """
-    s = x.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-30).div_(127)
+    s = x.abs().amax(dim=-1, keepdim=True).div_(127).clamp_(min=torch.finfo(torch.float32).tiny)
     t = x / s
     q1 = t.round()
     q2 = t.sub_(q1).mul_(254).round_()
     y = torch._int_mm(torch.cat([q1, q2]).to(torch.int8), weight.t())
     rows = len(x)
     return y[rows:].float().div_(254).add_(y[:rows]).mul_(s).mul_(scales)
+
+
+@functools.cache
+def integer_units_exact() -> bool:
+    """Whether `torch._int_mm` sums int8 products exactly on this CPU (checked once).
+
+    With VNNI, oneDNN multiplies and adds into 32 bits. Without it, it widens bytes pairwise
+    into 16-bit sums that saturate: 127 * 127 rows of 256 then come out wrong by millions.
+    """
+    x = torch.full((2, 256), 127, dtype=torch.int8)
+    x[1] = -127
+    w = torch.full((16, 256), 127, dtype=torch.int8)
+    w[1::2] = -127
+    try:
+        return torch.equal(torch._int_mm(x, w.t()).long(), x.long() @ w.long().t())
+    except RuntimeError:  # no integer product on this build
+        return False
 
 
 def pack(weight: QuantizedWeight) -> PackedLinear | None:
@@ -138,7 +161,7 @@ def _int4_ready(weight: object) -> bool:
         and weight.packed.device.type == "cpu"
         and weight.qtype in (Q.Q4_0, Q.Q4_1, Q.Q4_K)
         and weight.shape[1] % (INNER_K_TILES * 16) == 0
-        and weight.shape[0] % 8 == 0
+        and weight.shape[0] % INT4_ROWS == 0
     )
 
 
@@ -316,7 +339,7 @@ def _is_dense(weight: object) -> bool:
 
 
 def _int4_shape(shape: tuple[int, ...]) -> bool:
-    return shape[1] % (INNER_K_TILES * 16) == 0 and shape[0] % 8 == 0
+    return shape[1] % (INNER_K_TILES * 16) == 0 and shape[0] % INT4_ROWS == 0
 
 
 def _expert_weights(moe: MoeFeedForward) -> tuple:
