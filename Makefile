@@ -27,3 +27,4 @@ bench: setup
 	bench/build-llama-server.sh
 	cd bench && ../.venv/bin/python memory.py && ../.venv/bin/python speed.py && ../.venv/bin/python throughput.py
 	cd bench && ../.venv/bin/python serve.py && ../.venv/bin/python quantize.py && ../.venv/bin/python moe.py
+	cd bench && ../.venv/bin/python greedy.py

@@ -262,6 +262,20 @@ def test_int8_kernels_give_one_row_and_many_rows_the_same_products():
     assert ((one - exact).abs().max() / exact.abs().max()).item() < 2e-2
 
 
+@needs_integer_units
+def test_the_output_head_gives_float32_logits_for_one_row():
+    """The head's one-row product skips the bfloat16 kernel, which would round every logit to
+    bfloat16 (0.06 apart near 10) and let rounding decide near-ties."""
+    path = registry.pull("smollm2", quiet=True)
+    head = autan.load_model(path).head_kernel
+    assert head.logits
+    x = torch.randn(1, 576, generator=torch.Generator().manual_seed(2))
+    exact = x.double() @ dequantized(head).double().t()
+    error = (head(x).double() - exact).abs().max() / exact.abs().max()
+    assert head(x).dtype == torch.float32 and error.item() < 1e-4
+    assert not autan.load_model(path).model.layers[0].self_attn.o_proj.kernel.logits
+
+
 @pytest.mark.parametrize("side", ["below", "above"])
 def test_int8_sums_either_side_of_the_int32_limit_stay_exact(side):
     """127 * 127 in every term: up to INT8_MAX_K terms fit an int32 (the integer path); more

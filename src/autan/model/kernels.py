@@ -12,8 +12,9 @@ int8 products of more than one row run on the CPU's integer dot-product units (`
 through oneDNN), which multiply int8 by int8: each activation row is written as two int8 rows,
 s * (q1 + q2 / 254), the second holding what the first rounded away. That keeps activations
 within 1 / 64516 of the row's largest value (finer than bfloat16), and all rows share one pass
-over the weights. At 16 rows this is 2.5x faster than the bfloat16 kernel on the output head;
-for a single row, the bfloat16 kernel is faster and is used. The integer path needs VNNI
+over the weights. At 16 rows this is 2.5x faster than the bfloat16 kernel on the output head.
+For a single row the bfloat16 kernel is faster and is used, except by the output head, whose
+logits it would round to bfloat16. The integer path needs VNNI
 (AVX512-VNNI, AVX-VNNI or AMX): without it, oneDNN adds byte products in 16-bit pairs that
 saturate, so a check on extreme values decides once per process, and CPUs that fail it keep
 the bfloat16 kernel for every product. Rows then get results that depend on how many rows
@@ -51,6 +52,7 @@ class PackedLinear(nn.Module):
         super().__init__()
         self.kind, self.out_features = kind, out_features
         self.splits = splits or [out_features]  # the output widths of the maps fused into this one
+        self.logits = False  # the output head: float32 results even for one row (see `product`)
         self.register_buffer("weight", weight)
         self.register_buffer("scales", scales)  # bfloat16; int4: (K / 32, N, 2), scale and offset; int8: (N,)
 
@@ -68,9 +70,11 @@ class PackedLinear(nn.Module):
         The decode path (`Transformer._run_packed`) calls this directly."""
         if self.kind == "int4":
             return torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), self.weight, GROUP, self.scales)
-        if len(x) > 1 and x.shape[1] <= INT8_MAX_K and integer_units_exact():
+        if (len(x) > 1 or self.logits) and x.shape[1] <= INT8_MAX_K and integer_units_exact():
             return int8_product(x.float(), self.weight, self.scales)
-        # one row (the bfloat16 kernel reads the weights faster), or no exact integer units
+        # One row of a block (the bfloat16 kernel reads the weights faster), or no exact integer
+        # units. Not for logits where avoidable: the bfloat16 result is 0.06 apart near 10, so
+        # near-ties would be decided by rounding and log-probabilities reported coarsely.
         return torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), self.weight, self.scales)
 
     @property
@@ -261,6 +265,7 @@ def use_packed_kernels(model: nn.Module, release: Callable[[], None] | None = No
     if isinstance(head.weight, QuantizedWeight) and config.tie_embeddings:
         model.head_kernel = pack(head.weight)
         count += model.head_kernel is not None
+    _mark_head(model)
     model.kernels_changed()
     _return_freed_memory()  # the conversion's temporaries, back to the system
     return count
@@ -327,9 +332,16 @@ def quantize_model(model: nn.Module, kind: str) -> int:
     if model.config.tie_embeddings and model.head_kernel is None and _is_dense(embeddings):
         model.head_kernel = _int8(embeddings)  # the embedding itself stays dense, for lookups
         count += 1
+    _mark_head(model)
     model.kernels_changed()
     _return_freed_memory()
     return count
+
+
+def _mark_head(model: nn.Module) -> None:
+    head = model.head_kernel if model.config.tie_embeddings else getattr(model.lm_head, "kernel", None)
+    if isinstance(head, PackedLinear):
+        head.logits = True
 
 
 def _is_dense(weight: object) -> bool:
