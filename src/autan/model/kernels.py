@@ -13,12 +13,13 @@ through oneDNN), which multiply int8 by int8: each activation row is written as 
 s * (q1 + q2 / 254), the second holding what the first rounded away. That keeps activations
 within 1 / 64516 of the row's largest value (finer than bfloat16), and all rows share one pass
 over the weights. At 16 rows this is 2.5x faster than the bfloat16 kernel on the output head.
-For a single row the bfloat16 kernel is faster and is used, except by the output head, whose
-logits it would round to bfloat16. The integer path needs VNNI
-(AVX512-VNNI, AVX-VNNI or AMX): without it, oneDNN adds byte products in 16-bit pairs that
-saturate, so a check on extreme values decides once per process, and CPUs that fail it keep
-the bfloat16 kernel for every product. Rows then get results that depend on how many rows
-share the product (one row or several), like the int4 path's prompts of 64 rows or more.
+A single row of a block takes the bfloat16 kernel, faster there; the output head does not,
+since that kernel would round its logits to bfloat16. So a block's row gets slightly different
+results alone and among others, as the int4 path's rows do in prompts of 64 rows or more.
+
+The integer path needs VNNI (AVX512-VNNI, AVX-VNNI or AMX): without it, oneDNN adds byte
+products in 16-bit pairs that saturate. A check on extreme values decides once per process,
+and CPUs that fail it keep the bfloat16 kernel for every int8 product.
 """
 
 from __future__ import annotations
