@@ -165,8 +165,7 @@ def _int4_ready(weight: object) -> bool:
         and len(weight.shape) == 2
         and weight.packed.device.type == "cpu"
         and weight.qtype in (Q.Q4_0, Q.Q4_1, Q.Q4_K)
-        and weight.shape[1] % (INNER_K_TILES * 16) == 0
-        and weight.shape[0] % INT4_ROWS == 0
+        and _int4_shape(weight.shape)
     )
 
 
@@ -352,6 +351,7 @@ def _is_dense(weight: object) -> bool:
 
 
 def _int4_shape(shape: tuple[int, ...]) -> bool:
+    """Whether PyTorch's int4 layout takes a (rows, cols) matrix."""
     return shape[1] % (INNER_K_TILES * 16) == 0 and shape[0] % INT4_ROWS == 0
 
 
