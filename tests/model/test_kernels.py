@@ -292,9 +292,10 @@ def test_int8_sums_either_side_of_the_int32_limit_stay_exact(side):
     torch.testing.assert_close(kernel(x), expected.expand(3, 2), rtol=1e-5 if exact_path else 4e-3, atol=0)
 
 
-def test_without_vnni_int8_products_keep_the_bfloat16_kernel():
-    """oneDNN held to AVX2 (no VNNI) sums byte products in saturating 16-bit pairs: the check
-    sees it, and products of several rows stay right."""
+def test_int8_products_stay_right_with_onednn_held_to_avx2():
+    """oneDNN held to AVX2 (no VNNI) sums byte products in saturating 16-bit pairs on some CPUs
+    (errors of ~1e5 on random rows, seen on AVX-512 machines) and exactly on others (seen on an
+    AVX2-only machine): whichever it does, the check sends products to a path that is right."""
     script = (
         "import torch\n"
         "from autan.model.kernels import _int8, dequantized, integer_units_exact\n"
@@ -302,12 +303,13 @@ def test_without_vnni_int8_products_keep_the_bfloat16_kernel():
         "x = torch.randn(9, 576) * 5\n"
         "exact = x @ dequantized(kernel).t()\n"
         "error = ((kernel(x) - exact).abs().max() / exact.abs().max()).item()\n"
-        "print(integer_units_exact(), error < 2e-2)\n"
+        "print(integer_units_exact(), error)\n"
     )
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["False", "True"]
+    integer_path, error = run.stdout.split()
+    assert float(error) < 2e-2, f"integer path taken: {integer_path}, relative error {error}"
 
 
 def test_int4_kernels_need_rows_in_sixteens():

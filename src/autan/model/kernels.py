@@ -39,7 +39,6 @@ GROUP = 32
 # Linear maps of one block that read the same input, fused into one product: (attribute, maps)
 FUSED = (("qkv_kernel", ("q_proj", "k_proj", "v_proj")), ("gate_up_kernel", ("gate_proj", "up_proj")))
 INNER_K_TILES = 2  # the int4 layout wants K divisible by INNER_K_TILES * 16
-INT4_BLOCK_N = 64  # output columns per block of that layout
 INT4_ROWS = 16  # the int4 layout wants the output rows (N) divisible by this
 INT8_MAX_K = (2**31 - 1) // (127 * 127)  # the longest int32 sum of int8 products that cannot overflow
 FULL_WIDTH_FROM = 64  # rows from which a product unpacks its weights and runs in float32
@@ -80,7 +79,8 @@ class PackedLinear(nn.Module):
 
     @property
     def _unpackable(self) -> bool:
-        return self.out_features % INT4_BLOCK_N == 0
+        block = int4_block_n()
+        return block is not None and self.out_features % block == 0
 
     def _full_width_product(self, x: Tensor) -> Tensor:
         """Many rows (a prompt): unpack the weights to float32 for this one product and let the
@@ -90,17 +90,35 @@ class PackedLinear(nn.Module):
     def unpacked(self, dtype: torch.dtype) -> Tensor:
         """The int4 weights as float: W^T, (K, N).
 
-        PyTorch's CPU int4 layout is (N / 64, K, 32) bytes: the low nibble holds output n of a
-        block of 64 outputs, the high nibble output n + 32 (tested against the kernel itself).
-        The nibbles are put in (K, N) order while still bytes, the cheapest time to move them."""
-        n, k = self.out_features, self.weight.shape[1] * 2
-        blocks = self.weight.view(n // INT4_BLOCK_N, k, INT4_BLOCK_N // 2)
+        PyTorch's CPU int4 layout is (N / B, K, B / 2) bytes: the low nibble holds output n of a
+        block of B outputs, the high nibble output n + B / 2 (B from `int4_block_n`). The nibbles
+        are put in (K, N) order while still bytes, the cheapest time to move them."""
+        n, k, block = self.out_features, self.weight.shape[1] * 2, int4_block_n()
+        assert block is not None, "no known int4 layout on this CPU: _unpackable is False"
+        blocks = self.weight.view(n // block, k, block // 2)
         q = torch.cat([blocks & 15, blocks >> 4], dim=-1).transpose(0, 1).reshape(k // GROUP, GROUP, n)
         scale, zero = self.scales.to(dtype).unbind(-1)  # (K / 32, N) each: w = (q - 8) * scale + zero
         return q.to(dtype).mul_(scale[:, None]).add_((zero - 8 * scale)[:, None]).view(k, n)  # in place
 
     def extra_repr(self) -> str:
         return f"{self.kind}, out_features={self.out_features}"
+
+
+@functools.cache
+def int4_block_n() -> int | None:
+    """Output columns per block of PyTorch's CPU int4 layout, found by packing a known matrix.
+
+    The layout depends on the CPU PyTorch runs on: blocks of 64 outputs with AVX-512, of 32
+    with AVX2 only (both seen). None if the packing matches no layout of that family.
+    """
+    n, k = 128, 64
+    q = torch.randint(0, 16, (n, k), generator=torch.Generator().manual_seed(0), dtype=torch.int32)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, INNER_K_TILES)
+    for block in (64, 32, 16):
+        low, high = q.view(n // block, 2, block // 2, k).transpose(2, 3).unbind(1)  # (N / B, K, B / 2) each
+        if torch.equal((low | high << 4).to(torch.uint8).reshape(packed.shape), packed):
+            return block
+    return None
 
 
 def int8_product(x: Tensor, weight: Tensor, scales: Tensor) -> Tensor:
