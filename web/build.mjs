@@ -23,4 +23,9 @@ const themes =
 writeFileSync(`${out}/style.css`, readFileSync("src/style.css", "utf8") + "\n" + themes);
 cpSync("node_modules/katex/dist/katex.min.css", `${out}/katex.min.css`);
 cpSync("node_modules/katex/dist/fonts", `${out}/fonts`, { recursive: true });
+// The API docs at /docs, from Swagger UI's own files: nothing is fetched from a CDN.
+mkdirSync(`${out}/docs`);
+for (const file of ["swagger-ui-bundle.js", "swagger-ui.css"]) cpSync(`node_modules/swagger-ui-dist/${file}`, `${out}/docs/${file}`);
+cpSync("src/docs/index.html", `${out}/docs/index.html`);
+cpSync("src/docs/docs.js", `${out}/docs/docs.js`);
 console.log(`built the chat app into ${out}`);

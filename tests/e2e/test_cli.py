@@ -43,14 +43,21 @@ def test_json_output_parses_and_greedy_answers_repeat():
     assert sampled["usage"]["completion_tokens"] == len(sampled["token_ids"]) <= 8
 
 
-def test_bad_flag_values_are_reported_plainly():
-    result = autan("run", "hi", "--top-p", "2")
-    assert result.returncode == 1
-    assert result.stderr.strip() == "autan: error: top_p=2.0 must be in (0, 1]"
+def test_bad_flag_values_are_reported_by_the_flag_typed():
+    for args, message in [
+        (("--top-p", "2"), "argument --top-p: '2' must be in (0, 1]"),
+        (("--max-tokens", "-1"), "argument --max-tokens: '-1' must be 0 or more"),
+        (("--temperature", "hot"), "argument --temperature: 'hot' is not a number"),
+        (("--seed", "-3"), "argument --seed: '-3' must be in [0, 9223372036854775807]"),
+    ]:
+        result = autan("run", "hi", *args)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
     missing = autan("run", "no-such-model", "hi")
     assert (
         missing.returncode == 1 and "'no-such-model' is neither a file or directory nor a known model" in missing.stderr
     )
+    empty = autan("run", "   ")
+    assert empty.returncode == 1 and "the prompt is empty" in empty.stderr
 
 
 def test_quantize_a_float_checkpoint_at_load_and_set_threads(tmp_path):
@@ -68,4 +75,4 @@ def test_quantize_a_float_checkpoint_at_load_and_set_threads(tmp_path):
     bad = autan("run", path, "hi", "--quantize", "int3")
     assert bad.returncode == 2 and "invalid choice: 'int3'" in bad.stderr
     threads = autan("run", path, "hi", "--threads", "-2")
-    assert threads.returncode == 2 and "'-2' is not a positive whole number" in threads.stderr
+    assert threads.returncode == 2 and "argument --threads: '-2' must be a whole number of at least 1" in threads.stderr

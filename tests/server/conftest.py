@@ -73,9 +73,84 @@ def server(tmp_path_factory):
     log.close()
 
 
-def metric(url: str, name: str, model: str) -> float:
-    text = httpx.get(f"{url}/metrics").text
+def metric(url: str, name: str, model: str, **labels: str) -> float:
+    """A sample of /metrics (read with the key); 0 for a counter with no sample yet."""
+    text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {API_KEY}"}).text
+    want = {"model": model, **labels}
     for line in text.splitlines():
-        if line.startswith(f'{name}{{model="{model}"}}'):
-            return float(line.split()[-1])
+        head, _, value = line.rpartition(" ")
+        if head.startswith(name + "{") and dict(_labels(head)) == want:
+            return float(value)
+    if name.endswith("_total"):
+        return 0.0
     raise KeyError(name)
+
+
+def _labels(sample: str) -> list[tuple[str, str]]:
+    inside = sample[sample.index("{") + 1 : sample.rindex("}")]
+    return [(k, v.strip('"')) for k, _, v in (part.partition("=") for part in inside.split(",") if part)]
+
+
+def wait_until_idle(url: str, model: str) -> None:
+    """Until the model runs and queues nothing (a property the tests then check; the minutes
+    allowed are a safety net for a loaded machine, not a speed bound)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if metric(url, "autan_requests_running", model) == 0 and metric(url, "autan_requests_waiting", model) == 0:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{model} still busy after 300 s")
+
+
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def chatml_path(tmp_path_factory):
+    """A tiny random Llama with the default model's tokenizer and a plain ChatML template."""
+    from checkpoints import tiny_with_template
+
+    return tiny_with_template(tmp_path_factory.mktemp("chatml"), "tiny-chatml", CHATML)
+
+
+class Live:
+    """An app served by uvicorn on a free port of 127.0.0.1, in a thread of the test process, so a
+    test can reach into its engines while real clients talk to it over real sockets."""
+
+    def __init__(self, app):
+        import asyncio
+        import threading
+
+        import uvicorn
+
+        from autan.server.launch import bind
+
+        self.app = app
+        sock = bind("127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[sock])), daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def close(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture
+def live():
+    servers = []
+
+    def start(app):
+        servers.append(Live(app))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()

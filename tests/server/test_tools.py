@@ -13,7 +13,8 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from autan.engine.request import Completion, Delta, Usage
-from autan.server.app import Generation, _full_response, _sse
+from autan.server.generation import Generation
+from autan.server.responses import events, full_response
 from autan.server.metrics import Metrics
 from autan.tokenizer import StreamDecoder, load_tokenizer
 
@@ -53,30 +54,31 @@ def scripted(tokenizer):
     return ids, deltas, Completion(text, ids, "stop", Usage(10, len(ids)))
 
 
-def test_tool_calls_in_a_full_response(tokenizer):
+def test_tool_calls_in_afull_response(tokenizer):
     _, _, done = scripted(tokenizer)
-    generation = Generation("chatcmpl-1", "chat", Served(tokenizer), [1] * 10, [], 0.0, tools=True)
-    response = ChatCompletion.model_validate(_full_response(generation, [done]))
+    generation = Generation(Served(tokenizer), "chat", "chatcmpl-1", tools=True, prompt=[1] * 10)
+    response = ChatCompletion.model_validate(full_response(generation, [done]))
     choice = response.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content == "Let me check."
     call = choice.message.tool_calls[0]
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
     assert len(call.id) == 9
-    without = Generation("chatcmpl-2", "chat", Served(tokenizer), [1] * 10, [], 0.0, tools=False)
-    assert _full_response(without, [done])["choices"][0]["message"]["tool_calls"] is None
+    without = Generation(Served(tokenizer), "chat", "chatcmpl-2", tools=False, prompt=[1] * 10)
+    assert full_response(without, [done])["choices"][0]["message"]["tool_calls"] is None
 
 
 def test_tool_calls_in_a_stream(tokenizer):
     _, deltas, done = scripted(tokenizer)
     stream = ScriptedStream(deltas, done)
-    generation = Generation("chatcmpl-3", "chat", Served(tokenizer), [1] * 10, [stream], 0.0, tools=True)
+    generation = Generation(Served(tokenizer), "chat", "chatcmpl-3", tools=True, prompt=[1] * 10, streams=[stream])
 
     async def collect():
-        return [event async for event in _sse(generation, False, Metrics(dict))]
+        sent = events(generation, Metrics(dict), include_usage=False, continuous_usage=False)
+        return [event async for event in sent]
 
-    events = asyncio.run(collect())
-    assert events[-1] == "data: [DONE]\n\n"
-    chunks = [ChatCompletionChunk.model_validate(json.loads(e.removeprefix("data: "))) for e in events[:-1]]
+    sent = asyncio.run(collect())
+    assert sent[-1] == "data: [DONE]\n\n"
+    chunks = [ChatCompletionChunk.model_validate(json.loads(e.removeprefix("data: "))) for e in sent[:-1]]
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert text == "Let me check."  # the call's JSON never leaks into the content
     calls = [t for c in chunks for t in c.choices[0].delta.tool_calls or []]

@@ -1,41 +1,81 @@
-"""Multi-user mode through the app's routes: accounts, sessions, and conversations kept apart."""
+"""Accounts in the store, on SQLite and PostgreSQL: names, passwords, sessions and keys as hashes."""
+
+from datetime import timedelta
 
 import pytest
-from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 
-from autan.server.app import create_app
-from autan.store.db import Store
-
-
-@pytest.fixture
-def app(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'users.db'}")
-    return create_app([], api_keys=["sk-key"], store=store, multi_user=True)
+from autan.store.accounts import Principal, check_password, hash_password, token_hash
+from autan.store.db import Invalid, NotFound
+from autan.store.models import ApiKey, Session, now
 
 
-def test_each_user_sees_only_their_own_conversations(app):
-    alice, bob, stranger = TestClient(app), TestClient(app), TestClient(app)
-    assert stranger.get("/api/conversations").status_code == 401
-    assert alice.get("/api/me").json() == {"multi_user": True, "user": None}
-    assert alice.post("/api/register", json={"username": "alice", "password": "correct horse"}).status_code == 200
-    assert bob.post("/api/register", json={"username": "bob", "password": "battery staple"}).status_code == 200
-    assert alice.get("/api/me").json()["user"] == "alice"
-    mine = alice.post("/api/conversations", json={"title": "alice's plans"}).json()
-    assert [c["title"] for c in alice.get("/api/conversations").json()] == ["alice's plans"]
-    assert bob.get("/api/conversations").json() == []
-    assert bob.get(f"/api/conversations/{mine['id']}").status_code == 404
-    assert bob.delete(f"/api/conversations/{mine['id']}").status_code == 404
-    taken = stranger.post("/api/register", json={"username": "alice", "password": "whatever123"})
-    assert taken.status_code == 400 and "taken" in taken.json()["message"]
-    wrong = stranger.post("/api/login", json={"username": "alice", "password": "nope nope"})
-    assert wrong.status_code == 401
+def test_names_are_one_whatever_their_case_and_the_first_account_is_the_admin(store):
+    accounts = store.accounts
+    alice = accounts.create_user("Alice", "correct horse")
+    assert alice["admin"] and alice["username"] == "Alice"
+    for same in ("alice", "ALICE", " alice ", "ａｌｉｃｅ"):  # the last in full-width letters (NFKC)
+        with pytest.raises(Invalid, match="taken"):
+            accounts.create_user(same, "another password")
+    bob = accounts.create_user("bob", "battery staple")
+    assert not bob["admin"]
+    assert accounts.check_password("ALICE", "correct horse") == Principal(alice["id"], "Alice", True)
+    assert accounts.check_password("alice", "Correct horse") is None
+    with pytest.raises(Invalid, match="8 to 1024"):
+        accounts.create_user("carol", "short")
+    with pytest.raises(Invalid, match="only admin"):
+        accounts.remove_user(alice["id"])
+    accounts.remove_user(bob["id"])
+    with pytest.raises(NotFound):
+        accounts.user_named("bob")
 
 
-def test_the_api_key_still_guards_v1_but_a_signed_in_user_passes(app):
-    user, anonymous = TestClient(app), TestClient(app)
-    assert anonymous.get("/v1/models").status_code == 401
-    assert anonymous.get("/v1/models", headers={"Authorization": "Bearer sk-key"}).status_code == 200
-    user.post("/api/register", json={"username": "carol", "password": "long enough"})
-    assert user.get("/v1/models").status_code == 200
-    user.post("/api/logout")
-    assert user.get("/v1/models").status_code == 401
+def test_sessions_are_kept_as_hashes_and_expire(store):
+    accounts = store.accounts
+    user = accounts.create_user("dana", "long enough")
+    principal = Principal(user["id"], "dana", True)
+    token = accounts.new_session(principal)
+    assert accounts.session(token) == principal
+    with store.session() as db:
+        kept = db.scalars(select(Session.token_hash)).all()
+    assert kept == [token_hash(token)] and token not in kept  # a copy of the database signs nobody in
+    with store.session() as db:  # as if a month had passed
+        db.execute(update(Session).values(expires_at=now() - timedelta(minutes=1)))
+    assert accounts.session(token) is None
+    with store.session() as db:
+        assert db.scalars(select(Session)).all() == []  # and it is gone
+    again = accounts.new_session(principal)
+    accounts.end_session(again)
+    assert accounts.session(again) is None
+
+
+def test_api_keys_are_shown_once_and_kept_as_hashes(store):
+    accounts = store.accounts
+    user = accounts.create_user("erin", "long enough")
+    record, key = accounts.create_key("ci", user["id"])
+    assert key.startswith("sk-autan-") and accounts.key_owner(key) == Principal(user["id"], "erin", True)
+    assert accounts.key_owner(key + "x") is None and accounts.has_keys()
+    with store.session() as db:
+        assert db.scalars(select(ApiKey.key_hash)).all() == [token_hash(key)]
+    assert [k["name"] for k in accounts.api_keys()] == ["ci"] and "key" not in accounts.api_keys()[0]
+    accounts.remove_key(record["id"])
+    assert accounts.key_owner(key) is None and not accounts.has_keys()
+
+
+def test_an_unknown_name_costs_a_password_check_too(store, monkeypatch):
+    """Refusing a name that does not exist takes the same scrypt work as a wrong password, so
+    the time of an answer tells nothing about which names exist."""
+    store.accounts.create_user("frank", "long enough")
+    checks = []
+    import autan.store.accounts as module
+
+    monkeypatch.setattr(module, "check_password", lambda p, h: checks.append(h) or check_password(p, h))
+    assert store.accounts.check_password("frank", "wrong password") is None
+    assert store.accounts.check_password("nobody-at-all", "wrong password") is None
+    assert len(checks) == 2 and checks[0] != checks[1]  # the second against a stand-in hash
+
+
+def test_passwords_are_salted_hashes():
+    one, two = hash_password("s3cret-pass"), hash_password("s3cret-pass")
+    assert one != two and "s3cret" not in one
+    assert check_password("s3cret-pass", one) and not check_password("s3cret-pasS", one)

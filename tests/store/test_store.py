@@ -1,8 +1,9 @@
-"""The conversation store, on SQLite and on PostgreSQL: trees, search, export/import, users."""
+"""The conversation store, on SQLite and on PostgreSQL: trees, search, export/import, odd text."""
 
 import pytest
+from pydantic import ValidationError
 
-from autan.store.db import Invalid, NotFound, Store, check_password, hash_password
+from autan.store.db import Conflict, Invalid, NotFound, Store
 
 
 def test_messages_form_a_tree_and_branches_survive(store):
@@ -34,6 +35,11 @@ def test_a_streaming_answer_is_saved_as_it_grows(store):
     store.update_message(None, a["id"], status="stopped", stats={"tokens": 4, "finish_reason": "stopped"})
     with pytest.raises(Invalid, match="status 'done'"):
         store.update_message(None, a["id"], status="done")
+    # a partial save that arrives after the final one cannot overwrite it
+    with pytest.raises(Conflict, match="is stopped: only a streaming answer grows"):
+        store.update_message(None, a["id"], content="Once upon", status=None, stats=None)
+    final = next(m for m in store.get_conversation(None, c["id"])["messages"] if m["id"] == a["id"])
+    assert final["content"] == "Once upon a time" and final["status"] == "stopped"
 
 
 def test_list_search_rename_delete(store):
@@ -74,23 +80,54 @@ def test_export_then_import_keeps_every_branch(store):
 
 
 def test_users_see_only_their_own(store):
-    alice, bob = store.create_user("alice", "correct horse"), store.create_user("bob", "battery staple")
-    with pytest.raises(Invalid, match="taken"):
-        store.create_user("alice", "another password")
-    with pytest.raises(Invalid, match="at least 8"):
-        store.create_user("carol", "short")
+    alice = store.accounts.create_user("alice", "correct horse")["id"]
+    bob = store.accounts.create_user("bob", "battery staple")["id"]
     mine = store.create_conversation(alice, title="secret plans")
     assert store.list_conversations(bob) == [] and store.list_conversations(None) == []
     with pytest.raises(NotFound):
         store.get_conversation(bob, mine["id"])
-    token = store.login("alice", "correct horse")
-    assert store.user_for(token) == (alice, "alice")
-    assert store.login("alice", "wrong password") is None
-    store.logout(token)
-    assert store.user_for(token) is None
+    with pytest.raises(NotFound):
+        store.delete_conversation(bob, mine["id"])
 
 
-def test_passwords_are_salted_hashes():
-    one, two = hash_password("s3cret-pass"), hash_password("s3cret-pass")
-    assert one != two and "s3cret" not in one
-    assert check_password("s3cret-pass", one) and not check_password("s3cret-pasS", one)
+@pytest.mark.parametrize("odd", ["nul \x00 in the middle", "lone \ud800 surrogate", "\udfff\x00\ud83d"])
+def test_text_no_database_can_hold_is_kept_with_a_replacement_character(store, odd):
+    """PostgreSQL refuses NUL; no UTF-8 encoder takes a lone surrogate. Such a message is saved
+    (with U+FFFD in their place) on both databases, searched and exported like any other."""
+    expected = odd.replace("\x00", "\ufffd").replace("\ud800", "\ufffd").replace("\udfff", "\ufffd")
+    expected = expected.replace("\ud83d", "\ufffd")
+    c = store.create_conversation(None, title=f"title {odd}", system_prompt=odd)
+    m = store.add_message(None, c["id"], role="user", content=odd, parent_id=None)
+    store.update_message(None, m["id"], content=odd + odd, status="complete")
+    full = store.get_conversation(None, c["id"])
+    assert full["title"] == f"title {expected}" and full["system_prompt"] == expected
+    assert full["messages"][0]["content"] == expected + expected
+    assert [x["id"] for x in store.list_conversations(None, odd)] == [c["id"]]  # the query is cleaned alike
+    with pytest.raises(NotFound):
+        store.get_conversation(None, "id\x00with nul")
+
+
+def test_import_refuses_what_would_not_load_again(store):
+    """A document is checked whole before anything is written: duplicate ids, a parent after its
+    child, huge numbers, wrong types, stats nested deep. Nothing is half-imported."""
+    good = store.export(None, store.create_conversation(None, title="ok")["id"])
+    message = {"id": "a", "parent_id": None, "role": "user", "content": "hi"}
+    deep: dict = {}
+    for _ in range(300):
+        deep = {"x": deep}
+    for bad, fragment in [
+        ({"messages": [message, {**message, "content": "again"}]}, "appears twice"),
+        ({"messages": [{**message, "id": "b", "parent_id": "a"}, message]}, "comes before its parent"),
+        ({"max_tokens": 2**70}, "less than or equal to 2147483647"),
+        ({"temperature": "abc"}, "valid number"),
+        ({"messages": [1]}, "valid dictionary"),
+        ({"messages": [{**message, "role": "tool"}]}, "'system', 'user' or 'assistant'"),
+        ({"current_leaf_id": "nowhere", "messages": [message]}, "not one of the messages"),
+    ]:
+        with pytest.raises(ValidationError, match=fragment):
+            store.import_(None, {**good, **bad})
+    assert len(store.list_conversations(None)) == 1
+    nested = {**good, "messages": [{**message, "stats": {"tokens": 3, "nested": deep}}]}
+    copy = store.import_(None, nested)  # unknown keys of stats are dropped: nothing can nest
+    assert copy["messages"][0]["stats"] == {"tokens": 3}
+    assert store.get_conversation(None, copy["id"])["messages"][0]["content"] == "hi"

@@ -1,6 +1,8 @@
 """The engine for asyncio programs: steps run in a background thread, streams are async iterators.
 
 torch releases the GIL inside its kernels, so the event loop keeps serving while a step runs.
+If the thread ever dies, every open stream ends with `EngineUnavailable` and new requests are
+refused with it, so nothing waits on an engine that will never step again.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import os
 import threading
 import uuid
@@ -18,7 +21,14 @@ from autan.engine.constraint import JsonConstraint
 from autan.engine.engine import Engine
 from autan.engine.request import Completion, Delta, Event
 from autan.engine.sampling import SamplingParams
+from autan.errors import AutanError
 from autan.tokenizer import Message, Tool
+
+log = logging.getLogger("autan.engine")
+
+
+class EngineUnavailable(AutanError, RuntimeError):
+    """The engine thread has stopped (closed, or died of an error): it takes no more requests."""
 
 
 class AsyncRequestStream:
@@ -31,6 +41,8 @@ class AsyncRequestStream:
         self.completion: Completion | None = None
 
     def emit(self, event: Event) -> None:  # called from the engine's thread
+        if isinstance(event, Completion | BaseException):
+            self.engine.streams.pop(self.id, None)
         try:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
         except RuntimeError:  # the consumer's event loop is closed: nobody will read this
@@ -48,6 +60,7 @@ class AsyncRequestStream:
                     return
                 yield event
         finally:
+            self.engine.streams.pop(self.id, None)
             if self.completion is None:  # the consumer left (a client went away): stop the work
                 self.abort()
 
@@ -59,9 +72,15 @@ class AsyncEngine:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._stopping = False
+        self.failure: BaseException | None = None  # what ended the engine thread, if it ended
+        self.streams: dict[str, AsyncRequestStream] = {}  # open streams, to end them if the thread dies
         _release_openmp_threads()  # those of the thread that loaded the model, which now steps no more
         self._thread = threading.Thread(target=self._run, name="autan-engine", daemon=True)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.failure is None and not self._stopping and self._thread.is_alive()
 
     async def add_request(
         self,
@@ -72,26 +91,37 @@ class AsyncEngine:
         request_id: str | None = None,
         constraint: JsonConstraint | None = None,
     ) -> AsyncRequestStream:
-        """Queue a request; bad input raises here, before anything streams."""
-        if self._stopping:
-            raise RuntimeError("the engine is closed")
+        """Queue a request; bad input raises here, before anything streams.
+
+        If the caller is cancelled while the request is being encoded, the request is aborted
+        as soon as it is queued: a cancel is never lost."""
+        self._check_alive()
         stream = AsyncRequestStream(self, asyncio.get_running_loop())
         stream.id = request_id = request_id or f"req-{uuid.uuid4().hex}"
+        self.streams[request_id] = stream
         # Encoding a long conversation takes a while: keep it off the event loop.
-        work = asyncio.to_thread(
-            self.engine.add_request,
-            prompt,
-            params,
-            tools=tools,
-            request_id=request_id,
-            emit=stream.emit,
-            constraint=constraint,
+        work = asyncio.ensure_future(
+            asyncio.to_thread(
+                self.engine.add_request,
+                prompt,
+                params,
+                tools=tools,
+                request_id=request_id,
+                emit=stream.emit,
+                constraint=constraint,
+            )
         )
         try:
-            await work
-        except asyncio.CancelledError:  # the caller went away while it was being queued
-            self.abort(request_id)
+            await asyncio.shield(work)
+        except asyncio.CancelledError:  # the caller went away: abort once the request is queued
+            self.streams.pop(request_id, None)
+            work.add_done_callback(lambda _: self.abort(request_id))
             raise
+        except BaseException:
+            self.streams.pop(request_id, None)
+            raise
+        if not self.alive:  # died while this was being queued: nobody will step it
+            stream.emit(self._unavailable())
         return stream
 
     def abort(self, request_id: str) -> None:
@@ -102,9 +132,30 @@ class AsyncEngine:
         self._stopping = True
         self.engine.wakeup.set()
         self._thread.join()
-        self.engine.fail_all(RuntimeError("the engine was closed"))
+        self.engine.fail_all(EngineUnavailable("the engine was closed"))
+
+    def _check_alive(self) -> None:
+        if not self.alive:
+            raise self._unavailable()
+
+    def _unavailable(self) -> EngineUnavailable:
+        if self.failure is not None:
+            return EngineUnavailable(f"the engine stopped after an error: {self.failure!r}")
+        return EngineUnavailable("the engine is closed")
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as e:  # the thread must not die silently: see `finally`
+            self.failure = e
+            log.exception("the engine thread died")
+        finally:
+            if not self._stopping:
+                self.failure = self.failure or RuntimeError("the engine thread ended")
+                for stream in list(self.streams.values()):  # not through the engine: it may be what broke
+                    stream.emit(self._unavailable())
+
+    def _loop(self) -> None:
         wakeup = self.engine.wakeup
         while not self._stopping:
             wakeup.clear()

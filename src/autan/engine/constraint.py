@@ -23,24 +23,43 @@ class ConstraintError(AutanError, ValueError):
 class JsonConstraint:
     """Output that parses as JSON; with a schema, JSON that validates against it."""
 
-    def __init__(self, guidance_tokenizer: Any, schema: dict[str, Any] | None = None):
+    def __init__(self, guidance_tokenizer: Any, schema: dict[str, Any] | None = None, *, matcher: Any = None):
         import llguidance
         import llguidance.torch
 
         self._fill = llguidance.torch.fill_next_token_bitmask
         self._apply = llguidance.torch.apply_token_bitmask_inplace
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(
-            json.dumps(schema if schema is not None else {"type": "object"})
-        )
-        self.matcher = llguidance.LLMatcher(guidance_tokenizer, grammar, log_level=0)
+        self.guidance_tokenizer = guidance_tokenizer
+        if matcher is None:
+            try:
+                grammar = llguidance.LLMatcher.grammar_from_json_schema(
+                    json.dumps(schema if schema is not None else {"type": "object"})
+                )
+            except (ValueError, TypeError, RuntimeError) as e:  # llguidance refuses a schema it cannot read
+                raise ConstraintError(f"the JSON schema cannot be used: {e}") from None
+            matcher = llguidance.LLMatcher(guidance_tokenizer, grammar, log_level=0)
+        self.matcher = matcher
         if self.matcher.is_error():
-            raise ConstraintError(f"the JSON schema cannot be used: {self.matcher.get_error()}")
+            raise ConstraintError(f"the JSON schema cannot be used: {_first_line(self.matcher.get_error())}")
         self.vocab_size = guidance_tokenizer.vocab_size
         self.bitmask = llguidance.torch.allocate_token_bitmask(1, self.vocab_size)
+
+    def check(self) -> None:
+        """Compute the first token's mask once: a grammar whose lexer gives up on it (llguidance's
+        limits on a pathological pattern) is refused before anything streams."""
+        self._fill(self.matcher, self.bitmask, 0)
+        if self.matcher.is_error():
+            raise ConstraintError(f"the JSON schema cannot be used: {_first_line(self.matcher.get_error())}")
+
+    def copy(self) -> JsonConstraint:
+        """The same grammar at the same point, for another choice (no second compilation)."""
+        return JsonConstraint(self.guidance_tokenizer, matcher=self.matcher.deep_copy())
 
     def apply(self, logits: Tensor) -> Tensor:
         """Logits (vocab,) with every token that would break the grammar at -inf."""
         self._fill(self.matcher, self.bitmask, 0)
+        if self.matcher.is_error():
+            raise ConstraintError(_first_line(self.matcher.get_error()))
         head = logits[: self.vocab_size].clone()[None]
         self._apply(head, self.bitmask)
         tail = torch.full((logits.shape[0] - self.vocab_size,), float("-inf"))  # padding rows of the model
@@ -48,4 +67,10 @@ class JsonConstraint:
 
     def advance(self, token: int) -> None:
         if not self.matcher.consume_token(token):
-            raise ConstraintError(f"token {token} was sampled outside the grammar: {self.matcher.get_error()}")
+            error = _first_line(self.matcher.get_error())
+            raise ConstraintError(f"token {token} was sampled outside the grammar: {error}")
+
+
+def _first_line(error: str) -> str:
+    """llguidance's message, without the parser state it dumps after it."""
+    return error.strip().splitlines()[0] if error.strip() else "unknown error"

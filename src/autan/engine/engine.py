@@ -17,7 +17,7 @@ import itertools
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -69,6 +69,7 @@ class EngineStats:
     computed_tokens: int  # tokens run through the model since start (prompts not served from cache, and decodes)
     generated_tokens: int
     generation_tokens_per_second: float  # over the last few seconds
+    finished: dict[str, int]  # requests ended, by finish reason ("error" for those that failed)
 
 
 class RequestStream:
@@ -133,6 +134,7 @@ class Engine:
         self._ids_in_use: set[str] = set()
         self._computed = self._generated = 0
         self._recent: deque[tuple[float, int]] = deque()  # (time, tokens generated in that step)
+        self._finished: Counter[str] = Counter()
         self.wakeup = threading.Event()  # set when work arrives; AsyncEngine's thread waits on it
 
     def add_request(
@@ -263,6 +265,7 @@ class Engine:
             computed_tokens=self._computed,
             generated_tokens=self._generated,
             generation_tokens_per_second=sum(n for _, n in list(self._recent)[1:]) / span if span else 0.0,
+            finished=dict(self._finished),
         )
 
     def _encode(self, prompt: Sequence[int] | Sequence[Message], tools: Sequence[Tool] | None) -> list[int]:
@@ -292,6 +295,7 @@ class Engine:
                 self._forget(request)
 
     def _forget(self, request: Request) -> None:
+        self._finished[request.finish_reason or "error"] += 1
         self.scheduler.finish(request)
         del self._requests[request.id]
         with self._lock:

@@ -85,7 +85,7 @@ class Request:
     constraint: JsonConstraint | None = None
 
     def __post_init__(self) -> None:
-        self.sampler = Sampler(self.params, self.vocab_size)
+        self.sampler = Sampler(self.params, self.vocab_size, self.prompt)
         self.stops = StopMatcher(self.params.stop)
         self.decoder = StreamDecoder(self.tokenizer, prompt_tail=self.prompt[-4:])
         self.text: list[str] = []

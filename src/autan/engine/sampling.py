@@ -1,17 +1,25 @@
-"""Choosing the next token: penalties, temperature, top-k, top-p, and a seed that reproduces.
+"""Choosing the next token: penalties, temperature, top-k, top-p, min-p, and a seed that reproduces.
 
 Penalties follow OpenAI's definition over the tokens generated so far:
 logit -= frequency_penalty * count + presence_penalty * (count > 0).
+The repetition penalty follows llama.cpp's (and CTRL's): each token among the last
+`repeat_last_n` of the sequence, prompt included, has its logit divided by the penalty when
+positive and multiplied by it when negative. min-p keeps the tokens at least `min_p` times as
+likely as the most likely one.
 """
 
 from __future__ import annotations
 
 import random
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+MAX_STOPS = 16
+MAX_STOP_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -19,6 +27,7 @@ class SamplingParams:
     temperature: float = 0.7  # 0 = greedy
     top_p: float = 1.0
     top_k: int = 0  # 0 = no limit
+    min_p: float = 0.0  # 0 = no cut
     max_tokens: int | None = None  # None = up to the model's context
     stop: tuple[str, ...] = ()
     seed: int | None = None
@@ -27,12 +36,17 @@ class SamplingParams:
     logprobs: int | None = None  # report each chosen token's log-probability and this many top alternatives
     min_tokens: int = 0  # end-of-sequence is not allowed before this many tokens
     ignore_eos: bool = False  # keep generating past end-of-sequence (for benchmarks, as vLLM's flag)
+    repetition_penalty: float = 1.0  # 1 = none
+    repeat_last_n: int = 64  # tokens of the sequence the repetition penalty looks back over
 
     def __post_init__(self) -> None:
         checks = [
             (0 <= self.temperature <= 2, f"temperature={self.temperature} must be between 0 and 2"),
             (0 < self.top_p <= 1, f"top_p={self.top_p} must be in (0, 1]"),
             (self.top_k >= 0, f"top_k={self.top_k} must be 0 (no limit) or positive"),
+            (0 <= self.min_p < 1, f"min_p={self.min_p} must be in [0, 1)"),
+            (0 < self.repetition_penalty <= 2, f"repetition_penalty={self.repetition_penalty} must be in (0, 2]"),
+            (self.repeat_last_n >= 1, f"repeat_last_n={self.repeat_last_n} must be at least 1"),
             (self.max_tokens is None or self.max_tokens >= 1, f"max_tokens={self.max_tokens} must be at least 1"),
             (
                 self.min_tokens >= 0 and (self.max_tokens is None or self.min_tokens <= self.max_tokens),
@@ -41,6 +55,11 @@ class SamplingParams:
             (-2 <= self.presence_penalty <= 2, f"presence_penalty={self.presence_penalty} must be between -2 and 2"),
             (-2 <= self.frequency_penalty <= 2, f"frequency_penalty={self.frequency_penalty} must be between -2 and 2"),
             (all(self.stop), "stop strings must not be empty"),
+            (len(self.stop) <= MAX_STOPS, f"stop has {len(self.stop)} strings; at most {MAX_STOPS} are allowed"),
+            (
+                all(len(s) <= MAX_STOP_CHARS for s in self.stop),
+                f"a stop string has {max(map(len, self.stop), default=0)} characters; at most {MAX_STOP_CHARS}",
+            ),
             (self.logprobs is None or 0 <= self.logprobs <= 20, f"logprobs={self.logprobs} must be between 0 and 20"),
         ]
         for ok, message in checks:
@@ -51,11 +70,12 @@ class SamplingParams:
 class Sampler:
     """Samples one sequence's tokens; owns its random generator so other requests cannot disturb it."""
 
-    def __init__(self, params: SamplingParams, vocab_size: int):
+    def __init__(self, params: SamplingParams, vocab_size: int, prompt: Sequence[int] = ()):
         self.params = params
         # how often each token was sampled, for the penalties. Not a (vocab,) tensor: filling one
         # runs parallel code in the thread that queues the request, which slows the engine's own.
         self.counts: Counter[int] = Counter()
+        self.recent: deque[int] = deque(prompt[-params.repeat_last_n :], maxlen=params.repeat_last_n)
         seed = params.seed if params.seed is not None else random.randrange(2**63)
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -67,6 +87,12 @@ class Sampler:
             ids = torch.tensor(list(self.counts))
             counts = torch.tensor(list(self.counts.values()), dtype=torch.float32)
             logits = logits.index_put((ids,), -(p.frequency_penalty * counts + p.presence_penalty), accumulate=True)
+        if p.repetition_penalty != 1 and self.recent:
+            ids = torch.tensor(sorted(set(self.recent)))
+            seen = logits[ids]
+            logits = logits.index_put(
+                (ids,), torch.where(seen > 0, seen / p.repetition_penalty, seen * p.repetition_penalty)
+            )
         if p.temperature == 0:
             token = int(logits.argmax())
         else:
@@ -77,12 +103,15 @@ class Sampler:
             u = torch.rand(1, generator=self.generator, dtype=torch.float64) * cdf[-1]
             token = min(int(torch.searchsorted(cdf, u, right=True)), cdf.shape[-1] - 1)
         self.counts[token] += 1
+        self.recent.append(token)
         return token
 
 
 def allowed_probabilities(logits: Tensor, params: SamplingParams) -> Tensor:
-    """Probabilities after temperature, with tokens outside top-k and top-p set to zero."""
+    """Probabilities after temperature, with tokens outside top-k, top-p and min-p set to zero."""
     probs = torch.softmax(logits / params.temperature, dim=-1)
+    if params.min_p > 0:
+        probs = torch.where(probs >= params.min_p * probs.max(), probs, 0.0)
     if params.top_p >= 1:  # no nucleus cut: no need to sort the whole vocabulary
         if not params.top_k or params.top_k >= probs.shape[-1]:
             return probs
@@ -105,25 +134,61 @@ def allowed_probabilities(logits: Tensor, params: SamplingParams) -> Tensor:
 class StopMatcher:
     """Finds stop strings in streamed text, even split across tokens, and never emits them.
 
-    Text that could still be the start of a stop string is held back until it is not.
+    Text that could still be the start of a stop string is held back until it is not. Each stop
+    string has a Knuth-Morris-Pratt automaton whose state is the longest prefix of it that ends
+    the text so far, so each new character costs O(1) per stop string (amortized), whatever
+    their length, and the held-back text is the longest such prefix. Of the stop strings a
+    piece completes, the one that starts first wins.
     """
 
     def __init__(self, stops: tuple[str, ...]):
         self.stops = stops
+        self.fallback = [_prefix_function(s) for s in stops]
+        self.states = [0] * len(stops)
         self.pending = ""
 
     def push(self, text: str) -> tuple[str, bool]:
         """(text safe to emit, whether a stop string was reached)."""
         self.pending += text
-        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
-        if hits:
-            out, self.pending = self.pending[: min(hits)], ""
+        offset = len(self.pending) - len(text)  # where `text` starts in `pending`
+        first = None
+        for k, stop in enumerate(self.stops):
+            end = self._advance(k, text)
+            if end is not None:
+                start = offset + end + 1 - len(stop)
+                first = start if first is None else min(first, start)
+        if first is not None:
+            out, self.pending = self.pending[:first], ""
             return out, True
-        hold = max((n for s in self.stops for n in range(1, len(s)) if self.pending.endswith(s[:n])), default=0)
-        cut = len(self.pending) - hold
+        cut = len(self.pending) - max(self.states, default=0)
         out, self.pending = self.pending[:cut], self.pending[cut:]
         return out, False
+
+    def _advance(self, k: int, text: str) -> int | None:
+        """Feed `text` to stop string k's automaton; the index in `text` where it first completes."""
+        stop, fallback, state = self.stops[k], self.fallback[k], self.states[k]
+        for i, ch in enumerate(text):
+            while state and stop[state] != ch:
+                state = fallback[state - 1]
+            if stop[state] == ch:
+                state += 1
+            if state == len(stop):
+                self.states[k] = 0
+                return i
+        self.states[k] = state
+        return None
 
     def flush(self) -> str:
         out, self.pending = self.pending, ""
         return out
+
+
+def _prefix_function(s: str) -> list[int]:
+    """pi[i]: the length of the longest proper prefix of s[: i + 1] that is also its suffix."""
+    pi = [0] * len(s)
+    for i in range(1, len(s)):
+        k = pi[i - 1]
+        while k and s[i] != s[k]:
+            k = pi[k - 1]
+        pi[i] = k + (s[i] == s[k])
+    return pi

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from autan.engine.engine import Engine
+
+log = logging.getLogger("autan.server")
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -16,7 +20,9 @@ class Metrics:
     def __init__(self, engines: Callable[[], dict[str, Engine]]):
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("autan_requests", "HTTP requests answered", ["endpoint", "status"], registry=r)
+        self.requests = Counter(
+            "autan_requests", "HTTP requests answered, by route template", ["endpoint", "status"], registry=r
+        )
         self.prompt_tokens = Counter("autan_prompt_tokens", "Prompt tokens received", ["model"], registry=r)
         self.cached_tokens = Counter(
             "autan_prompt_tokens_cached", "Prompt tokens served from the prefix cache", ["model"], registry=r
@@ -60,10 +66,50 @@ class _EngineCollector:
             ),
         }
         preemptions = CounterMetricFamily("autan_preemptions", "Requests preempted for KV memory", labels=["model"])
+        finished = CounterMetricFamily(
+            "autan_requests_finished", "Requests the engine ended, by finish reason", labels=["model", "reason"]
+        )
         for name, engine in self.engines().items():
             stats = engine.stats()
             for field, family in gauges.items():
                 family.add_metric([name], float(getattr(stats, field)))
             preemptions.add_metric([name], stats.preemptions)
+            for reason, count in stats.finished.items():
+                finished.add_metric([name, reason], count)
         yield from gauges.values()
         yield preemptions
+        yield finished
+
+
+class CountAndLog:
+    """Count every request by its route's template and status, and log it once it is answered.
+
+    Labelled by template (`/api/conversations/{conversation_id}`), never by the raw path: a
+    client's random URLs must not make new time series. Paths no route matches count as
+    "unmatched"; the chat app's files as "/". Plain ASGI rather than `@app.middleware`:
+    Starlette's BaseHTTPMiddleware relays a streamed body through an extra task and queue per
+    chunk, a cost paid on every token of every stream.
+    """
+
+    def __init__(self, app: Callable, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def sending(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            endpoint = getattr(scope.get("route"), "path", None)
+            endpoint = "unmatched" if endpoint is None else endpoint or "/"
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+            log.info("%s %s %d %.3fs", scope["method"], endpoint, status, time.perf_counter() - start)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,14 @@ class ServedModel:
     tokenizer: Tokenizer
     path: Path
     created: int = field(default_factory=lambda: int(time.time()))
+    default_temperature: float = 0.7  # for requests that leave temperature out: the file's recommendation
+    admitting: int = 0  # requests past the queue check, on their way into the engine (counted as waiting)
+
+    @functools.cached_property
+    def tokenizer_max_token_bytes(self) -> int:
+        """The most UTF-8 bytes one token can stand for (an upper bound), for refusing a text that
+        cannot fit the context before tokenizing it."""
+        return getattr(self.tokenizer, "max_token_bytes", 1024)
 
     @property
     def context(self) -> int:
@@ -54,7 +63,7 @@ class ServedModel:
             "description": f"{self.path.name}, served by autan",
             "max_context_length": self.context,
             "aliases": [],
-            "default_model_temperature": 0.7,
+            "default_model_temperature": self.default_temperature,
             "type": "base",
             "capabilities": {
                 "completion_chat": getattr(self.tokenizer, "template", True) is not None,
@@ -80,4 +89,5 @@ def load_served(
     model_id = model_id or (target if target in registry.KNOWN_MODELS else path.stem if path.is_file() else path.name)
     tokenizer = load_tokenizer(path)
     engine = Engine(load_model(path, quantize=quantize, mmap=mmap), tokenizer, config)
-    return ServedModel(model_id, AsyncEngine(engine), tokenizer, path)
+    temperature = registry.recommended_sampling(path).get("temperature", 0.7)
+    return ServedModel(model_id, AsyncEngine(engine), tokenizer, path, default_temperature=temperature)

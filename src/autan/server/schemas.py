@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from autan.engine.sampling import MAX_STOP_CHARS, MAX_STOPS, SamplingParams
+from autan.text import clean
 
 # Mistral's documented guardrail prompt, put before the conversation by `safe_prompt: true`.
 SAFE_PROMPT = (
@@ -19,22 +22,25 @@ SAFE_PROMPT = (
 
 Temperature = Annotated[float, Field(ge=0, le=2)]
 Penalty = Annotated[float, Field(ge=-2, le=2)]
+Text = Annotated[str, AfterValidator(clean)]  # lone surrogates and NULs become U+FFFD (autan.text)
+Stop = Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS), AfterValidator(clean)]
+Tokens = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
 class TextChunk(BaseModel):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[TextChunk] | None = None
+    content: Text | list[TextChunk] | None = None
     prefix: bool = False
     tool_calls: list[dict[str, Any]] | None = None
-    tool_call_id: str | None = None
-    name: str | None = None
+    tool_call_id: Text | None = None
+    name: Text | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -67,11 +73,22 @@ class ResponseFormat(BaseModel):
     type: Literal["text", "json_object", "json_schema"] = "text"
     json_schema: JsonSchemaFormat | None = None
 
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and (self.json_schema is None or self.json_schema.schema_ is None):
+            raise ValueError("response_format json_schema needs json_schema.schema")
+        return self
+
+    def schema_or_none(self) -> dict[str, Any] | None:
+        """The schema to follow; None for any JSON object (`json_object`)."""
+        return self.json_schema.schema_ if self.type == "json_schema" and self.json_schema else None
+
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     include_usage: bool = False
+    continuous_usage_stats: bool = False  # vLLM's: usage so far in every chunk
 
 
 class SamplingFields(BaseModel):
@@ -82,36 +99,54 @@ class SamplingFields(BaseModel):
     model: str
     temperature: Temperature | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None  # OpenAI's newer name
-    min_tokens: Annotated[int, Field(ge=0)] | None = None
+    max_tokens: Tokens | None = None
+    max_completion_tokens: Tokens | None = None  # OpenAI's newer name
+    min_tokens: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     ignore_eos: bool = False  # vLLM's and llama.cpp's extension: generate to max_tokens whatever the model says
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
-    random_seed: Annotated[int, Field(ge=0)] | None = None
-    seed: int | None = None  # OpenAI's name for random_seed
+    # one string or a list; read as a list, so a bad value gets one error, not one per shape
+    stop: (
+        Annotated[list[Stop], BeforeValidator(lambda v: [v] if isinstance(v, str) else v), Field(max_length=MAX_STOPS)]
+        | None
+    ) = None
+    random_seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
+    seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = None  # OpenAI's name for random_seed
     presence_penalty: Penalty = 0.0
     frequency_penalty: Penalty = 0.0
     n: Annotated[int, Field(ge=1, le=16)] = 1
 
     @model_validator(mode="after")
-    def _stops_are_not_empty(self) -> SamplingFields:
-        stops = [self.stop] if isinstance(self.stop, str) else self.stop or []
-        if any(s == "" for s in stops):
-            raise ValueError("stop strings must not be empty")
-        if len(stops) > 16:
-            raise ValueError(f"stop has {len(stops)} strings; at most 16 are allowed")
+    def _min_within_max(self) -> SamplingFields:
+        limit = self.token_limit()
+        if self.min_tokens and limit is not None and self.min_tokens > limit:
+            raise ValueError(f"min_tokens={self.min_tokens} is more than max_tokens={limit}")
         return self
 
+    def sampling(self, default_temperature: float, seed: int | None, logprobs: int | None) -> SamplingParams:
+        """The engine's parameters for one choice."""
+        return SamplingParams(
+            temperature=default_temperature if self.temperature is None else self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.token_limit(),
+            stop=self.stops(),
+            seed=seed,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            min_tokens=self.min_tokens or 0,
+            ignore_eos=self.ignore_eos,
+            logprobs=logprobs,
+        )
+
     def stops(self) -> tuple[str, ...]:
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        return tuple(self.stop or ())
 
     def token_limit(self) -> int | None:
         return self.max_tokens if self.max_tokens is not None else self.max_completion_tokens
 
     def seed_value(self) -> int | None:
-        return self.random_seed if self.random_seed is not None else self.seed
+        seed = self.random_seed if self.random_seed is not None else self.seed
+        return None if seed is None else seed % 2**63  # OpenAI's seed may be negative
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -144,13 +179,27 @@ class ChatCompletionRequest(SamplingFields):
 class CompletionRequest(SamplingFields):
     """OpenAI's legacy text completion: the prompt is raw text, no chat format."""
 
-    prompt: str | list[str] | list[int]
-    max_tokens: Annotated[int, Field(ge=1)] | None = 16  # OpenAI's default for this endpoint
+    prompt: Text | list[Text] | list[Annotated[int, Field(ge=0, le=2**31 - 1)]]
+    max_tokens: Tokens | None = 16  # OpenAI's default for this endpoint
     echo: bool = False
     logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
-    suffix: str | None = None
+    suffix: Text | None = None
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> CompletionRequest:
+        if isinstance(self.prompt, list) and self.prompt and isinstance(self.prompt[0], str) and len(self.prompt) != 1:
+            raise ValueError(f"prompt has {len(self.prompt)} strings; send one prompt per request")
+        if isinstance(self.prompt, list) and not self.prompt:
+            raise ValueError("prompt is empty")
+        return self
+
+    def prompt_text(self) -> str | None:
+        """The prompt as text; None when it came as token ids."""
+        if isinstance(self.prompt, str):
+            return self.prompt
+        return self.prompt[0] if isinstance(self.prompt[0], str) else None
 
 
 class FIMCompletionRequest(SamplingFields):
-    prompt: str
-    suffix: str | None = ""
+    prompt: Text
+    suffix: Text | None = ""

@@ -1,15 +1,10 @@
 """Conversations kept in a database: SQLite (WAL) in autan's data directory by default, or any
 SQLAlchemy URL (PostgreSQL at scale). The schema is brought up to date by Alembic on open, so an
-upgrade never loses history.
+upgrade never loses history. Accounts, sessions and API keys live beside them (`accounts`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -23,20 +18,13 @@ from sqlalchemy.orm import Session as DBSession
 from sqlalchemy.orm import sessionmaker
 
 from autan import registry
-from autan.errors import AutanError
-from autan.store.models import Conversation, Message, Session, User, now
+from autan.store.accounts import Accounts
+from autan.store.documents import ROLES, STATUSES, ConversationDocument, Settings, Stats
+from autan.store.errors import Conflict, Invalid, NotFound
+from autan.store.models import Conversation, Message, now
 
+__all__ = ["Conflict", "Invalid", "NotFound", "Store", "default_url"]
 MIGRATIONS = Path(__file__).parent / "migrations"
-ROLES = ("system", "user", "assistant")
-STATUSES = ("streaming", "complete", "stopped", "error")
-
-
-class NotFound(AutanError, LookupError):
-    pass
-
-
-class Invalid(AutanError, ValueError):
-    pass
 
 
 def default_url() -> str:
@@ -61,6 +49,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         migrate(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.accounts = Accounts(self._sessions)
 
     @contextmanager
     def session(self) -> Iterator[DBSession]:
@@ -145,7 +134,7 @@ class Store:
                 content=content,
                 status=status,
                 model=model,
-                stats=stats,
+                stats=_stats(stats),
             )
             db.add(message)
             db.flush()
@@ -154,7 +143,10 @@ class Store:
             return _message(message)
 
     def update_message(self, user_id: str | None, message_id: str, **changes: Any) -> dict[str, Any]:
-        """Change a message's content, status or stats (a streaming answer is saved as it grows)."""
+        """Change a message's content, status or stats (a streaming answer is saved as it grows).
+
+        Growth (content without a status) only applies while the message is streaming: a late
+        partial save can never overwrite the final one."""
         with self.session() as db:
             message = db.get(Message, message_id)
             if message is None:
@@ -162,6 +154,10 @@ class Store:
             self._owned(db, user_id, message.conversation_id)
             if changes.get("status") is not None and changes["status"] not in STATUSES:
                 raise Invalid(f"status '{changes['status']}' must be one of {', '.join(STATUSES)}")
+            if changes.get("status") is None and message.status != "streaming" and changes.get("content") is not None:
+                raise Conflict(f"message {message_id} is {message.status}: only a streaming answer grows")
+            if changes.get("stats") is not None:
+                changes["stats"] = _stats(changes["stats"])
             for key in ("content", "status", "stats"):
                 if key in changes and changes[key] is not None:
                     setattr(message, key, changes[key])
@@ -174,84 +170,39 @@ class Store:
         conversation = self.get_conversation(user_id, conversation_id)
         return {"format": "autan-conversation", "version": 1, **conversation}
 
-    def import_(self, user_id: str | None, document: dict[str, Any]) -> dict[str, Any]:
+    def import_(self, user_id: str | None, document: ConversationDocument | dict[str, Any]) -> dict[str, Any]:
         """A copy of an exported conversation, every branch included, under new ids."""
-        if document.get("format") != "autan-conversation":
-            raise Invalid("not an autan conversation export (its 'format' is not 'autan-conversation')")
-        messages = document.get("messages")
-        if not isinstance(messages, list):
-            raise Invalid("the export has no 'messages' list")
-        settings = {
-            k: document[k] for k in ("model", "system_prompt", "temperature", "top_p", "max_tokens") if k in document
-        }
+        if isinstance(document, dict):
+            if document.get("format") != "autan-conversation":
+                raise Invalid("not an autan conversation export (its 'format' is not 'autan-conversation')")
+            document = ConversationDocument.model_validate(document)
         with self.session() as db:
             conversation = Conversation(
-                user_id=user_id, title=str(document.get("title") or "Imported chat")[:200], **_settings(settings)
+                user_id=user_id,
+                title=document.title.strip()[:200] or "Imported chat",
+                **_settings({k: getattr(document, k) for k in ("model", "system_prompt", "temperature", "top_p")}),
+                max_tokens=document.max_tokens,
+                safe_prompt=document.safe_prompt,
             )
-            conversation.safe_prompt = bool(document.get("safe_prompt", False))
             db.add(conversation)
             db.flush()
             ids: dict[str, str] = {}
-            for m in messages:  # parents come before their children in an export
-                if m.get("role") not in ROLES:
-                    raise Invalid(f"message role '{m.get('role')}' must be one of {', '.join(ROLES)}")
-                parent = m.get("parent_id")
-                if parent is not None and parent not in ids:
-                    raise Invalid(f"message {m.get('id')} comes before its parent {parent}")
+            for m in document.messages:  # the document is a checked tree: parents first, ids unique
                 row = Message(
                     conversation_id=conversation.id,
-                    parent_id=ids.get(parent) if parent else None,
-                    role=m["role"],
-                    content=str(m.get("content", "")),
-                    status=m.get("status") if m.get("status") in STATUSES else "complete",
-                    model=str(m.get("model", "")),
-                    stats=m.get("stats"),
+                    parent_id=ids[m.parent_id] if m.parent_id else None,
+                    role=m.role,
+                    content=m.content,
+                    status=m.status,
+                    model=m.model,
+                    stats=m.stats.model_dump(exclude_none=True) if m.stats else None,
                 )
                 db.add(row)
                 db.flush()
-                ids[m.get("id", row.id)] = row.id
-            leaf = document.get("current_leaf_id")
-            conversation.current_leaf_id = ids.get(leaf) if leaf else (list(ids.values())[-1] if ids else None)
+                ids[m.id] = row.id
+            leaf = document.current_leaf_id
+            conversation.current_leaf_id = ids[leaf] if leaf else (list(ids.values())[-1] if ids else None)
             return self._full(conversation)
-
-    # users -------------------------------------------------------------------------------------
-
-    def create_user(self, username: str, password: str) -> str:
-        if not (3 <= len(username) <= 64) or not username.isprintable():
-            raise Invalid(f"a username must have 3 to 64 printable characters, got {len(username)}")
-        if len(password) < 8:
-            raise Invalid(f"a password must have at least 8 characters, got {len(password)}")
-        with self.session() as db:
-            if db.scalar(select(User).where(User.username == username)) is not None:
-                raise Invalid(f"the username '{username}' is taken")
-            user = User(username=username, password_hash=hash_password(password))
-            db.add(user)
-            db.flush()
-            return user.id
-
-    def login(self, username: str, password: str) -> str | None:
-        """A new session token, or None when the name or password is wrong."""
-        with self.session() as db:
-            user = db.scalar(select(User).where(User.username == username))
-            if user is None or not check_password(password, user.password_hash):
-                return None
-            token = secrets.token_urlsafe(32)
-            db.add(Session(token=token, user_id=user.id))
-            return token
-
-    def user_for(self, token: str) -> tuple[str, str] | None:
-        with self.session() as db:
-            session = db.get(Session, token)
-            if session is None:
-                return None
-            user = db.get(User, session.user_id)
-            return (user.id, user.username) if user else None
-
-    def logout(self, token: str) -> None:
-        with self.session() as db:
-            session = db.get(Session, token)
-            if session is not None:
-                db.delete(session)
 
     # helpers -----------------------------------------------------------------------------------
 
@@ -273,29 +224,25 @@ class Store:
 
 
 def _settings(values: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if key == "model" or key == "system_prompt":
-            out[key] = str(value)
-        elif key == "temperature":
-            if not 0 <= float(value) <= 2:
-                raise Invalid(f"temperature={value} must be between 0 and 2")
-            out[key] = float(value)
-        elif key == "top_p":
-            if not 0 < float(value) <= 1:
-                raise Invalid(f"top_p={value} must be in (0, 1]")
-            out[key] = float(value)
-        elif key == "max_tokens":
-            if value is not None and int(value) < 1:
-                raise Invalid(f"max_tokens={value} must be at least 1")
-            out[key] = None if value is None else int(value)
-        elif key == "safe_prompt":
-            out[key] = bool(value)
-        elif key == "title":
-            out[key] = str(value)[:200]
-        else:
-            raise Invalid(f"unknown conversation setting '{key}'")
-    return out
+    """Settings as the columns hold them; the routes have already checked them (`documents.Settings`),
+    direct callers get the same limits here."""
+    try:
+        checked = Settings.model_validate(values)
+    except ValueError as e:
+        raise Invalid(str(e)) from None
+    out = checked.model_dump(exclude_unset=True, exclude={"current_leaf_id"})
+    if "title" in out:
+        out["title"] = str(out["title"])[:200]
+    return {k: v for k, v in out.items() if v is not None or k == "max_tokens"}
+
+
+def _stats(value: Stats | dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        return Stats.model_validate(value).model_dump(exclude_none=True)
+    except ValueError as e:
+        raise Invalid(f"stats: {e}") from None
 
 
 def _iso(moment: datetime) -> str:
@@ -315,7 +262,7 @@ def _message(m: Message) -> dict[str, Any]:
         "content": m.content,
         "status": m.status,
         "model": m.model,
-        "stats": m.stats,
+        "stats": Stats.read(m.stats),
         "created_at": _iso(m.created_at),
     }
 
@@ -330,23 +277,3 @@ def _sqlite_pragmas(connection: Any, _: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
-
-
-def hash_password(password: str) -> str:
-    """scrypt with a random salt: `scrypt$n$r$p$salt$hash`."""
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt$16384$8$1${salt.hex()}${digest.hex()}"
-
-
-def check_password(password: str, stored: str) -> bool:
-    try:
-        _, n, r, p, salt, digest = stored.split("$")
-        computed = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p))
-    except ValueError:
-        return False
-    return hmac.compare_digest(computed.hex(), digest)
-
-
-def dumps(document: dict[str, Any]) -> str:
-    return json.dumps(document, ensure_ascii=False, indent=2)

@@ -11,8 +11,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from autan.text import clean
 
 
 def new_id() -> str:
@@ -23,6 +25,23 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+class CleanText(TypeDecorator):
+    """Text that every database can hold: NULs and lone surrogates become U+FFFD (`autan.text`).
+
+    Applied to every value bound to the column, in writes and in lookups alike."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return clean(value) if isinstance(value, str) else value
+
+
+class CleanString(CleanText):
+    impl = String
+    cache_ok = True
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -30,28 +49,45 @@ class Base(DeclarativeBase):
 class User(Base):
     __tablename__ = "users"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
+    id: Mapped[str] = mapped_column(CleanString(32), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(CleanString(64), unique=True)  # as typed, for display
+    username_key: Mapped[str] = mapped_column(CleanString(64), unique=True)  # `accounts.username_key`: one per person
     password_hash: Mapped[str] = mapped_column(String(256))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
 
 
 class Session(Base):
+    """A signed-in browser. Only the token's SHA-256 is kept: a copy of the database signs nobody in."""
+
     __tablename__ = "sessions"
 
-    token: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(CleanString(64), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)  # None: by key
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ApiKey(Base):
+    """A key made by an admin (`autan key add` or the app); only its SHA-256 is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(CleanString(32), primary_key=True, default=new_id)
+    key_hash: Mapped[str] = mapped_column(CleanString(64), unique=True)
+    name: Mapped[str] = mapped_column(CleanString(100), default="")
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
 
 
 class Conversation(Base):
     __tablename__ = "conversations"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(CleanString(32), primary_key=True, default=new_id)
     user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    title: Mapped[str] = mapped_column(String(200), default="New chat")
-    model: Mapped[str] = mapped_column(String(200), default="")
-    system_prompt: Mapped[str] = mapped_column(Text, default="")
+    title: Mapped[str] = mapped_column(CleanString(200), default="New chat")
+    model: Mapped[str] = mapped_column(CleanString(200), default="")
+    system_prompt: Mapped[str] = mapped_column(CleanText, default="")
     temperature: Mapped[float] = mapped_column(Float, default=0.7)
     top_p: Mapped[float] = mapped_column(Float, default=1.0)
     max_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -78,14 +114,15 @@ class Conversation(Base):
 class Message(Base):
     __tablename__ = "messages"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(CleanString(32), primary_key=True, default=new_id)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), nullable=True)
-    role: Mapped[str] = mapped_column(String(16))
-    content: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16), default="complete")  # streaming, complete, stopped, error
-    stats: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # tokens, tok/s, first token, finish
-    model: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(CleanString(16))
+    content: Mapped[str] = mapped_column(CleanText, default="")
+    status: Mapped[str] = mapped_column(CleanString(16), default="complete")  # streaming, complete, stopped, error
+    # tokens, tok/s, first token, finish reason, error: `autan.store.db.Stats`
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    model: Mapped[str] = mapped_column(CleanString(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ from typing import Any
 from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as RustTokenizer
 
-from autan.errors import CheckpointError, UnsupportedModelError
+from autan.errors import ChatFormatError, CheckpointError, UnsupportedModelError
 from autan.tokenizer.base import Message, Tool
 from autan.tokenizer.template import ChatTemplate
 
+OPEN, CLOSE = "\ue000", "\ue001"  # private-use characters around message text while looking for control tokens
 # llama.cpp's token types
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
@@ -48,9 +50,68 @@ class HFTokenizer:
         return [self.bos_id, *ids] if add_bos and self.bos_id is not None else ids
 
     def encode_chat(self, messages: Sequence[Message], tools: Sequence[Tool] | None = None) -> list[int]:
+        """The prompt of a conversation. Text from a message is text: a message that spells a
+        control token (`<|im_end|>`) gets that token's characters, never the token, so nobody can
+        forge a turn. Only the template's own markup becomes control tokens."""
         if self.template is None:
             raise UnsupportedModelError(self.source, "has no chat template: use raw text prompts with this model")
-        return self.encode(self.template.render(messages, tools))
+        if not any(self._spells_control_token(m) for m in messages):
+            return self.encode(self.template.render(messages, tools))
+        return self._encode_marked(messages, tools)
+
+    @functools.cached_property
+    def control_tokens(self) -> dict[str, int]:
+        """The special (control) tokens, by their text."""
+        decoder = self.tokenizer.get_added_tokens_decoder()
+        return {t.content: i for i, t in decoder.items() if t.special}
+
+    @functools.cached_property
+    def max_token_bytes(self) -> int:
+        """An upper bound on the UTF-8 bytes one token of text stands for."""
+        pieces = (self.tokenizer.id_to_token(i) or "" for i in range(self.vocab_size))
+        return max((len(p.encode()) for p in pieces), default=1)
+
+    def _spells_control_token(self, message: Message) -> bool:
+        """Whether the message's content spells a control token; its other fields may not."""
+        found = False
+        for key, value in message.items():
+            text = json.dumps(value, ensure_ascii=False) if key == "tool_calls" else value
+            if not isinstance(text, str) or not any(token in text for token in self.control_tokens):
+                continue
+            if key != "content":
+                raise ChatFormatError(f"a message's {key} spells a control token of this model, which it may not")
+            found = True
+        return found
+
+    def _encode_marked(self, messages: Sequence[Message], tools: Sequence[Tool] | None) -> list[int]:
+        """Render with each message's content between two markers, find the control tokens of the
+        template's markup (those outside every marked span), and encode the text between them
+        with control tokens read as text: for text without forged tokens this is exactly what
+        encoding the whole prompt gives, since the tokenizer splits at control tokens too."""
+        if any(OPEN in str(m.get("content")) or CLOSE in str(m.get("content")) for m in messages):
+            raise ChatFormatError("a message holds U+E000 or U+E001, which autan reserves to mark message text")
+        marked = [
+            {**m, "content": f"{OPEN}{m['content']}{CLOSE}"} if isinstance(m.get("content"), str) else m
+            for m in messages
+        ]
+        text, spans = _unmark(self.template.render(marked, tools))
+        pattern = re.compile("|".join(re.escape(t) for t in sorted(self.control_tokens, key=len, reverse=True)))
+        ids, at = [], 0
+        for match in pattern.finditer(text):
+            if any(a < match.end() and match.start() < b for a, b in spans):
+                continue  # spelled by a message: text
+            ids += self._as_text.encode(text[at : match.start()], add_special_tokens=False).ids
+            ids.append(self.control_tokens[match.group()])
+            at = match.end()
+        return ids + self._as_text.encode(text[at:], add_special_tokens=False).ids
+
+    @functools.cached_property
+    def _as_text(self) -> RustTokenizer:
+        """A copy of the tokenizer that reads control tokens' text as text (a separate object: the
+        flag is the tokenizer's own, and other threads encode with the original)."""
+        copy = RustTokenizer.from_str(self.tokenizer.to_str())
+        copy.encode_special_tokens = True
+        return copy
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
@@ -125,6 +186,27 @@ class HFTokenizer:
             chat_template=meta.get("tokenizer.chat_template"),
             source=str(path),
         )
+
+
+def _unmark(marked: str) -> tuple[str, list[tuple[int, int]]]:
+    """The text without its markers, and the spans they enclosed."""
+    parts = re.split(f"([{OPEN}{CLOSE}])", marked)
+    text, spans, start = [], [], None
+    length = 0
+    for part in parts:
+        if part == OPEN:
+            start = length
+        elif part == CLOSE:
+            if start is None:
+                raise ChatFormatError("the chat template cut a message's text apart; remove control tokens from it")
+            spans.append((start, length))
+            start = None
+        else:
+            text.append(part)
+            length += len(part)
+    if start is not None:  # a prefix message continued: its text runs to the end
+        spans.append((start, length))
+    return "".join(text), spans
 
 
 def _byte_level_bpe(tokens: list[str], merges: list[str]) -> RustTokenizer:

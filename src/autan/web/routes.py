@@ -1,156 +1,218 @@
-"""The chat app's own routes (`/api/...`): conversations, messages, export/import, accounts.
+"""The chat app's own routes (`/api/...`): conversations, messages, export/import, accounts, and
+the admin's users and keys.
 
 Generation is not here: the app calls `/v1/chat/completions` like any client and saves what it
-receives through these routes as it streams, so a partial answer survives a crash.
+receives through these routes as it streams, so a partial answer survives a crash. Every data
+route depends on `Access.app` (a locked server's key, or a user's session), the admin routes on
+`Access.admin`; `autan.http.auth` says who passes.
 """
 
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
-from autan.server.errors import APIError
-from autan.store.db import Invalid, NotFound, Store
+from autan.http.auth import COOKIE, Access
+from autan.http.errors import APIError
+from autan.store.accounts import SESSION_DAYS, Principal
+from autan.store.db import Conflict, Invalid, NotFound, Store
+from autan.store.documents import CleanStr, ConversationDocument, MessageUpdate, NewMessage, Settings
 
 STATIC = Path(__file__).parent / "static"
-COOKIE = "autan_session"
-
-
-class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    title: str | None = None
-    model: str | None = None
-    system_prompt: str | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    safe_prompt: bool | None = None
-    current_leaf_id: str | None = None
-
-    def changes(self) -> dict[str, Any]:
-        """The fields the client sent; null means "leave as is", except for max_tokens ("no limit")."""
-        sent = self.model_dump(exclude_unset=True)
-        return {k: v for k, v in sent.items() if v is not None or k == "max_tokens"}
-
-
-class NewMessage(BaseModel):
-    role: str
-    content: str = ""
-    parent_id: str | None = None
-    status: str = "complete"
-    model: str = ""
-    stats: dict[str, Any] | None = None
-
-
-class MessageUpdate(BaseModel):
-    content: str | None = None
-    status: str | None = None
-    stats: dict[str, Any] | None = None
 
 
 class Credentials(BaseModel):
-    username: str
-    password: str
+    model_config = ConfigDict(extra="forbid")
+
+    username: Annotated[CleanStr, Field(max_length=64)]
+    password: Annotated[str, Field(max_length=1024)]
 
 
-def install(app: FastAPI, store: Store, *, multi_user: bool) -> None:
-    def user(request: Request) -> str | None:
-        if not multi_user:
-            return None
-        token = request.cookies.get(COOKIE)
-        found = store.user_for(token) if token else None
-        if found is None:
-            raise APIError(401, "sign in first", type="authentication_error")
-        return found[0]
+class KeyLogin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
-    User = Annotated[str | None, Depends(user)]
+    api_key: Annotated[str, Field(min_length=1, max_length=256)]
 
-    def guarded(call: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return call(*args, **kwargs)
-        except NotFound as e:
-            raise APIError(404, str(e), type="not_found_error") from None
-        except Invalid as e:
-            raise APIError(400, str(e)) from None
+
+class NewUser(Credentials):
+    admin: bool = False
+
+
+class NewKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[CleanStr, Field(max_length=100)] = ""
+    user_id: Annotated[str, Field(max_length=64)] | None = None
+
+
+def install(app: FastAPI, store: Store, access: Access) -> None:
+    accounts = store.accounts
+    User = Annotated[Principal, Depends(access.app)]
+    Admin = Annotated[Principal, Depends(access.admin)]
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, e: NotFound) -> JSONResponse:
+        return APIError(404, str(e)).response()
+
+    @app.exception_handler(Invalid)
+    async def invalid(_: Request, e: Invalid) -> JSONResponse:
+        return APIError(400, str(e)).response()
+
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, e: Conflict) -> JSONResponse:
+        return APIError(409, str(e)).response()
+
+    def sign_in(response: Response, principal: Principal) -> None:
+        token = accounts.new_session(principal)
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=SESSION_DAYS * 86400)
+
+    # accounts ----------------------------------------------------------------------------------
 
     @app.get("/api/me")
     def me(request: Request) -> dict:
-        token = request.cookies.get(COOKIE)
-        found = store.user_for(token) if (multi_user and token) else None
-        return {"multi_user": multi_user, "user": found[1] if found else None}
+        """What the app needs to know before anything else: may it go on, or must it ask for a key
+        or a sign-in first."""
+        found = access.principal(request)
+        return {
+            "multi_user": access.policy.multi_user,
+            "locked": access.locked,
+            "signed_in": found is not None or not access.locked,
+            "user": found.username if found else None,
+            "admin": bool(found and found.admin),
+            "signup": access.signup_open,
+        }
 
     @app.post("/api/register")
-    def register(body: Credentials, response: Response) -> dict:
-        if not multi_user:
+    def register(body: Credentials, request: Request, response: Response) -> dict:
+        if not access.policy.multi_user:
             raise APIError(400, "accounts are off: start `autan serve --multi-user` to use them")
-        guarded(store.create_user, body.username, body.password)
-        return login(body, response)
+        keys = access.throttle.keys(request)
+        access.throttle.check(keys)
+        if not access.signup_open:
+            access.throttle.failed(keys)
+            raise APIError(403, "sign-up is closed: ask an admin for an account (`autan user add`)")
+        try:
+            user = accounts.create_user(body.username, body.password)
+        except Invalid:
+            access.throttle.failed(keys)
+            raise
+        principal = Principal(user["id"], user["username"], user["admin"])
+        sign_in(response, principal)
+        return {"user": principal.username, "admin": principal.admin}
 
     @app.post("/api/login")
-    def login(body: Credentials, response: Response) -> dict:
-        token = store.login(body.username, body.password)
-        if token is None:
-            raise APIError(401, "wrong username or password", type="authentication_error")
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=30 * 86400)
-        return {"user": body.username}
+    def login(body: Credentials, request: Request, response: Response) -> dict:
+        keys = access.throttle.keys(request, body.username)
+        access.throttle.check(keys)
+        principal = accounts.check_password(body.username, body.password)
+        if principal is None:
+            access.throttle.failed(keys)
+            raise APIError(401, "wrong username or password")
+        access.throttle.succeeded(keys)
+        sign_in(response, principal)
+        return {"user": principal.username, "admin": principal.admin}
+
+    @app.post("/api/session")
+    def key_login(body: KeyLogin, request: Request, response: Response) -> dict:
+        """An API key typed once into the app becomes a session cookie (the key is not kept in the page)."""
+        keys = access.throttle.keys(request)
+        access.throttle.check(keys)
+        principal = access.key_principal(body.api_key)
+        if principal is None:
+            access.throttle.failed(keys)
+            raise APIError(401, "the API key is not valid")
+        if access.policy.multi_user and principal.user_id is None and not principal.admin:
+            raise APIError(403, "this key is not a user's: sign in with a name and password")
+        sign_in(response, principal)
+        return {"user": principal.username}
 
     @app.post("/api/logout")
     def logout(request: Request, response: Response) -> dict:
         token = request.cookies.get(COOKIE)
         if token:
-            store.logout(token)
+            accounts.end_session(token)
         response.delete_cookie(COOKIE)
         return {"user": None}
 
+    # admin -------------------------------------------------------------------------------------
+
+    @app.get("/api/admin/users")
+    def list_users(admin: Admin) -> list[dict]:
+        return accounts.users()
+
+    @app.post("/api/admin/users")
+    def add_user(admin: Admin, body: NewUser) -> dict:
+        return accounts.create_user(body.username, body.password, admin=body.admin)
+
+    @app.delete("/api/admin/users/{user_id}")
+    def remove_user(admin: Admin, user_id: str) -> dict:
+        accounts.remove_user(user_id)
+        return {"deleted": user_id}
+
+    @app.get("/api/admin/keys")
+    def list_keys(admin: Admin) -> list[dict]:
+        return accounts.api_keys()
+
+    @app.post("/api/admin/keys")
+    def add_key(admin: Admin, body: NewKey) -> dict:
+        record, key = accounts.create_key(body.name, body.user_id if body.user_id is not None else admin.user_id)
+        return {**record, "key": key}
+
+    @app.delete("/api/admin/keys/{key_id}")
+    def remove_key(admin: Admin, key_id: str) -> dict:
+        accounts.remove_key(key_id)
+        return {"deleted": key_id}
+
+    # conversations -----------------------------------------------------------------------------
+
     @app.get("/api/conversations")
-    def list_conversations(user_id: User, q: str = "") -> list[dict]:
-        return store.list_conversations(user_id, q)
+    def list_conversations(user: User, q: Annotated[str, Query(max_length=1000)] = "") -> list[dict]:
+        return store.list_conversations(user.user_id, q)
 
     @app.post("/api/conversations")
-    def create(user_id: User, body: Settings | None = None) -> dict:
+    def create(user: User, body: Settings | None = None) -> dict:
         changes = body.changes() if body else {}
         changes.pop("current_leaf_id", None)
-        return guarded(store.create_conversation, user_id, **changes)
+        return store.create_conversation(user.user_id, **changes)
 
     @app.get("/api/conversations/{conversation_id}")
-    def get(user_id: User, conversation_id: str) -> dict:
-        return guarded(store.get_conversation, user_id, conversation_id)
+    def get(user: User, conversation_id: str) -> dict:
+        return store.get_conversation(user.user_id, conversation_id)
 
     @app.patch("/api/conversations/{conversation_id}")
-    def update(user_id: User, conversation_id: str, body: Settings) -> dict:
-        return guarded(store.update_conversation, user_id, conversation_id, **body.changes())
+    def update(user: User, conversation_id: str, body: Settings) -> dict:
+        return store.update_conversation(user.user_id, conversation_id, **body.changes())
 
     @app.delete("/api/conversations/{conversation_id}")
-    def delete(user_id: User, conversation_id: str) -> dict:
-        guarded(store.delete_conversation, user_id, conversation_id)
+    def delete(user: User, conversation_id: str) -> dict:
+        store.delete_conversation(user.user_id, conversation_id)
         return {"deleted": conversation_id}
 
     @app.post("/api/conversations/{conversation_id}/messages")
-    def add_message(user_id: User, conversation_id: str, body: NewMessage) -> dict:
-        return guarded(store.add_message, user_id, conversation_id, **body.model_dump())
+    def add_message(user: User, conversation_id: str, body: NewMessage) -> dict:
+        return store.add_message(user.user_id, conversation_id, **body.model_dump())
 
     @app.patch("/api/messages/{message_id}")
-    def update_message(user_id: User, message_id: str, body: MessageUpdate) -> dict:
-        return guarded(store.update_message, user_id, message_id, **body.model_dump())
+    def update_message(user: User, message_id: str, body: MessageUpdate) -> dict:
+        return store.update_message(user.user_id, message_id, **body.model_dump())
 
     @app.get("/api/conversations/{conversation_id}/export")
-    def export(user_id: User, conversation_id: str, format: str = "json") -> Response:
-        document = guarded(store.export, user_id, conversation_id)
+    def export(user: User, conversation_id: str, format: str = "json") -> Response:
+        document = store.export(user.user_id, conversation_id)
         name = "".join(c if c.isascii() and c.isalnum() else "-" for c in document["title"])[:60] or "conversation"
         if format == "md":
             headers = {"Content-Disposition": f'attachment; filename="{name}.md"'}
             return PlainTextResponse(to_markdown(document), headers=headers, media_type="text/markdown")
         if format != "json":
-            raise APIError(400, f"format '{format}' must be json or md", param="format")
+            raise APIError(400, f"format '{format[:20]}' must be json or md", param="format")
         return JSONResponse(document, headers={"Content-Disposition": f'attachment; filename="{name}.json"'})
 
     @app.post("/api/conversations/import")
-    def import_(user_id: User, document: Annotated[dict, Body()]) -> dict:
-        return guarded(store.import_, user_id, document)
+    def import_(user: User, document: ConversationDocument) -> dict:
+        return store.import_(user.user_id, document)
 
     if (STATIC / "index.html").is_file():
         app.mount("/", StaticFiles(directory=STATIC, html=True), name="app")

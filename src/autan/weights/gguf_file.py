@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from autan.config import ModelConfig
+from autan.config import ModelConfig, check_layout
 from autan.errors import CheckpointError, UnsupportedModelError
 from autan.model.quant import QUANT_TYPES
 from autan.weights.assemble import Entry, Packed
+from autan.weights.gguf_reader import parse
 from autan.weights.names import gguf_to_hf, interleaved_to_halves, is_rope_projection
 
 DENSE_TYPES = {
@@ -34,11 +35,6 @@ DENSE_TYPES = {
     GGMLQuantizationType.BF16: torch.bfloat16,
 }
 SUPPORTED_TYPES = [*DENSE_TYPES, *QUANT_TYPES]
-
-
-# GGUF value types: struct format of each scalar (8 is a string, 9 an array)
-SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-STRING, ARRAY = 8, 9
 
 
 @dataclass
@@ -94,7 +90,11 @@ class GGUFFile:
         return gguf
 
     def config(self) -> ModelConfig:
-        return ModelConfig.from_gguf_metadata(self.path, self.metadata, {t.name for t in self.tensors})
+        """The model's shape from the metadata, checked against the tensors the file holds."""
+        config = ModelConfig.from_gguf_metadata(self.path, self.metadata, {t.name for t in self.tensors})
+        shapes = {gguf_to_hf(t.name) or t.name: tuple(reversed(t.shape)) for t in self.tensors}
+        check_layout(config, shapes, str(self.path))
+        return config
 
     def entries(self, config: ModelConfig) -> Iterator[Entry]:
         for t in self.tensors:
@@ -140,67 +140,10 @@ class GGUFFile:
 
 
 def _parse(data: np.ndarray) -> tuple[dict[str, Any], list[TensorInfo]]:
-    """Metadata and tensor directory of a GGUF file (version 2 or 3), read from its bytes.
-
-    Layout: magic "GGUF", version u32, tensor count u64, metadata count u64; then each metadata
-    entry (key string, value type u32, value); then each tensor (name, n_dims u32, dims u64...,
-    type u32, offset u64); tensor data starts at the next multiple of `general.alignment` (32).
-    Strings are u64 length + UTF-8. Arrays are item type u32, count u64, items. Numeric arrays
-    are read in one go, which is what keeps a 49k-token vocabulary quick and small.
-    """
-    buffer = memoryview(data)
-    if bytes(buffer[:4]) != b"GGUF":
-        raise ValueError(f"starts with {bytes(buffer[:4])!r}, not b'GGUF'")
-    version, n_tensors, n_entries = struct.unpack_from("<IQQ", buffer, 4)
-    if version not in (2, 3):
-        raise ValueError(f"GGUF version {version} (supported: 2, 3)")
-    at = 24
-
-    def string() -> str:
-        nonlocal at
-        (length,) = struct.unpack_from("<Q", buffer, at)
-        text = bytes(buffer[at + 8 : at + 8 + length]).decode("utf-8")
-        at += 8 + length
-        return text
-
-    def value(kind: int) -> Any:
-        nonlocal at
-        if kind == STRING:
-            return string()
-        if kind == ARRAY:
-            item, count = struct.unpack_from("<IQ", buffer, at)
-            at += 12
-            if item in (STRING, ARRAY):
-                return [value(item) for _ in range(count)]
-            fmt = SCALARS[item]
-            size = struct.calcsize(fmt)
-            items = np.frombuffer(buffer, dtype=np.dtype(fmt.replace("?", "b1")), count=count, offset=at).tolist()
-            at += size * count
-            return items
-        (scalar,) = struct.unpack_from(SCALARS[kind], buffer, at)
-        at += struct.calcsize(SCALARS[kind])
-        return scalar
-
-    metadata = {}
-    for _ in range(n_entries):
-        key = string()
-        (kind,) = struct.unpack_from("<I", buffer, at)
-        at += 4
-        metadata[key] = value(kind)
+    metadata, raw = parse(data)
     infos = []
-    for _ in range(n_tensors):
-        name = string()
-        (n_dims,) = struct.unpack_from("<I", buffer, at)
-        shape = struct.unpack_from(f"<{n_dims}Q", buffer, at + 4)
-        kind, offset = struct.unpack_from("<IQ", buffer, at + 4 + 8 * n_dims)
-        at += 4 + 8 * n_dims + 12
-        qtype = GGMLQuantizationType(kind)
+    for t in raw:
+        qtype = GGMLQuantizationType(t.type)
         block, type_size = GGML_QUANT_SIZES[qtype]
-        infos.append(TensorInfo(name, qtype, tuple(shape), offset, math.prod(shape) // block * type_size))
-    alignment = metadata.get("general.alignment", 32)
-    if not isinstance(alignment, int) or alignment < 1:
-        raise ValueError(f"general.alignment is {alignment!r}, not a positive whole number")
-    start = -(-at // alignment) * alignment
-    for info in infos:
-        info.data_offset += start
+        infos.append(TensorInfo(t.name, qtype, t.shape, t.data_offset, math.prod(t.shape) // block * type_size))
     return metadata, infos

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger("autan.server")
+TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
 
 
 class APIError(Exception):
@@ -21,24 +24,34 @@ class APIError(Exception):
         status: int,
         message: str,
         *,
-        type: str = "invalid_request_error",
+        type: str | None = None,
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
     ):
         super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.status, self.message, self.param, self.code = status, message, param, code
+        self.type = type or TYPES.get(status, "invalid_request_error" if status < 500 else "internal_error")
         self.headers = headers
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(envelope(self.message, self.type, self.param, self.code), self.status, headers=self.headers)
 
 
 def envelope(message: str, type: str, param: str | None = None, code: str | None = None) -> dict:
     return {"object": "error", "message": message, "type": type, "param": param, "code": code}
 
 
+def error_body(status: int, message: str, code: str | None = None) -> bytes:
+    """An envelope as bytes, for the middleware that answers before any route runs."""
+    kind = TYPES.get(status, "invalid_request_error")
+    return json.dumps(envelope(message, kind, code=code)).encode()
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(_: Request, e: APIError) -> JSONResponse:
-        return JSONResponse(envelope(e.message, e.type, e.param, e.code), e.status, headers=e.headers)
+        return e.response()
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
@@ -49,19 +62,33 @@ def install(app: FastAPI) -> None:
             message = f"the request body is not valid JSON (send it with Content-Type: application/json): {reason}"
             return JSONResponse(envelope(message, "invalid_request_error", code="json_invalid"), 400)
         parts, param = [], None
-        for err in errors:
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        for err in errors[:10]:
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body" and _is_name(p))
             param = param or where or None
-            value = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict | list) else ""
-            parts.append(f"{where or 'body'}: {err.get('msg')}{value}")
+            parts.append(f"{where or 'body'}: {err.get('msg')}{_shown(err)}")
+        if len(errors) > 10:
+            parts.append(f"and {len(errors) - 10} more")
         return JSONResponse(envelope("; ".join(parts), "invalid_request_error", param, "invalid_value"), 422)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, e: HTTPException) -> JSONResponse:
-        kind = "not_found_error" if e.status_code == 404 else "invalid_request_error"
+        kind = TYPES.get(e.status_code, "invalid_request_error")
         return JSONResponse(envelope(str(e.detail), kind), e.status_code, headers=getattr(e, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, e: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse(envelope(f"internal error: {type(e).__name__}", "internal_error"), 500)
+
+
+def _is_name(part: object) -> bool:
+    """A field name or a list index; not pydantic's names for the shapes of a union."""
+    return isinstance(part, int) or (isinstance(part, str) and part.replace("_", "a").isalnum())
+
+
+def _shown(err: dict[str, Any]) -> str:
+    """The value that was refused, if it is short enough to show."""
+    if "input" not in err or isinstance(err["input"], dict | list):
+        return ""
+    shown = repr(err["input"])
+    return f" (got {shown})" if len(shown) <= 80 else f" (got {shown[:60]}... {len(shown)} characters)"

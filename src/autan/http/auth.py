@@ -1,0 +1,169 @@
+"""Who may call what, for every route family: `/v1`, the chat app's `/api`, `/metrics`.
+
+A server is *locked* when it has API keys (`--api-key`, `AUTAN_API_KEYS`, or keys an admin made)
+or accounts (`--multi-user`). A locked server answers only requests that carry a credential:
+
+- an API key, as `Authorization: Bearer KEY`: keys from the command line are the operator's
+  (they may administer); keys an admin made speak for the user they were made for;
+- a session cookie, set by `POST /api/login` (an account) or `POST /api/session` (an API key
+  typed once into the app), kept server-side as a hash, with an expiry.
+
+Sign-up is closed unless the operator opens it (`--allow-signup`); the first account, made by
+`autan user add` or by the first sign-up of an empty database, is the admin. Failed sign-ins
+are throttled per name and per client address, and answer in the same time whether or not the
+name exists. Keys are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from autan.http.errors import APIError
+from autan.store.accounts import Accounts, Principal, username_key
+
+COOKIE = "autan_session"
+OPERATOR = Principal(None, None, True)  # a key from the command line
+ANONYMOUS = Principal(None, None, False)  # anyone, on a server that is not locked
+
+
+@dataclass(frozen=True)
+class Policy:
+    api_keys: Sequence[str] = ()
+    multi_user: bool = False
+    allow_signup: bool = False
+    public_metrics: bool = False
+
+
+class Access:
+    """The dependencies routes declare: `v1`, `app`, `admin`, `metrics`. Each returns the
+    request's `Principal` or raises a 401/403 in the API's envelope."""
+
+    def __init__(self, policy: Policy, accounts: Accounts | None = None):
+        self.policy, self.accounts = policy, accounts
+        self._operator_keys = [_digest(k) for k in policy.api_keys]
+        self.throttle = Throttle()
+
+    @property
+    def locked(self) -> bool:
+        if self.policy.api_keys or self.policy.multi_user:
+            return True
+        return self.accounts is not None and self.accounts.has_keys()
+
+    @property
+    def signup_open(self) -> bool:
+        """Anyone may make an account: the operator said so, or none exists yet (the first is the admin)."""
+        if not self.policy.multi_user or self.accounts is None:
+            return False
+        return self.policy.allow_signup or (not self.policy.api_keys and not self.accounts.has_users())
+
+    def principal(self, request: Request) -> Principal | None:
+        """Whom the request's credential speaks for; None when it carries none that is valid."""
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and key:
+            return self.key_principal(key.strip())
+        token = request.cookies.get(COOKIE)
+        if token and self.accounts is not None:
+            return self.accounts.session(token)
+        return None
+
+    def key_principal(self, key: str) -> Principal | None:
+        digest = _digest(key)
+        matched = False
+        for known in self._operator_keys:  # every key compared, in constant time each
+            matched |= hmac.compare_digest(digest, known)
+        if matched:
+            return OPERATOR
+        return self.accounts.key_owner(key) if self.accounts is not None else None
+
+    # the dependencies --------------------------------------------------------------------------
+
+    def v1(self, request: Request) -> Principal:
+        found = self.principal(request)
+        if found is not None:
+            return found
+        if self.locked:
+            raise _unauthorized(request)
+        return ANONYMOUS
+
+    def app(self, request: Request) -> Principal:
+        """The chat app's data: a locked server's `/api` needs a credential; with accounts, a user's."""
+        found = self.v1(request)
+        if self.policy.multi_user and found.user_id is None and not found.admin:
+            raise APIError(401, "sign in first")
+        return found
+
+    def admin(self, request: Request) -> Principal:
+        found = self.principal(request)
+        if found is None:
+            raise _unauthorized(request)
+        if not found.admin:
+            raise APIError(403, "only an admin may do this")
+        return found
+
+    def metrics(self, request: Request) -> Principal:
+        if self.policy.public_metrics:
+            return ANONYMOUS
+        return self.v1(request)
+
+
+def _unauthorized(request: Request) -> APIError:
+    if request.headers.get("authorization"):
+        return APIError(401, "the API key is not valid")
+    return APIError(401, "no API key: send `Authorization: Bearer KEY` (or sign in to the chat app)")
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+class Throttle:
+    """Failed sign-ins, counted per name and per client address over a window.
+
+    After `free` failures in `window` seconds, each further attempt waits twice as long as the
+    one before (1 s, 2 s, 4 s ... at most `longest`), and is refused without checking the
+    password, so a right guess during the wait gets nothing either.
+    """
+
+    def __init__(self, free: int = 5, window: float = 900.0, longest: float = 900.0, most: int = 10_000):
+        self.free, self.window, self.longest, self.most = free, window, longest, most
+        self._failures: dict[str, tuple[int, float, float]] = {}  # key -> (count, first, blocked until)
+
+    @staticmethod
+    def keys(request: Request, username: str | None = None) -> list[str]:
+        keys = [f"ip:{request.client.host if request.client else '?'}"]
+        return [*keys, f"user:{username_key(username)}"] if username else keys
+
+    def check(self, keys: Sequence[str]) -> None:
+        """Raise a 429 with Retry-After while any of `keys` must wait."""
+        now = time.monotonic()
+        wait = max((self._failures[k][2] - now for k in keys if k in self._failures), default=0.0)
+        if wait > 0:
+            raise APIError(
+                429,
+                f"too many failed attempts: try again in {wait:.0f} s",
+                headers={"Retry-After": str(max(1, round(wait)))},
+            )
+
+    def failed(self, keys: Sequence[str]) -> None:
+        now = time.monotonic()
+        if len(self._failures) >= self.most:  # forget the oldest windows first
+            for key in sorted(self._failures, key=lambda k: self._failures[k][1])[: self.most // 10]:
+                del self._failures[key]
+        for key in keys:
+            count, first, _ = self._failures.get(key, (0, now, now))
+            if now - first > self.window:
+                count, first = 0, now
+            count += 1
+            blocked = now + min(2.0 ** (count - self.free - 1), self.longest) if count > self.free else now
+            self._failures[key] = (count, first, blocked)
+
+    def succeeded(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            if key.startswith("user:"):
+                self._failures.pop(key, None)

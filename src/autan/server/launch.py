@@ -1,0 +1,104 @@
+"""`autan serve`: take the port first, then load the models, then serve until told to stop.
+
+The listening socket is bound before anything slow happens, so a port already in use is an
+error at once, before a model loads or a banner claims a server that will not be there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from autan.errors import AutanError
+
+GRACEFUL_SECONDS = 10  # on SIGTERM, how long open streams may run on before they are cut
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: Sequence[str]
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: Sequence[str] = ()
+    multi_user: bool = False
+    allow_signup: bool = False
+    public_metrics: bool = False
+    allowed_hosts: Sequence[str] = ()
+    max_waiting: int = 256
+    max_body_bytes: int = 8 * 2**20
+    log_prompts: bool = False
+    db: str | None = None
+    engine: dict = field(default_factory=dict)  # EngineConfig fields
+    quantize: str | None = None
+    mmap: bool = True
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, api_keys: Sequence[str]) -> Settings:
+        return cls(
+            models=args.models,
+            host=args.host,
+            port=args.port,
+            api_keys=api_keys,
+            multi_user=args.multi_user,
+            allow_signup=args.allow_signup,
+            public_metrics=args.public_metrics,
+            allowed_hosts=args.allowed_host,
+            max_waiting=args.max_waiting,
+            max_body_bytes=args.max_body_size,
+            log_prompts=args.log_prompts,
+            db=args.db,
+            engine={
+                "max_running": args.max_running,
+                "max_batched_tokens": args.max_batched_tokens,
+                "kv_cache_bytes": args.kv_cache_memory,
+            },
+            quantize=args.quantize,
+            mmap=args.mmap,
+        )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        hint = " (another server is using it: stop it, or choose another with --port)" if port else ""
+        raise AutanError(f"cannot listen on {host}:{port}: {e.strerror}{hint}") from None
+    return sock
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from autan.engine.engine import EngineConfig
+    from autan.http.auth import Policy
+    from autan.server.app import Limits, create_app
+    from autan.server.models import load_served
+    from autan.store.db import Store
+
+    if settings.allow_signup and not settings.multi_user:
+        raise AutanError("--allow-signup opens accounts, which need --multi-user")
+    sock = bind(settings.host, settings.port)
+    config = EngineConfig(**settings.engine)
+    served = [load_served(spec, config, quantize=settings.quantize, mmap=settings.mmap) for spec in settings.models]
+    for m in served:
+        print(f"serving {m.id} ({m.path}), context {m.context} tokens", file=sys.stderr)
+    store = Store(settings.db)
+    policy = Policy(settings.api_keys, settings.multi_user, settings.allow_signup, settings.public_metrics)
+    limits = Limits(settings.max_waiting, settings.max_body_bytes, settings.allowed_hosts)
+    app = create_app(served, policy=policy, limits=limits, log_prompts=settings.log_prompts, store=store)
+    port = sock.getsockname()[1]
+    print(f"chat app on http://{settings.host}:{port}/ (conversations in {store.engine.url})", file=sys.stderr)
+    if settings.multi_user and not store.accounts.has_users():
+        first = "the first account made in the app" if app.state.access.signup_open else "`autan user add NAME --admin`"
+        print(f"no accounts yet: {first} becomes the admin", file=sys.stderr)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SECONDS))
+    server.run(sockets=[sock])
+    for m in served:
+        m.engine.close()
