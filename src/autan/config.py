@@ -182,8 +182,10 @@ def check_layout(config: ModelConfig, shapes: dict[str, tuple[int, ...]], source
     built from it: a header that claims 10^9 layers, or a width its tensors do not have, is
     refused here instead of growing memory or failing deep inside torch."""
     layers = {int(m[1]) for name in shapes if (m := _LAYER.match(name))}
-    if layers != set(range(config.n_layers)):
-        found = f"layers 0..{max(layers)}" if layers == set(range(len(layers))) and layers else f"{len(layers)} layers"
+    counted = len(layers) == config.n_layers and (not layers or max(layers) == config.n_layers - 1)
+    if not counted:  # (never a range of n_layers: that is what a lying header would make us build)
+        whole = layers == set(range(len(layers)))
+        found = f"layers 0..{max(layers)}" if whole and layers else f"{len(layers)} layers"
         raise CheckpointError(source, f"the config says {config.n_layers} layers, but the file has tensors for {found}")
     embed = shapes.get("model.embed_tokens.weight")
     if embed is not None and tuple(embed) != (config.vocab_size, config.dim):

@@ -117,8 +117,17 @@ def test_sigterm_stops_a_server_whose_template_never_ends(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "autan.cli", "serve", f"loops={path}", "--port", str(port)]
-        + ["--db", f"sqlite:///{tmp_path}/c.db"],
+        [
+            sys.executable,
+            "-m",
+            "autan.cli",
+            "serve",
+            f"loops={path}",
+            "--port",
+            str(port),
+            "--db",
+            f"sqlite:///{tmp_path}/c.db",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

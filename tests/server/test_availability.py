@@ -246,3 +246,23 @@ def test_api_keys_from_an_admin_protect_a_single_user_server(serve, tmp_path):
     client = TestClient(create_app([serve()], policy=Policy(), store=store), base_url="http://127.0.0.1")
     assert client.get("/v1/models").status_code == 401
     assert client.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+
+def test_a_schema_the_grammar_cannot_follow_is_a_clear_400(serve):
+    """Finding 9: a pathological pattern gave a 500 at the first token."""
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app([serve()]), base_url="http://127.0.0.1")
+
+    def constrained(schema):
+        fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+        body = {"model": "tiny", "messages": ASK, "max_tokens": 12, "response_format": fmt}
+        return client.post("/v1/chat/completions", json=body)
+
+    for schema, fragment in [
+        ({"type": "string", "pattern": "(.{0,100}){100}"}, "too many expressions"),
+        ({"type": "nonsense"}, "JSON schema"),
+    ]:
+        answer = constrained(schema)
+        assert answer.status_code == 400 and fragment in answer.json()["message"], answer.text
+    assert constrained({"type": "object"}).status_code == 200

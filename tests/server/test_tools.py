@@ -14,8 +14,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from autan.engine.request import Completion, Delta, Usage
 from autan.server.generation import Generation
-from autan.server.responses import events, full_response
 from autan.server.metrics import Metrics
+from autan.server.responses import events, full_response
 from autan.tokenizer import StreamDecoder, load_tokenizer
 
 DATA = Path(mistral_common.__file__).parent / "data"

@@ -1,6 +1,7 @@
 """Every broken checkpoint gets an error naming the file, the tensor and what was expected."""
 
 import json
+import re
 import shutil
 
 import gguf
@@ -118,6 +119,24 @@ def test_truncated_gguf(hf_dir, tmp_path):
         (tmp_path / "cut.gguf").write_bytes(data[:cut])
         with pytest.raises(CheckpointError, match=r"cut\.gguf: .*(truncated|corrupt)"):
             autan.load_model(tmp_path / "cut.gguf")
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("block_count", 10**9, "the config says 1000000000 layers, but the file has tensors for layers 0..1"),
+        ("block_count", 1, "the config says 1 layers, but the file has tensors for layers 0..1"),
+        ("attention.head_count", 0, "n_heads=0 must be a positive integer"),
+        ("embedding_length", 2**40, "the config says vocab_size 128 and dim 1099511627776, but the embedding"),
+        ("attention.head_count_kv", 1, "the config's 1 heads of 16 over dim 64 need [16, 64]"),
+    ],
+)
+def test_a_gguf_header_is_checked_against_its_tensors_before_anything_is_built(hf_dir, tmp_path, key, value, message):
+    """Finding 14: block_count 10^9 grew memory without bound; head_count 0 and embedding_length
+    2^40 gave tracebacks. The header now has to agree with the tensor directory first."""
+    path = save_gguf(hf_dir, tmp_path / "lying.gguf", metadata={key: value})
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        autan.load_model(path)
 
 
 def test_gguf_unsupported_type_and_architecture(hf_dir, tmp_path):

@@ -7,6 +7,7 @@ import markedKatex from "marked-katex-extension";
 
 const $ = (id) => document.getElementById(id);
 const SAVE_EVERY_MS = 500;
+const AUTH_PATHS = ["/api/login", "/api/register", "/api/session"];
 
 const escapeHtml = (text) =>
   text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -18,9 +19,10 @@ markdown.use(markedKatex({ throwOnError: false, nonStandard: true }));
 const state = {
   conversations: [],
   conversation: null, // the open conversation, with all its messages
+  draft: {}, // settings chosen before the first message: they go into the new conversation
   models: [],
   streaming: null, // { controller, messageId }
-  apiKey: localStorage.getItem("autan-api-key") || "",
+  me: null, // what /api/me said: locked, signed in, admin
 };
 
 // ---- server calls ---------------------------------------------------------------------------
@@ -31,7 +33,7 @@ async function api(path, options = {}) {
     headers: { "Content-Type": "application/json", ...(options.headers || {}) },
     body: options.body && typeof options.body !== "string" ? JSON.stringify(options.body) : options.body,
   });
-  if (response.status === 401 && path.startsWith("/api/") && !path.startsWith("/api/login")) {
+  if (response.status === 401 && path.startsWith("/api/") && !AUTH_PATHS.includes(path)) {
     showLogin();
     throw new Error("sign in first");
   }
@@ -45,20 +47,10 @@ async function api(path, options = {}) {
   return response.json();
 }
 
-function v1Headers() {
-  return state.apiKey ? { Authorization: `Bearer ${state.apiKey}` } : {};
-}
-
+// /v1 is called with the session cookie the sign-in set (an account, or an API key typed once):
+// the key itself is never kept in the page.
 async function loadModels() {
-  let response = await fetch("/v1/models", { headers: v1Headers() });
-  if (response.status === 401) {
-    const key = prompt("This server needs an API key:");
-    if (key) {
-      state.apiKey = key;
-      localStorage.setItem("autan-api-key", key);
-      response = await fetch("/v1/models", { headers: v1Headers() });
-    }
-  }
+  const response = await fetch("/v1/models");
   state.models = response.ok ? (await response.json()).data.map((m) => m.id) : [];
   $("model").replaceChildren(...state.models.map((id) => new Option(id, id)));
 }
@@ -80,15 +72,19 @@ async function ensureConversation() {
   if (state.conversation) return state.conversation;
   state.conversation = await api("/api/conversations", {
     method: "POST",
-    body: { model: $("model").value || state.models[0] || "" },
+    body: { model: $("model").value || state.models[0] || "", ...state.draft },
   });
+  state.draft = {};
   location.hash = state.conversation.id;
   await loadConversations();
   return state.conversation;
 }
 
 async function saveSettings(changes) {
-  if (!state.conversation) return;
+  if (!state.conversation) {
+    Object.assign(state.draft, changes); // kept for the conversation the first message starts
+    return;
+  }
   state.conversation = await api(`/api/conversations/${state.conversation.id}`, { method: "PATCH", body: changes });
 }
 
@@ -145,50 +141,86 @@ async function busy(work) {
   }
 }
 
-function send(text) {
+function send() {
+  const text = $("input").value;
   if (state.streaming || document.body.dataset.busy || !text.trim()) return;
   return busy(async () => {
-    const conversation = await ensureConversation();
-    const parent = branch().at(-1);
-    const user = await addMessage({ role: "user", content: text, parent_id: parent ? parent.id : null });
+    let user;
+    try {
+      const conversation = await ensureConversation();
+      const parent = branch().at(-1);
+      user = await addMessage({ role: "user", content: text, parent_id: parent ? parent.id : null });
+      if (conversation.title === "New chat") conversation.naming = text;
+    } catch (error) {
+      showNotice(`Not sent: ${error.message}. Your message is still in the box.`);
+      throw error; // the text stays in the box: nothing the user typed is lost
+    }
+    if ($("input").value === text) $("input").value = ""; // saved: now it may go
+    showNotice("");
     renderConversation();
     await answer(user);
-    if (conversation.title === "New chat") await nameConversation(text).catch(() => {});
+    const conversation = state.conversation;
+    if (conversation.naming) {
+      const first = conversation.naming;
+      delete conversation.naming;
+      await nameConversation(first).catch(() => {});
+    }
   });
+}
+
+function showNotice(text) {
+  $("notice").textContent = text;
+  $("notice").hidden = !text;
 }
 
 async function answer(userMessage) {
   const conversation = state.conversation;
   const model = $("model").value || conversation.model;
-  const reply = await addMessage({ role: "assistant", content: "", parent_id: userMessage.id, status: "streaming", model });
+  const controller = new AbortController();
+  state.streaming = { controller, messageId: null }; // before the answer is drawn: it is live, not interrupted
+  setStreaming(true);
+  let reply;
+  try {
+    reply = await addMessage({ role: "assistant", content: "", parent_id: userMessage.id, status: "streaming", model });
+  } catch (error) {
+    state.streaming = null;
+    setStreaming(false);
+    showNotice(`The answer could not be started: ${error.message}`);
+    return;
+  }
+  state.streaming.messageId = reply.id;
   renderConversation();
   const history = branch().filter((m) => m.id !== reply.id);
   const messages = [];
   if (conversation.system_prompt) messages.push({ role: "system", content: conversation.system_prompt });
-  for (const m of history) messages.push({ role: m.role, content: m.content });
+  for (const m of history) if (m.content) messages.push({ role: m.role, content: m.content });
 
-  const controller = new AbortController();
-  state.streaming = { controller, messageId: reply.id };
-  setStreaming(true);
   const started = performance.now();
   let firstAt = null;
   let lastAt = null;
   let usage = null;
   let finish = null;
+  let failure = null;
   let lastSave = 0;
   let status = "complete";
-  const save = (extra = {}) =>
-    api(`/api/messages/${reply.id}`, { method: "PATCH", body: { content: reply.content, ...extra } }).catch(() => {});
+  // Saves go one after another: a partial save can never land after the final one.
+  let saving = Promise.resolve();
+  const save = (extra = {}) => {
+    const body = { content: reply.content, ...extra };
+    saving = saving.then(() => api(`/api/messages/${reply.id}`, { method: "PATCH", body }).catch(() => {}));
+    return saving;
+  };
 
   try {
     const response = await fetch("/v1/chat/completions", {
       method: "POST",
       signal: controller.signal,
-      headers: { "Content-Type": "application/json", ...v1Headers() },
+      headers: { "Content-Type": "application/json" },
       body: JSON.stringify({
         model,
         messages,
         stream: true,
+        stream_options: { continuous_usage_stats: true }, // the token count so far, even when stopped
         temperature: conversation.temperature,
         top_p: conversation.top_p,
         max_tokens: conversation.max_tokens || undefined,
@@ -199,29 +231,17 @@ async function answer(userMessage) {
       const body = await response.json().catch(() => ({}));
       throw new Error(body.message || response.statusText);
     }
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      const events = buffer.split("\n\n");
-      buffer = events.pop();
-      for (const event of events) {
-        const data = event.replace(/^data: /, "");
-        if (data === "[DONE]") continue;
-        const chunk = JSON.parse(data);
-        if (chunk.object === "error") throw new Error(chunk.message);
-        const choice = chunk.choices[0];
-        if (choice && choice.delta.content) {
-          firstAt = firstAt ?? performance.now();
-          lastAt = performance.now();
-          reply.content += choice.delta.content;
-          updateMessage(reply);
-        }
-        if (choice && choice.finish_reason) finish = choice.finish_reason;
-        if (chunk.usage) usage = chunk.usage;
+    for await (const chunk of events(response)) {
+      if (chunk.object === "error") throw new Error(chunk.message);
+      const choice = chunk.choices[0];
+      if (choice && choice.delta.content) {
+        firstAt = firstAt ?? performance.now();
+        lastAt = performance.now();
+        reply.content += choice.delta.content;
+        updateMessage(reply);
       }
+      if (choice && choice.finish_reason) finish = choice.finish_reason;
+      if (chunk.usage) usage = chunk.usage;
       if (performance.now() - lastSave > SAVE_EVERY_MS) {
         lastSave = performance.now();
         save();
@@ -232,8 +252,8 @@ async function answer(userMessage) {
       status = "stopped";
       finish = "stopped";
     } else {
-      status = "error";
-      reply.content += reply.content ? `\n\n(${error.message})` : `(${error.message})`;
+      status = "error"; // shown beside the answer, never in it: the model must not read it back
+      failure = error.message;
     }
   }
   const tokens = usage ? usage.completion_tokens : null;
@@ -242,6 +262,7 @@ async function answer(userMessage) {
     tokens_per_second: tokens && firstAt && lastAt > firstAt ? (tokens - 1) / ((lastAt - firstAt) / 1000) : null,
     first_token_seconds: firstAt ? (firstAt - started) / 1000 : null,
     finish_reason: finish,
+    error: failure,
   };
   reply.status = status;
   await save({ status, stats: reply.stats });
@@ -249,6 +270,23 @@ async function answer(userMessage) {
   setStreaming(false);
   updateMessage(reply);
   loadConversations().catch(() => {}); // the server may be gone; the answer is already shown
+}
+
+// Server-sent events of a response, parsed by the browser's own stream decoder: one JSON chunk each.
+async function* events(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    const parts = buffer.split("\n\n");
+    buffer = parts.pop();
+    for (const part of parts) {
+      const data = part.replace(/^data: /, "");
+      if (data && data !== "[DONE]") yield JSON.parse(data);
+    }
+  }
 }
 
 function stop() {
@@ -262,7 +300,7 @@ async function nameConversation(firstMessage) {
   try {
     const response = await fetch("/v1/chat/completions", {
       method: "POST",
-      headers: { "Content-Type": "application/json", ...v1Headers() },
+      headers: { "Content-Type": "application/json" },
       body: JSON.stringify({
         model: $("model").value,
         temperature: 0,
@@ -306,6 +344,8 @@ async function switchBranch(message, step) {
   renderConversation();
 }
 
+const DEFAULTS = { model: "", system_prompt: "", temperature: 0.7, top_p: 1, max_tokens: null, safe_prompt: false };
+
 // ---- rendering ------------------------------------------------------------------------------
 
 function renderMarkdown(text) {
@@ -334,7 +374,7 @@ function statsLine(message) {
   const s = message.stats;
   if (!s) {
     if (message.status !== "streaming") return "";
-    const live = state.streaming && state.streaming.messageId === message.id;
+    const live = state.streaming && [message.id, null].includes(state.streaming.messageId);
     return live ? "…" : "interrupted: the server stopped while writing this";
   }
   const parts = [];
@@ -342,6 +382,7 @@ function statsLine(message) {
   if (s.tokens_per_second) parts.push(`${s.tokens_per_second.toFixed(1)} tok/s`);
   if (s.first_token_seconds != null) parts.push(`first token ${s.first_token_seconds.toFixed(2)} s`);
   if (s.finish_reason) parts.push(s.finish_reason);
+  if (s.error) parts.push(`error: ${s.error}`);
   if (message.status === "streaming") parts.push("interrupted");
   return parts.join(" · ");
 }
@@ -415,13 +456,14 @@ function scrollDown() {
 function renderConversation() {
   const c = state.conversation;
   $("messages").replaceChildren(...(c ? branch().map(messageElement) : []));
+  const settings = c || { ...DEFAULTS, ...state.draft };
+  if (settings.model && state.models.includes(settings.model)) $("model").value = settings.model;
+  $("system-prompt").value = settings.system_prompt;
+  $("temperature").value = settings.temperature;
+  $("top-p").value = settings.top_p;
+  $("max-tokens").value = settings.max_tokens ?? "";
+  $("safe-prompt").checked = settings.safe_prompt;
   if (c) {
-    if (c.model && state.models.includes(c.model)) $("model").value = c.model;
-    $("system-prompt").value = c.system_prompt;
-    $("temperature").value = c.temperature;
-    $("top-p").value = c.top_p;
-    $("max-tokens").value = c.max_tokens ?? "";
-    $("safe-prompt").checked = c.safe_prompt;
     $("export-md").href = `/api/conversations/${c.id}/export?format=md`;
     $("export-json").href = `/api/conversations/${c.id}/export?format=json`;
   }
@@ -436,7 +478,10 @@ function renderSidebar() {
     const open = document.createElement("button");
     open.className = "title";
     open.textContent = c.title;
-    open.onclick = () => openConversation(c.id);
+    open.onclick = () => {
+      closeSidebar();
+      openConversation(c.id);
+    };
     const rename = button("✎", `Rename ${c.title}`, async () => {
       const title = prompt("Rename the chat:", c.title);
       if (!title) return;
@@ -463,32 +508,82 @@ function setStreaming(on) {
   for (const b of document.querySelectorAll(".messages button")) b.disabled = on;
 }
 
+function closeSidebar() {
+  document.body.classList.remove("sidebar-open");
+}
+
 function newChat() {
+  closeSidebar();
   state.conversation = null;
+  state.draft = {};
   history.replaceState(null, "", location.pathname);
   renderConversation();
   renderSidebar();
   $("input").focus();
 }
 
-// ---- accounts -------------------------------------------------------------------------------
+// ---- accounts ---------------------------------------------------------------------------
 
+// A locked server asks first: a name and password (accounts), or its API key, typed once.
 function showLogin() {
+  const me = state.me || {};
   $("login").hidden = false;
   $("app").hidden = true;
+  $("account-fields").hidden = !me.multi_user;
+  $("key-fields").hidden = Boolean(me.multi_user);
+  for (const input of $("account-fields").querySelectorAll("input")) input.required = Boolean(me.multi_user);
+  $("api-key").required = !me.multi_user;
+  $("register").hidden = !me.signup;
 }
 
 async function signIn(path) {
   const form = new FormData($("login-form"));
+  const body = path === "/api/session"
+    ? { api_key: form.get("api_key") }
+    : { username: form.get("username"), password: form.get("password") };
   try {
-    await api(path, { method: "POST", body: { username: form.get("username"), password: form.get("password") } });
-    $("login").hidden = true;
-    $("app").hidden = false;
-    $("logout").hidden = false;
-    await start();
+    await api(path, { method: "POST", body });
+    $("login-form").reset();
+    $("login-error").textContent = "";
+    await begin();
   } catch (error) {
     $("login-error").textContent = error.message;
   }
+}
+
+// The admin's users and keys, in the settings panel.
+async function loadAdmin() {
+  if (!(state.me && state.me.admin && state.me.multi_user)) return;
+  $("admin").hidden = false;
+  const [users, keys] = await Promise.all([api("/api/admin/users"), api("/api/admin/keys")]);
+  $("users").replaceChildren(
+    ...users.map((u) => {
+      const li = document.createElement("li");
+      li.textContent = `${u.username}${u.admin ? " (admin)" : ""} `;
+      li.append(button("Remove", `Remove ${u.username}`, () => confirmThen(`Remove ${u.username} and their chats?`, () =>
+        api(`/api/admin/users/${u.id}`, { method: "DELETE" }))));
+      return li;
+    }),
+  );
+  $("keys").replaceChildren(
+    ...keys.map((k) => {
+      const li = document.createElement("li");
+      li.textContent = `${k.name || "(no name)"} · ${k.created_at.slice(0, 10)} `;
+      li.append(button("Revoke", `Revoke ${k.name || k.id}`, () => confirmThen("Revoke this key?", () =>
+        api(`/api/admin/keys/${k.id}`, { method: "DELETE" }))));
+      return li;
+    }),
+  );
+}
+
+async function confirmThen(question, work) {
+  if (!confirm(question)) return;
+  try {
+    await work();
+  } catch (error) {
+    showNotice(error.message);
+  }
+  loadAdmin();
 }
 
 // ---- wiring ---------------------------------------------------------------------------------
@@ -496,9 +591,7 @@ async function signIn(path) {
 function wire() {
   $("composer").onsubmit = (event) => {
     event.preventDefault();
-    const text = $("input").value;
-    $("input").value = "";
-    send(text);
+    send(); // the box is emptied once the message is saved, not before
   };
   $("input").onkeydown = (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
@@ -507,7 +600,10 @@ function wire() {
     }
   };
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") stop();
+    if (event.key === "Escape") {
+      stop();
+      closeSidebar();
+    }
   });
   $("stop").onclick = stop;
   $("new-chat").onclick = newChat;
@@ -520,8 +616,11 @@ function wire() {
     const panel = $("settings");
     panel.hidden = !panel.hidden;
     $("toggle-settings").setAttribute("aria-expanded", String(!panel.hidden));
+    if (!panel.hidden) loadAdmin().catch((error) => showNotice(error.message));
   };
   $("toggle-sidebar").onclick = () => document.body.classList.toggle("sidebar-open");
+  $("close-sidebar").onclick = closeSidebar;
+  $("backdrop").onclick = closeSidebar;
   $("model").onchange = () => saveSettings({ model: $("model").value });
   $("system-prompt").onchange = () => saveSettings({ system_prompt: $("system-prompt").value });
   $("temperature").onchange = () => saveSettings({ temperature: Number($("temperature").value) });
@@ -545,16 +644,48 @@ function wire() {
   };
   $("login-form").onsubmit = (event) => {
     event.preventDefault();
-    signIn("/api/login");
+    signIn(state.me && state.me.multi_user ? "/api/login" : "/api/session");
   };
   $("register").onclick = () => signIn("/api/register");
   $("logout").onclick = async () => {
     await api("/api/logout", { method: "POST" });
     location.reload();
   };
+  $("add-user").onsubmit = async (event) => {
+    event.preventDefault();
+    const form = new FormData($("add-user"));
+    const body = { username: form.get("username"), password: form.get("password"), admin: form.get("admin") === "on" };
+    try {
+      await api("/api/admin/users", { method: "POST", body });
+      $("add-user").reset();
+    } catch (error) {
+      showNotice(error.message);
+    }
+    loadAdmin();
+  };
+  $("add-key").onsubmit = async (event) => {
+    event.preventDefault();
+    const form = new FormData($("add-key"));
+    try {
+      const made = await api("/api/admin/keys", { method: "POST", body: { name: form.get("name") } });
+      $("new-key").textContent = `New key (shown once): ${made.key}`;
+      $("add-key").reset();
+    } catch (error) {
+      showNotice(error.message);
+    }
+    loadAdmin();
+  };
 }
 
-async function start() {
+async function begin() {
+  state.me = await api("/api/me");
+  if (!state.me.signed_in) {
+    showLogin();
+    return;
+  }
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("logout").hidden = !state.me.locked;
   await loadModels();
   await loadConversations();
   const id = location.hash.slice(1);
@@ -563,9 +694,4 @@ async function start() {
 }
 
 wire();
-const me = await api("/api/me");
-if (me.multi_user && !me.user) showLogin();
-else {
-  $("logout").hidden = !me.multi_user;
-  await start();
-}
+await begin();
