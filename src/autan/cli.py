@@ -88,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         help="a name clients may reach this server by, besides its addresses and own names (repeatable; * for any)",
     )
     serve.add_argument("--public-metrics", action="store_true", help="serve /metrics without a key")
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        help="a reverse proxy's address whose X-Forwarded-For is believed (repeatable; none by default)",
+    )
 
     user = commands.add_parser("user", help="chat app accounts: add, list, remove")
     user_commands = user.add_subparsers(dest="action", required=True)

@@ -9,12 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from autan import cli, registry
+from processes import wait_healthy
 
 pytestmark = pytest.mark.default_model
 ROOT = Path(__file__).parents[2]
@@ -134,13 +134,7 @@ def test_sigterm_stops_a_server_whose_template_never_ends(tmp_path):
         env={**os.environ, "AUTAN_API_KEYS": ""},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
+    wait_healthy(url, server)
     body = {"model": "loops", "messages": [{"role": "user", "content": "hi"}]}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{url}/v1/chat/completions", json=body, timeout=1)  # left rendering

@@ -19,6 +19,7 @@ import pytest
 
 from autan import registry
 from checkpoints import tiny_mistral_format
+from processes import wait_healthy
 
 API_KEY = "sk-test-autan"
 LOGS: dict[str, Path] = {}  # where the server process writes its log
@@ -57,16 +58,7 @@ def server(tmp_path_factory):
         env={**os.environ, "AUTAN_API_KEYS": ""},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.3)
-        assert process.poll() is None, (root / "server.log").read_text()
-    else:
-        raise TimeoutError((root / "server.log").read_text())
+    wait_healthy(url, process, root / "server.log")
     yield url
     process.terminate()
     process.wait(timeout=30)

@@ -180,3 +180,86 @@ def test_every_answer_carries_a_content_security_policy_and_docs_need_no_cdn(sto
     assert "swagger-ui" in docs and "cdn" not in docs.lower() and "http" not in re.sub(r"<!--.*?-->", "", docs)
     for asset in re.findall(r'(?:src|href)="([^"]+)"', docs):
         assert c.get(asset).status_code == 200, asset  # every file it needs is served here
+
+
+def test_a_session_opened_with_a_key_ends_when_the_key_does(store):
+    """Review finding: a session made by typing a key into the app outlived the key's revocation."""
+    app = create_app([], policy=Policy(api_keys=[KEY]), store=store)
+    admin = client(app)
+    admin.post("/api/session", json={"api_key": KEY})
+    assert admin.get("/api/me").json()["admin"]  # the operator's key may administer, in the app too
+    made = store.accounts.create_key("laptop")[1]
+    browser = client(app)
+    assert browser.post("/api/session", json={"api_key": made}).status_code == 200
+    assert browser.get("/api/conversations").status_code == 200
+    store.accounts.remove_key(store.accounts.api_keys()[0]["id"])
+    assert browser.get("/api/conversations").status_code == 401
+    rotated = client(create_app([], policy=Policy(api_keys=["sk-new"]), store=store))
+    rotated.cookies = admin.cookies  # the same browser, after the operator changed the key
+    assert rotated.get("/api/conversations").status_code == 401
+    assert rotated.get("/v1/models").status_code == 401
+
+
+def test_the_name_throttle_sees_through_spacing(store, monkeypatch):
+    monkeypatch.setattr(auth.time, "monotonic", lambda: 1000.0)
+    app = create_app([], policy=Policy(multi_user=True), store=store)
+    store.accounts.create_user("carol", "carol's password")
+    for i in range(7):  # each from its own address, so only the name's count can stop them
+        c = client(app)
+        c.post("/api/login", json={"username": "carol", "password": f"guess {i}"}, headers={"x-real-ip": str(i)})
+    for spelled in (" carol", "carol\t", "CAROL "):
+        answer = client(app).post("/api/login", json={"username": spelled, "password": "carol's password"})
+        assert answer.status_code == 429, spelled
+
+
+def test_flooding_the_throttle_does_not_lift_a_block(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    throttle = auth.Throttle(free=2, most=1000)
+    for _ in range(6):
+        throttle.failed(["user:dave"])
+    for i in range(5000):
+        throttle.failed([f"ip:10.0.{i // 256}.{i % 256}"])
+    with pytest.raises(auth.APIError) as refused:
+        throttle.check(["user:dave"])
+    assert refused.value.status == 429
+    assert len(throttle._failures) <= 1000
+
+
+def test_wrong_keys_are_throttled_by_address(store, monkeypatch):
+    monkeypatch.setattr(auth.time, "monotonic", lambda: 5000.0)
+    app = create_app([], policy=Policy(api_keys=[KEY]), store=store)
+    guesser = client(app)
+    codes = [guesser.get("/v1/models", headers={"Authorization": f"Bearer sk-{i}"}).status_code for i in range(25)]
+    assert codes[:20] == [401] * 20 and codes[-1] == 429
+    assert guesser.get("/v1/models", headers=BEARER).status_code == 429  # the right key waits too
+
+
+def test_odd_input_in_names_and_origins(store):
+    app = create_app([], store=store)
+    c = client(app)
+    odd = c.post(
+        "/v1/chat/completions",
+        content=b'{"model": "\\ud800", "messages": [{"role": "user", "content": "hi"}]}',
+        headers={"content-type": "application/json"},
+    )
+    assert odd.status_code == 404 and "\ufffd" in odd.json()["message"]
+    foreign = c.post("/api/conversations", headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403  # an open server too: no page may create conversations on it
+    assert c.get("/health", headers={"host": "[::1]evil.com"}).status_code == 421
+    assert client(app).get("/").status_code == 200
+    text = client(app).get("/metrics").text
+    assert 'endpoint="/",status="200"' in text  # the app's files, counted as "/"
+
+
+def test_another_users_message_is_as_good_as_absent(store):
+    app = create_app([], policy=Policy(multi_user=True), store=store)
+    alice, bob = client(app), client(app)
+    alice.post("/api/register", json=ALICE)
+    store.accounts.create_user("bob", "battery staple")
+    bob.post("/api/login", json={"username": "bob", "password": "battery staple"})
+    c = alice.post("/api/conversations", json={}).json()
+    m = alice.post(f"/api/conversations/{c['id']}/messages", json={"role": "user", "content": "mine"}).json()
+    answer = bob.patch(f"/api/messages/{m['id']}", json={"content": "yours"})
+    assert answer.status_code == 404 and answer.json()["message"] == f"message {m['id']} does not exist"
+    assert c["id"] not in answer.text

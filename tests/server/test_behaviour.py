@@ -134,3 +134,12 @@ def test_ignore_eos_and_min_tokens_hold_the_end_of_sequence_back(server):
     for extra in ({"ignore_eos": True}, {"min_tokens": 40}):
         held = post(server, "/v1/chat/completions", ask | extra).json()
         assert held["usage"]["completion_tokens"] == 40 and held["choices"][0]["finish_reason"] == "length", extra
+
+
+def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(server):
+    """Review finding: a client naming a new address in X-Forwarded-For got a fresh throttle each time."""
+    codes = [
+        httpx.post(f"{server}/api/session", json={"api_key": "wrong"}, headers={"X-Forwarded-For": f"10.0.0.{i}"})
+        for i in range(8)
+    ]
+    assert [c.status_code for c in codes[:5]] == [401] * 5 and codes[-1].status_code == 429

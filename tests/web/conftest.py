@@ -10,15 +10,14 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from autan import registry
 from checkpoints import tiny_mistral_format
+from processes import wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -41,15 +40,7 @@ class Server:
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.args, stdout=self.log.open("a"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.2)
-            assert self.process.poll() is None, self.log.read_text()
-        raise TimeoutError(self.log.read_text())
+        wait_healthy(self.url, self.process, self.log)
 
     def kill(self) -> None:
         assert self.process is not None

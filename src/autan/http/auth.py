@@ -47,7 +47,8 @@ class Access:
     def __init__(self, policy: Policy, accounts: Accounts | None = None):
         self.policy, self.accounts = policy, accounts
         self._operator_keys = [_digest(k) for k in policy.api_keys]
-        self.throttle = Throttle()
+        self.throttle = Throttle()  # sign-ins: by name and by address
+        self.key_throttle = Throttle(free=20)  # wrong API keys, by address: a misconfigured client has some slack
 
     @property
     def locked(self) -> bool:
@@ -63,23 +64,37 @@ class Access:
         return self.policy.allow_signup or (not self.policy.api_keys and not self.accounts.has_users())
 
     def principal(self, request: Request) -> Principal | None:
-        """Whom the request's credential speaks for; None when it carries none that is valid."""
+        """Whom the request's credential speaks for; None when it carries none that is valid.
+
+        Wrong keys count against the client's address like wrong passwords, so a weak key
+        cannot be guessed through /v1 either."""
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and key:
-            return self.key_principal(key.strip())
+            address = self.key_throttle.keys(request)
+            self.key_throttle.check(address)
+            found = self.key_principal(key.strip())
+            if found is None:
+                self.key_throttle.failed(address)
+            return found
         token = request.cookies.get(COOKIE)
-        if token and self.accounts is not None:
-            return self.accounts.session(token)
-        return None
+        if not token or self.accounts is None:
+            return None
+        session = self.accounts.session(token)
+        if session is None or session.key_hash is None:
+            return session.principal if session else None
+        return self._key_hash_principal(session.key_hash)  # the key must still be valid: revoked, it ends here
 
     def key_principal(self, key: str) -> Principal | None:
-        digest = _digest(key)
+        return self._key_hash_principal(hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest())
+
+    def _key_hash_principal(self, key_hash: str) -> Principal | None:
+        digest = bytes.fromhex(key_hash)
         matched = False
         for known in self._operator_keys:  # every key compared, in constant time each
             matched |= hmac.compare_digest(digest, known)
         if matched:
             return OPERATOR
-        return self.accounts.key_owner(key) if self.accounts is not None else None
+        return self.accounts.key_hash_owner(key_hash) if self.accounts is not None else None
 
     # the dependencies --------------------------------------------------------------------------
 
@@ -152,9 +167,8 @@ class Throttle:
 
     def failed(self, keys: Sequence[str]) -> None:
         now = time.monotonic()
-        if len(self._failures) >= self.most:  # forget the oldest windows first
-            for key in sorted(self._failures, key=lambda k: self._failures[k][1])[: self.most // 10]:
-                del self._failures[key]
+        if len(self._failures) >= self.most:
+            self._forget_some(now)
         for key in keys:
             count, first, _ = self._failures.get(key, (0, now, now))
             if now - first > self.window:
@@ -162,6 +176,22 @@ class Throttle:
             count += 1
             blocked = now + min(2.0 ** (count - self.free - 1), self.longest) if count > self.free else now
             self._failures[key] = (count, first, blocked)
+
+    def _forget_some(self, now: float) -> None:
+        """Make room: first the windows that have passed, then the oldest of those not blocked,
+        and only then the blocks that end soonest. Flooding the table with new failures cannot
+        lift a block that is still running."""
+        for key in [
+            k for k, (_, first, blocked) in self._failures.items() if now - first > self.window and blocked <= now
+        ]:
+            del self._failures[key]
+        if len(self._failures) < self.most:
+            return
+        by_age = sorted(
+            self._failures, key=lambda k: (self._failures[k][2] > now, self._failures[k][2], self._failures[k][1])
+        )
+        for key in by_age[: max(1, self.most // 10)]:
+            del self._failures[key]
 
     def succeeded(self, keys: Sequence[str]) -> None:
         for key in keys:

@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from autan.text import clean
+
 log = logging.getLogger("autan.server")
 TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
 
@@ -29,6 +31,7 @@ class APIError(Exception):
         code: str | None = None,
         headers: dict[str, str] | None = None,
     ):
+        message = clean(message)  # it may repeat a client's text: keep it encodable
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
         self.type = type or TYPES.get(status, "invalid_request_error" if status < 500 else "internal_error")
@@ -73,7 +76,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, e: HTTPException) -> JSONResponse:
         kind = TYPES.get(e.status_code, "invalid_request_error")
-        return JSONResponse(envelope(str(e.detail), kind), e.status_code, headers=getattr(e, "headers", None))
+        return JSONResponse(envelope(clean(str(e.detail)), kind), e.status_code, headers=getattr(e, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, e: Exception) -> JSONResponse:

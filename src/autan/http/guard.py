@@ -4,8 +4,9 @@
   127.0.0.1 (DNS rebinding) gets a 421, so a browser can never reach a local server through a
   name it does not know. IP addresses, `localhost` and the machine's own names always pass;
   `--allowed-host` adds names (a reverse proxy's), `*` turns the check off;
-- a state-changing request sent with the session cookie must come from the app's own origin
-  (another site, or another port of localhost, gets a 403), so no page can act for a signed-in user;
+- a state-changing request a browser sends from another origin (another site, or another port
+  of localhost) gets a 403, cookie or not: no page can act for a signed-in user, nor create
+  conversations on an open server; clients that are not browsers send no Origin and pass;
 - the body has a size limit, checked against Content-Length before anything is read and
   counted as it arrives otherwise (413);
 - every response carries a Content-Security-Policy (scripts, styles and connections only from
@@ -69,7 +70,10 @@ def _hostname(host: str) -> str | None:
     host = host.strip().lower()
     if host.startswith("["):  # [::1]:8000
         end = host.find("]")
-        return host[1:end] if end > 0 else None
+        rest = host[end + 1 :] if end > 0 else "x"
+        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+            return None
+        return host[1:end]
     name, _, port = host.partition(":")
     if port and not port.isdigit():
         return None
@@ -91,9 +95,9 @@ class Guard:
             message = f"Host {shown!r} is not one of this server's names; start it with --allowed-host NAME to add one"
             await _answer(send, 421, message, "host_not_allowed")
             return
-        if scope["method"] not in SAFE_METHODS and b"cookie" in headers and not _same_origin(headers, scope):
+        if scope["method"] not in SAFE_METHODS and not _same_origin(headers, scope):
             origin = headers[b"origin"].decode("latin-1")[:100]
-            await _answer(send, 403, f"a request from {origin} may not use this server's session", "cross_origin")
+            await _answer(send, 403, f"a request from the page {origin} may not change anything here", "cross_origin")
             return
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_body_bytes:

@@ -27,6 +27,7 @@ class Settings:
     allow_signup: bool = False
     public_metrics: bool = False
     allowed_hosts: Sequence[str] = ()
+    trusted_proxies: Sequence[str] = ()  # addresses whose X-Forwarded-For is believed
     max_waiting: int = 256
     max_body_bytes: int = 8 * 2**20
     log_prompts: bool = False
@@ -46,6 +47,7 @@ class Settings:
             allow_signup=args.allow_signup,
             public_metrics=args.public_metrics,
             allowed_hosts=args.allowed_host,
+            trusted_proxies=args.trusted_proxy,
             max_waiting=args.max_waiting,
             max_body_bytes=args.max_body_size,
             log_prompts=args.log_prompts,

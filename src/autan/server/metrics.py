@@ -110,6 +110,7 @@ class CountAndLog:
             await self.app(scope, receive, sending)
         finally:
             endpoint = getattr(scope.get("route"), "path", None)
-            endpoint = "unmatched" if endpoint is None else endpoint or "/"
+            if endpoint is None:  # no route: the chat app's files (served at /), or nothing at all
+                endpoint = "/" if status < 400 else "unmatched"
             self.metrics.requests.labels(endpoint, str(status)).inc()
             log.info("%s %s %d %.3fs", scope["method"], endpoint, status, time.perf_counter() - start)

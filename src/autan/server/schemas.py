@@ -96,7 +96,7 @@ class SamplingFields(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str
+    model: Annotated[Text, Field(max_length=256)]
     temperature: Temperature | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
     max_tokens: Tokens | None = None

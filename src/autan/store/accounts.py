@@ -37,9 +37,18 @@ class Principal:
     admin: bool
 
 
+@dataclass(frozen=True)
+class SessionInfo:
+    """A session: its user's principal, or the hash of the API key it was opened with (which must
+    still be valid each time: revoking the key ends the session)."""
+
+    principal: Principal
+    key_hash: str | None = None
+
+
 def username_key(name: str) -> str:
     """The form two names share when they are the same name to a person."""
-    return unicodedata.normalize("NFKC", name).casefold()
+    return unicodedata.normalize("NFKC", name.strip()).casefold()
 
 
 def token_hash(token: str) -> str:
@@ -109,15 +118,22 @@ class Accounts:
 
     # sessions ----------------------------------------------------------------------------------
 
-    def new_session(self, principal: Principal, days: int = SESSION_DAYS) -> str:
+    def new_session(self, principal: Principal, *, key: str | None = None, days: int = SESSION_DAYS) -> str:
+        """A session for `principal`, or for whoever `key` speaks for (checked again at every use)."""
         token = secrets.token_urlsafe(32)
+        row = Session(
+            token_hash=token_hash(token),
+            user_id=None if key is not None else principal.user_id,
+            key_hash=token_hash(key) if key is not None else None,
+            expires_at=now() + timedelta(days),
+        )
         with self._sessions.begin() as db:
             db.execute(delete(Session).where(Session.expires_at < now()))  # the expired go when anyone signs in
-            db.add(Session(token_hash=token_hash(token), user_id=principal.user_id, expires_at=now() + timedelta(days)))
+            db.add(row)
         return token
 
-    def session(self, token: str) -> Principal | None:
-        """Whom a session token speaks for; None when it is unknown or has expired."""
+    def session(self, token: str) -> SessionInfo | None:
+        """What a session token opens; None when it is unknown or has expired."""
         with self._sessions.begin() as db:
             session = db.get(Session, token_hash(token))
             if session is None:
@@ -125,10 +141,10 @@ class Accounts:
             if _aware(session.expires_at) <= now():
                 db.delete(session)
                 return None
-            if session.user_id is None:
-                return Principal(None, None, False)
-            user = db.get(User, session.user_id)
-            return Principal(user.id, user.username, user.is_admin) if user else None
+            if session.key_hash is not None:
+                return SessionInfo(Principal(None, None, False), session.key_hash)
+            user = db.get(User, session.user_id) if session.user_id else None
+            return SessionInfo(Principal(user.id, user.username, user.is_admin)) if user else None
 
     def end_session(self, token: str) -> None:
         with self._sessions.begin() as db:
@@ -158,10 +174,13 @@ class Accounts:
             return db.scalar(select(ApiKey.id).limit(1)) is not None
 
     def key_owner(self, key: str) -> Principal | None:
-        """Whom a key made by an admin speaks for, or None. Looked up by its hash, which tells an
-        attacker nothing about the keys that exist."""
+        return self.key_hash_owner(token_hash(key))
+
+    def key_hash_owner(self, key_hash: str) -> Principal | None:
+        """Whom a key made by an admin speaks for, by the key's hash, or None. Looked up by hash,
+        which tells an attacker nothing about the keys that exist."""
         with self._sessions.begin() as db:
-            row = db.scalar(select(ApiKey).where(ApiKey.key_hash == token_hash(key)))
+            row = db.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
             if row is None:
                 return None
             user = db.get(User, row.user_id) if row.user_id else None

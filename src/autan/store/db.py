@@ -149,9 +149,8 @@ class Store:
         partial save can never overwrite the final one."""
         with self.session() as db:
             message = db.get(Message, message_id)
-            if message is None:
+            if message is None or message.conversation.user_id != user_id:  # another's is as good as absent
                 raise NotFound(f"message {message_id} does not exist")
-            self._owned(db, user_id, message.conversation_id)
             if changes.get("status") is not None and changes["status"] not in STATUSES:
                 raise Invalid(f"status '{changes['status']}' must be one of {', '.join(STATUSES)}")
             if changes.get("status") is None and message.status != "streaming" and changes.get("content") is not None:

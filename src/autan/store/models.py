@@ -63,7 +63,8 @@ class Session(Base):
     __tablename__ = "sessions"
 
     token_hash: Mapped[str] = mapped_column(CleanString(64), primary_key=True)
-    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)  # None: by key
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str | None] = mapped_column(CleanString(64), nullable=True)  # a key typed into the app
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 

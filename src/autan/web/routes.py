@@ -65,8 +65,8 @@ def install(app: FastAPI, store: Store, access: Access) -> None:
     async def conflict(_: Request, e: Conflict) -> JSONResponse:
         return APIError(409, str(e)).response()
 
-    def sign_in(response: Response, principal: Principal) -> None:
-        token = accounts.new_session(principal)
+    def sign_in(response: Response, principal: Principal, key: str | None = None) -> None:
+        token = accounts.new_session(principal, key=key)
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=SESSION_DAYS * 86400)
 
     # accounts ----------------------------------------------------------------------------------
@@ -91,8 +91,7 @@ def install(app: FastAPI, store: Store, access: Access) -> None:
             raise APIError(400, "accounts are off: start `autan serve --multi-user` to use them")
         keys = access.throttle.keys(request)
         access.throttle.check(keys)
-        if not access.signup_open:
-            access.throttle.failed(keys)
+        if not access.signup_open:  # no secret was tried: not a failure to count
             raise APIError(403, "sign-up is closed: ask an admin for an account (`autan user add`)")
         try:
             user = accounts.create_user(body.username, body.password)
@@ -126,8 +125,8 @@ def install(app: FastAPI, store: Store, access: Access) -> None:
             raise APIError(401, "the API key is not valid")
         if access.policy.multi_user and principal.user_id is None and not principal.admin:
             raise APIError(403, "this key is not a user's: sign in with a name and password")
-        sign_in(response, principal)
-        return {"user": principal.username}
+        sign_in(response, principal, key=body.api_key)  # the session lasts as long as the key does
+        return {"user": principal.username, "admin": principal.admin}
 
     @app.post("/api/logout")
     def logout(request: Request, response: Response) -> dict:

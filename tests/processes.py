@@ -1,0 +1,22 @@
+"""Helpers for tests that start `autan serve` as a user would, in a process of its own."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+
+def wait_healthy(url: str, process: subprocess.Popen, log: Path | None = None, seconds: float = 180) -> None:
+    """Until an `autan serve` started as `process` answers /health; its log if it dies or never does."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+        assert process.poll() is None, log.read_text() if log else f"the server exited with {process.returncode}"
+    raise TimeoutError(log.read_text() if log else f"{url} did not answer /health in {seconds} s")
