@@ -266,3 +266,26 @@ def test_a_schema_the_grammar_cannot_follow_is_a_clear_400(serve):
         answer = constrained(schema)
         assert answer.status_code == 400 and fragment in answer.json()["message"], answer.text
     assert constrained({"type": "object"}).status_code == 200
+
+
+def test_a_json_grammar_is_compiled_once_per_request_off_the_event_loop(serve, monkeypatch):
+    import llguidance
+    from fastapi.testclient import TestClient
+
+    compiled = []
+    original = llguidance.LLMatcher.grammar_from_json_schema
+
+    def spy(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+            compiled.append("on the loop")
+        except RuntimeError:
+            compiled.append("in a worker thread")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(llguidance.LLMatcher, "grammar_from_json_schema", staticmethod(spy))
+    client = TestClient(create_app([serve()]), base_url="http://127.0.0.1")
+    body = {"model": "tiny", "messages": ASK, "max_tokens": 8, "n": 3, "response_format": {"type": "json_object"}}
+    answer = client.post("/v1/chat/completions", json=body)
+    assert answer.status_code == 200 and len(answer.json()["choices"]) == 3
+    assert compiled == ["in a worker thread"]  # once for three choices, never on the loop

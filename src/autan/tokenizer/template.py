@@ -104,7 +104,7 @@ class ChatTemplate:
         if self._worker is not None and self._worker.poll() is None:
             return self._worker
         worker = subprocess.Popen(
-            [sys.executable, "-I", str(WORKER)],
+            [sys.executable, "-I", str(WORKER), str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -10,8 +10,11 @@ until its input closes. A template that never ends is killed by its parent; one 
 past its memory gets a MemoryError here; one that writes more than `max_chars` is stopped.
 """
 
+import ctypes
 import json
+import os
 import resource
+import signal
 import sys
 from datetime import datetime
 
@@ -19,6 +22,7 @@ from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MEMORY_BYTES = 1 << 30
+PR_SET_PDEATHSIG = 1
 
 
 class RefusedByTemplate(Exception):
@@ -78,7 +82,19 @@ def answer(template, line, max_chars):
         return {"error": f"the chat template failed: {type(e).__name__}: {e}"}
 
 
+def die_with_parent(parent):
+    """A render that never ends must not outlive the server that asked for it (Linux: the kernel
+    kills this process when its parent dies; the check after closes the race with an early death)."""
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        sys.exit(0)
+
+
 def main():
+    die_with_parent(int(sys.argv[1]))
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
     setup = json.loads(sys.stdin.readline())
     template = environment(setup["max_chars"]).from_string(setup["source"])
