@@ -10,6 +10,7 @@ until its input closes. A template that never ends is killed by its parent; one 
 past its memory gets a MemoryError here; one that writes more than `max_chars` is stopped.
 """
 
+import contextlib
 import ctypes
 import json
 import os
@@ -85,10 +86,8 @@ def answer(template, line, max_chars):
 def die_with_parent(parent):
     """A render that never ends must not outlive the server that asked for it (Linux: the kernel
     kills this process when its parent dies; the check after closes the race with an early death)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
     if os.getppid() != parent:
         sys.exit(0)
 
