@@ -100,7 +100,17 @@ def serve(settings: Settings) -> None:
     if settings.multi_user and not store.accounts.has_users():
         first = "the first account made in the app" if app.state.access.signup_open else "`autan user add NAME --admin`"
         print(f"no accounts yet: {first} becomes the admin", file=sys.stderr)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SECONDS))
+    # X-Forwarded-For only from proxies the operator names: believed from anyone, it would let a
+    # client pick the address that sign-in throttling counts against
+    proxies = {"proxy_headers": True, "forwarded_allow_ips": list(settings.trusted_proxies)}
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            timeout_graceful_shutdown=GRACEFUL_SECONDS,
+            **(proxies if settings.trusted_proxies else {"proxy_headers": False}),
+        )
+    )
     server.run(sockets=[sock])
     for m in served:
         m.engine.close()
