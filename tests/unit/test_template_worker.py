@@ -4,6 +4,7 @@ error, and a worker never outlives the process that asked it to render."""
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -48,7 +49,7 @@ def test_a_worker_dies_with_the_process_that_started_it():
     child = subprocess.run([sys.executable, "-c", parent], timeout=120, capture_output=True, text=True)
     assert child.returncode == 0, child.stderr
     worker = int(child.stdout.split()[0])
-    deadline = time.monotonic() + 60  # the kernel's kill arrives at once; a loaded machine gets slack
+    deadline = time.monotonic() + 60  # the worker looks twice a second; a loaded machine gets slack
     while time.monotonic() < deadline:
         try:
             os.kill(worker, 0)
@@ -56,3 +57,16 @@ def test_a_worker_dies_with_the_process_that_started_it():
             return
         time.sleep(0.1)
     raise AssertionError(f"the template worker {worker} outlived its parent")
+
+
+def test_a_worker_outlives_the_thread_that_started_it():
+    """Servers render from pool threads that retire; the worker they started must live on (the
+    kernel's parent-death signal fires on the starting thread's exit and killed it)."""
+    template = ChatTemplate("{{ messages[0]['content'] }}.")
+    starter = threading.Thread(target=template.render, args=(HI,))
+    starter.start()
+    starter.join()
+    worker = template._worker
+    time.sleep(1.0)  # long enough for a signal to land; the assertion does not depend on speed
+    assert worker is not None and worker.poll() is None, f"the worker ended with {worker.returncode}"
+    assert template.render(HI) == "hi." and template._worker is worker

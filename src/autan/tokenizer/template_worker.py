@@ -10,20 +10,19 @@ until its input closes. A template that never ends is killed by its parent; one 
 past its memory gets a MemoryError here; one that writes more than `max_chars` is stopped.
 """
 
-import contextlib
-import ctypes
 import json
 import os
 import resource
-import signal
 import sys
+import threading
+import time
 from datetime import datetime
 
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MEMORY_BYTES = 1 << 30
-PR_SET_PDEATHSIG = 1
+PARENT_CHECK_SECONDS = 0.5
 
 
 class RefusedByTemplate(Exception):
@@ -84,12 +83,17 @@ def answer(template, line, max_chars):
 
 
 def die_with_parent(parent):
-    """A render that never ends must not outlive the server that asked for it (Linux: the kernel
-    kills this process when its parent dies; the check after closes the race with an early death)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:
-        sys.exit(0)
+    """A render that never ends must not outlive the server that asked for it. A thread looks
+    for the parent twice a second and ends this process when it is gone (the kernel's
+    PR_SET_PDEATHSIG is no use here: it fires when the parent *thread* that started us exits,
+    and servers start workers from pool threads that come and go)."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def main():
