@@ -15,8 +15,8 @@ run: setup
 	.venv/bin/autan run smollm2 "$(PROMPT)" --temperature 0
 
 lint:
-	.venv/bin/ruff check src tests bench scripts
-	.venv/bin/ruff format --check src tests bench scripts
+	.venv/bin/ruff check src tests bench scripts setup.py
+	.venv/bin/ruff format --check src tests bench scripts setup.py
 
 # Set everything up (with the browser and database the tests use), lint, then run every test.
 test: setup-test lint

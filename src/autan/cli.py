@@ -301,6 +301,8 @@ def _list(_: argparse.Namespace) -> None:
 
 def _inspect(args: argparse.Namespace) -> None:
     import autan
+    from autan import native
+    from autan.model.kernels import PackedLinear
     from autan.model.quant import QuantizedWeight
 
     path = registry.resolve(args.model)
@@ -323,6 +325,12 @@ def _inspect(args: argparse.Namespace) -> None:
     if c.moe:
         print(f"experts    {c.moe.num_experts_per_tok} of {c.moe.num_experts}")
     print(f"weights    {', '.join(f'{n} {k}' for k, n in kinds.most_common())}: {nbytes / 1e6:.1f} MB in memory")
+    products = Counter(m.kind for m in model.modules() if isinstance(m, PackedLinear))
+    on = ", ".join(f"{n} {KERNEL_NAMES.get(k, k)}" for k, n in products.most_common()) or "none: float matrices"
+    print(f"kernels    {native.describe()}; products on them: {on}")
+
+
+KERNEL_NAMES = {"ggml": "native (file's blocks)", "int4": "PyTorch int4", "int8": "PyTorch int8"}
 
 
 def _user(args: argparse.Namespace) -> None:

@@ -1,4 +1,6 @@
-"""Packed kernels (int4 group-wise, int8 per channel) against the exact unpacking of the same GGUF data.
+"""PyTorch's packed kernels (int4 group-wise, int8 per channel) against the exact unpacking of the
+same GGUF data. They are the fallback where the native kernels (tests/model/test_native.py) are not
+built or cannot take a type, so here the native kernels are turned off.
 
 The int4 mapping of Q4_0/Q4_1/Q4_K is exact up to bfloat16 rounding of the scales and offsets;
 int8 requantization of the other types adds at most half a step per weight. Both multiply
@@ -23,6 +25,14 @@ from autan.model.quant import QuantizedWeight, packed_row_bytes
 from checkpoints import random_blocks
 
 BF16 = 2**-8  # relative precision of bfloat16
+
+
+@pytest.fixture(autouse=True)
+def pytorch_kernels(monkeypatch):
+    from autan import native
+
+    monkeypatch.setattr(native, "module", lambda: None)
+    monkeypatch.setenv("AUTAN_NATIVE", "0")  # and in the processes a test starts
 
 
 def random_weight(qtype: Q, rows: int, cols: int, seed: int) -> QuantizedWeight:

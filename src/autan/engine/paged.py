@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autan.config import ModelConfig
-from autan.model.cache import attention_mask
+from autan.model.cache import NativePlan, attention_mask
 
 
 class KVPool:
@@ -66,7 +66,7 @@ class PagedStep:
     """One forward step over the packed chunks of several sequences (the model's `Step`)."""
 
     def __init__(self, pool: KVPool, chunks: Sequence[Chunk], sliding_window: int | None, device: torch.device):
-        self.pool = pool
+        self.pool, self.chunks, self.sliding_window = pool, chunks, sliding_window
         bs = pool.block_size
         spans = [torch.arange(c.start, c.start + len(c.tokens)) for c in chunks]
         self.tokens = torch.tensor([t for c in chunks for t in c.tokens], dtype=torch.long)
@@ -94,6 +94,29 @@ class PagedStep:
             _group([chunks[i] for i in g], [offsets[i] for i in g], sliding_window, pool, device)
             for g in ([gathered] if gathered else []) + prefilling
         ]
+
+    def native_plan(self) -> NativePlan:
+        """Row by row: the pool slots of the keys stored before this step that it sees (within
+        its window), then this step's own keys up to its own (by row: -1 - row)."""
+        bs, window = self.pool.block_size, self.sliding_window
+        visible, counts, row = [], [], 0
+        for c in self.chunks:
+            low = _first_visible(c, window)
+            stored = (
+                _slots(c.table, torch.arange(low, c.start), bs) if low < c.start else torch.empty(0, dtype=torch.long)
+            )
+            for i in range(len(c.tokens)):
+                position = c.start + i
+                first = 0 if window is None else max(0, position - window + 1)
+                own = torch.arange(max(first, c.start), position + 1) - c.start + row  # rows of this step
+                seen = [stored[max(0, first - low) :], -1 - own]
+                visible += seen
+                counts.append(sum(len(v) for v in seen))
+            row += len(c.tokens)
+        offsets = torch.zeros(len(counts) + 1, dtype=torch.long)
+        offsets[1:] = torch.tensor(counts).cumsum(0)
+        keys, values = self.pool.keys, self.pool.values
+        return NativePlan(keys, values, 1, self.slots.cpu(), torch.cat(visible), offsets)
 
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         keys, values = self.pool.keys[layer], self.pool.values[layer]  # (slots, n_kv, hd)

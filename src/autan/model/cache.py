@@ -29,6 +29,36 @@ class Step(Protocol):
         """
         ...
 
+    def native_plan(self) -> NativePlan:
+        """The same step as the native decode step reads it (`csrc/decode.cpp`)."""
+        ...
+
+
+@dataclass
+class NativePlan:
+    """Which keys each new token sees, and where its own key goes, as lists the native step reads.
+
+    `visible[offsets[i]:offsets[i + 1]]` are row i's keys: entries >= 0 are slots of the storage
+    (along `slot_dim` of `keys`/`values`), entries < 0 are -1 - t, the key of this step's token t.
+    Row i's key is stored at `write_slots[i]` once the layer has attended (-1: not kept).
+    """
+
+    keys: Tensor  # (L, ., ., hd)
+    values: Tensor
+    slot_dim: int
+    write_slots: Tensor  # (N,) int64
+    visible: Tensor  # (total,) int64
+    offsets: Tensor  # (N + 1,) int64
+
+    @staticmethod
+    def from_mask(mask: Tensor, n_stored: int) -> tuple[Tensor, Tensor]:
+        """(visible, offsets) from a mask (T, n_stored + T) over stored keys then the step's own."""
+        rows, cols = mask.nonzero(as_tuple=True)
+        visible = torch.where(cols < n_stored, cols, n_stored - 1 - cols)
+        offsets = torch.zeros(mask.shape[0] + 1, dtype=torch.long)
+        offsets[1:] = torch.bincount(rows, minlength=mask.shape[0]).cumsum(0)
+        return visible.contiguous(), offsets
+
 
 @dataclass
 class AttentionStep:
@@ -58,6 +88,17 @@ class AttentionStep:
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask[None, None], enable_gqa=True)
         return out[0].transpose(0, 1)  # (T, n_heads, hd)
+
+    def native_plan(self) -> NativePlan:
+        visible, offsets = NativePlan.from_mask(self.mask.cpu(), self.n_cached)
+        n = len(self.positions)
+        if self.cache is None:  # nothing is kept: an empty storage, every key is the step's own
+            empty = torch.empty((1, 1, 0, 1))
+            return NativePlan(empty, empty, 2, torch.full((n,), -1, dtype=torch.long), visible, offsets)
+        keep = min(n, self.cache.capacity)  # as `exchange` keeps them: the last `capacity`
+        write = torch.full((n,), -1, dtype=torch.long)
+        write[n - keep :] = self.positions[n - keep :].cpu() % self.cache.capacity
+        return NativePlan(self.cache.keys, self.cache.values, 2, write, visible, offsets)
 
 
 def attention_mask(query_pos: Tensor, key_pos: Tensor, sliding_window: int | None) -> Tensor:

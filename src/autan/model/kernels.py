@@ -32,6 +32,7 @@ import torch
 from gguf import GGMLQuantizationType as Q
 from torch import Tensor, nn
 
+from autan import native
 from autan.model.moe import MoeFeedForward
 from autan.model.quant import QK_K, QuantizedWeight, _f16, _k_scales, _nibbles, dequantize
 
@@ -46,11 +47,20 @@ FULL_WIDTH_FROM = 64  # rows from which a product unpacks its weights and runs i
 
 class PackedLinear(nn.Module):
     """y = x W^T computed from int4 (group-wise, bfloat16 activations) or int8 (per-channel,
-    activations in two int8 rows) weights."""
+    activations in two int8 rows) weights, or ("ggml") from the GGUF file's own blocks on the
+    native kernels (`autan.native`), which quantize activations per block of 32 to int8."""
 
-    def __init__(self, kind: str, weight: Tensor, scales: Tensor, out_features: int, splits: list[int] | None = None):
+    def __init__(
+        self,
+        kind: str,
+        weight: Tensor,
+        scales: Tensor,
+        out_features: int,
+        splits: list[int] | None = None,
+        qtype: Q | None = None,
+    ):
         super().__init__()
-        self.kind, self.out_features = kind, out_features
+        self.kind, self.out_features, self.qtype = kind, out_features, qtype
         self.splits = splits or [out_features]  # the output widths of the maps fused into this one
         self.logits = False  # the output head: float32 results even for one row (see `product`)
         self.register_buffer("weight", weight)
@@ -58,7 +68,8 @@ class PackedLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         flat = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
-        if self.kind == "int4" and len(flat) >= FULL_WIDTH_FROM and x.dtype == torch.float32 and self._unpackable:
+        wide = len(flat) >= FULL_WIDTH_FROM and x.dtype == torch.float32
+        if wide and (self.kind == "ggml" or (self.kind == "int4" and self._unpackable)):
             y = self._full_width_product(flat)
         else:
             y = self.product(flat)
@@ -68,6 +79,8 @@ class PackedLinear(nn.Module):
         """x (M, K) -> (M, N) on the kernel, in the dtype the kernel gives (bfloat16 or float32).
 
         The decode path (`Transformer._run_packed`) calls this directly."""
+        if self.kind == "ggml":
+            return native.module().qmatmul(x.float().contiguous(), self.weight, int(self.qtype))
         if self.kind == "int4":
             return torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), self.weight, GROUP, self.scales)
         if (len(x) > 1 or self.logits) and x.shape[1] <= INT8_MAX_K and integer_units_exact():
@@ -88,11 +101,15 @@ class PackedLinear(nn.Module):
         return x @ self.unpacked(x.dtype)
 
     def unpacked(self, dtype: torch.dtype) -> Tensor:
-        """The int4 weights as float: W^T, (K, N).
+        """The weights as float: W^T, (K, N).
+
+        GGML blocks are dequantized as the file defines them (the exact path's matrix).
 
         PyTorch's CPU int4 layout is (N / B, K, B / 2) bytes: the low nibble holds output n of a
         block of B outputs, the high nibble output n + B / 2 (B from `int4_block_n`). The nibbles
         are put in (K, N) order while still bytes, the cheapest time to move them."""
+        if self.kind == "ggml":
+            return dequantize(unrepack(self.weight, self.qtype), self.qtype).to(dtype).t()
         n, k, block = self.out_features, self.weight.shape[1] * 2, int4_block_n()
         assert block is not None, "no known int4 layout on this CPU: _unpackable is False"
         blocks = self.weight.view(n // block, k, block // 2)
@@ -159,9 +176,61 @@ def pack(weight: QuantizedWeight) -> PackedLinear | None:
     """The fastest exact-enough kernel for a GGUF matrix (rows, cols); None if none fits."""
     if len(weight.shape) != 2 or weight.packed.device.type != "cpu":
         return None
+    if _native_ready(weight):
+        return _ggml(weight)
     if _int4_ready(weight):
         return _int4(weight)
     return _int8(weight)
+
+
+NATIVE_TYPES = (Q.Q4_0, Q.Q4_1, Q.Q8_0)
+
+
+def _native_ready(*weights: object) -> bool:
+    """Whether the native kernels take these GGUF matrices as stored (one type, whole blocks)."""
+    return (
+        native.module() is not None
+        and all(isinstance(w, QuantizedWeight) and len(w.shape) == 2 and w.packed.device.type == "cpu" for w in weights)
+        and len({w.qtype for w in weights}) == 1
+        and weights[0].qtype in NATIVE_TYPES
+        and len({w.shape[1] for w in weights}) == 1
+        and all(w.shape[0] % GROUP_ROWS == 0 for w in weights)
+    )
+
+
+def _ggml(*weights: QuantizedWeight) -> PackedLinear:
+    """The file's blocks, repacked once into the native kernels' four-row groups (rows of
+    several maps stacked when fused)."""
+    blocks = weights[0].packed if len(weights) == 1 else torch.cat([w.packed for w in weights])
+    rows = [w.shape[0] for w in weights]
+    qtype = weights[0].qtype
+    return PackedLinear("ggml", repack(blocks, qtype), torch.empty(0), sum(rows), rows, qtype=qtype)
+
+
+GROUP_ROWS = 4  # rows the native kernels take together (csrc/qgemm.h)
+# per GGML type: bytes of a block, and of its scales (d, or d and m) before the quantized values
+BLOCK_PARTS = {Q.Q4_0: (18, 2), Q.Q4_1: (20, 4), Q.Q8_0: (34, 2)}
+
+
+def repack(blocks: Tensor, qtype: Q) -> Tensor:
+    """GGUF rows of blocks (N, B * size) -> four-row groups (N / 4, B * 4 * size), the native
+    kernels' layout: per group and block position, the four rows' d (f16 x 4), then for Q4_1
+    their m, then their quantized values, row after row (csrc/qgemm.h)."""
+    size, scales = BLOCK_PARTS[qtype]
+    n = blocks.shape[0]
+    grouped = blocks.reshape(n // GROUP_ROWS, GROUP_ROWS, -1, size).transpose(1, 2)  # (G, B, 4, size)
+    parts = [grouped[..., i : i + 2] for i in range(0, scales, 2)] + [grouped[..., scales:]]
+    return torch.cat([p.flatten(2) for p in parts], dim=-1).reshape(n // GROUP_ROWS, -1).contiguous()
+
+
+def unrepack(groups: Tensor, qtype: Q) -> Tensor:
+    """The inverse of `repack`: the GGUF rows of blocks (N, B * size)."""
+    size, scales = BLOCK_PARTS[qtype]
+    g = groups.shape[0]
+    by_block = groups.reshape(g, -1, GROUP_ROWS * size)  # (G, B, 4 * size)
+    cut = [GROUP_ROWS * 2] * (scales // 2) + [GROUP_ROWS * (size - scales)]
+    parts = [p.reshape(g, p.shape[1], GROUP_ROWS, -1) for p in by_block.split(cut, dim=-1)]
+    return torch.cat(parts, dim=-1).transpose(1, 2).reshape(g * GROUP_ROWS, -1).contiguous()
 
 
 def _int4(*weights: QuantizedWeight | Tensor) -> PackedLinear:
@@ -244,6 +313,8 @@ def dequantized(kernel: PackedLinear) -> Tensor:
     """The float32 matrix a kernel multiplies by (for tests and error bounds)."""
     if kernel.kind == "int8":
         return kernel.weight.float() * kernel.scales.float()[:, None]
+    if kernel.kind == "ggml":
+        return kernel.unpacked(torch.float32).t()
     eye = torch.eye(kernel.scales.shape[0] * GROUP, dtype=torch.bfloat16)  # in_features = groups * 32
     return kernel(eye).float().t()
 
@@ -264,7 +335,12 @@ def use_packed_kernels(model: nn.Module, release: Callable[[], None] | None = No
 
     count, fused = 0, set()
     for module, target, maps in _fusable(model):
-        if all(_int4_ready(m.weight) for m in maps):
+        if _native_ready(*(m.weight for m in maps)):
+            setattr(module, target, _ggml(*(m.weight for m in maps)))
+            fused.update(maps)
+            count += len(maps)
+            converted()
+        elif all(_int4_ready(m.weight) for m in maps):
             setattr(module, target, _int4(*(m.weight for m in maps)))
             fused.update(maps)
             count += len(maps)
@@ -394,6 +470,8 @@ def _pack_experts(moe: MoeFeedForward) -> int:
         return QuantizedWeight(w.packed[e], w.qtype, w.shape[1:])
 
     def kernel(*weights: QuantizedWeight) -> nn.Module:
+        if _native_ready(*weights):
+            return _ggml(*weights)
         if all(_int4_ready(w) for w in weights):
             return _int4(*weights)
         return nn.ModuleList(pack(w) for w in weights) if len(weights) > 1 else pack(weights[0])

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autan import native
 from autan.config import ModelConfig
 from autan.model.cache import KVCache, Step, uncached_step
 from autan.model.kernels import FULL_WIDTH_FROM, PackedLinear
@@ -97,6 +98,28 @@ class PackedLayer(NamedTuple):
     down: PackedLinear
 
 
+class NativeLayers(NamedTuple):
+    """Every dense block's weights as the native decode step takes them (`csrc/decode.cpp`)."""
+
+    tensors: list[Tensor]  # per layer: input norm, qkv blocks, o blocks, post norm, gate_up blocks, down blocks
+    qtypes: list[int]  # per layer: the GGML types of qkv, o, gate_up, down
+
+
+def _native_layers(packed: list[PackedLayer] | None) -> NativeLayers | None:
+    """The blocks on the GGUF file's own blocks (kind "ggml"), for the native step; else None."""
+    if not packed or native.module() is None:
+        return None
+    tensors, qtypes = [], []
+    for layer in packed:
+        maps = (layer.qkv, layer.o, layer.gate_up, layer.down)
+        if not all(m.kind == "ggml" for m in maps):
+            return None
+        norms = (layer.input_norm.float().contiguous(), layer.post_norm.float().contiguous())
+        tensors += [norms[0], layer.qkv.weight, layer.o.weight, norms[1], layer.gate_up.weight, layer.down.weight]
+        qtypes += [int(m.qtype) for m in maps]
+    return NativeLayers(tensors, qtypes)
+
+
 def _packed_layers(layers: nn.ModuleList) -> list[PackedLayer] | None:
     packed = []
     for block in layers:
@@ -129,6 +152,7 @@ class Transformer(nn.Module):
         self._inv_freq: Tensor | None = None
         self.head_kernel: nn.Module | None = None  # a packed kernel for a tied quantized head
         self._packed: list[PackedLayer] | bool | None = False  # False: not looked for since kernels changed
+        self._native: NativeLayers | None = None
 
     def kernels_changed(self) -> None:
         """Say that linear maps got (or lost) packed kernels: `run` looks again for its fast path."""
@@ -169,7 +193,10 @@ class Transformer(nn.Module):
         x = self.model.embed_tokens(tokens, self.dtype)  # (N, dim)
         if self._packed is False:
             self._packed = _packed_layers(self.model.layers)
-        if self._packed and len(x) < FULL_WIDTH_FROM and x.dtype == torch.float32:
+            self._native = _native_layers(self._packed)
+        if self._native is not None and len(x) < FULL_WIDTH_FROM and x.dtype == torch.float32:
+            x = self._run_native(x, cos, sin, step)
+        elif self._packed and len(x) < FULL_WIDTH_FROM and x.dtype == torch.float32:
             x = self._run_packed(x, cos, sin, step)
         else:
             for layer in self.model.layers:
@@ -180,6 +207,28 @@ class Transformer(nn.Module):
                 return self.head_kernel(x)
             return F.linear(x, materialize(self.model.embed_tokens.weight, x.dtype))
         return self.lm_head(x)
+
+    def _run_native(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
+        """Every block in one native call (`csrc/decode.cpp`): the few rows of a decode step."""
+        c, plan = self.config, step.native_plan()
+        return native.module().decode_layers(
+            x.contiguous(),
+            self._native.tensors,
+            self._native.qtypes,
+            cos.reshape(len(x), -1).contiguous(),
+            sin.reshape(len(x), -1).contiguous(),
+            plan.keys,
+            plan.values,
+            plan.slot_dim,
+            plan.write_slots,
+            plan.visible,
+            plan.offsets,
+            c.n_heads,
+            c.n_kv_heads,
+            c.head_dim,
+            c.hidden_dim,
+            c.norm_eps,
+        )
 
     def _run_packed(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
         """The blocks' computation, op for op (so bit for bit), without the modules around it.

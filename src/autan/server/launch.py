@@ -78,6 +78,7 @@ def bind(host: str, port: int) -> socket.socket:
 def serve(settings: Settings) -> None:
     import uvicorn
 
+    from autan import native
     from autan.engine.engine import EngineConfig
     from autan.http.auth import Policy
     from autan.server.app import Limits, create_app
@@ -91,6 +92,7 @@ def serve(settings: Settings) -> None:
     served = [load_served(spec, config, quantize=settings.quantize, mmap=settings.mmap) for spec in settings.models]
     for m in served:
         print(f"serving {m.id} ({m.path}), context {m.context} tokens", file=sys.stderr)
+    print(f"kernels: {native.describe()}", file=sys.stderr)
     store = Store(settings.db)
     policy = Policy(settings.api_keys, settings.multi_user, settings.allow_signup, settings.public_metrics)
     limits = Limits(settings.max_waiting, settings.max_body_bytes, settings.allowed_hosts)

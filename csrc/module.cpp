@@ -1,0 +1,166 @@
+// autan._native: the compiled kernels, reachable from Python (each one also for its test).
+//
+// Work is split over output rows with ATen's parallel_for, so it runs on PyTorch's own thread
+// pool (one OpenMP team for the whole process: a second team is what once halved the server).
+
+#include <ATen/Parallel.h>
+#include <torch/extension.h>
+
+#include "cpu_features.h"
+#include "decode.h"
+#include "qgemm.h"
+
+namespace autan {
+namespace {
+
+// Repacked weights (qgemm.h): uint8 (N / 4, K / 32 * group_block_bytes).
+void check_weights(const torch::Tensor& w, int64_t qtype, int64_t k) {
+  TORCH_CHECK(supported(static_cast<int>(qtype)), "quantization type ", qtype, " has no native kernel");
+  TORCH_CHECK(w.device().is_cpu() && w.scalar_type() == torch::kUInt8 && w.dim() == 2 && w.is_contiguous(),
+              "weights must be a contiguous uint8 CPU tensor (N / 4, group bytes), repacked");
+  TORCH_CHECK(k % QBLOCK == 0, "K=", k, " is not a whole number of blocks of ", QBLOCK);
+  const auto expected = k / QBLOCK * static_cast<int64_t>(group_block_bytes(static_cast<QType>(qtype)));
+  TORCH_CHECK(w.size(1) == expected, "weight groups have ", w.size(1), " bytes; K=", k, " needs ", expected);
+}
+
+struct Quantized {  // activations quantized once, owned for the call
+  torch::Tensor q, d, s;
+  QuantizedRows rows() const {
+    return {q.data_ptr<int8_t>(), d.data_ptr<float>(), s.data_ptr<float>(), q.size(1)};
+  }
+};
+
+Quantized quantize(const torch::Tensor& x) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.dim() == 2,
+              "activations must be a float32 CPU matrix (M, K)");
+  const auto xc = x.contiguous();
+  const int64_t m = xc.size(0), k = xc.size(1);
+  TORCH_CHECK(k % QBLOCK == 0, "K=", k, " is not a whole number of blocks of ", QBLOCK);
+  Quantized out{torch::empty({m, k}, torch::kInt8), torch::empty({m, k / QBLOCK}, torch::kFloat32),
+                torch::empty({m, k / QBLOCK}, torch::kFloat32)};
+  quantize_rows(xc.data_ptr<float>(), m, k, out.q.data_ptr<int8_t>(), out.d.data_ptr<float>(),
+                out.s.data_ptr<float>());
+  return out;
+}
+
+torch::Tensor qmatmul(const torch::Tensor& x, const torch::Tensor& w, int64_t qtype) {
+  check_weights(w, qtype, x.size(1));
+  const auto quantized = quantize(x);
+  const int64_t m = x.size(0), n = w.size(0) * GROUP_ROWS;
+  auto y = torch::empty({m, n}, torch::kFloat32);
+  product(static_cast<QType>(qtype), w.data_ptr<uint8_t>(), w.size(0), quantized.rows(), m, y.data_ptr<float>());
+  return y;
+}
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> quantize_activations(const torch::Tensor& x) {
+  auto q = quantize(x);
+  return {q.q, q.d, q.s};
+}
+
+QType qtype_of(int64_t t) {
+  TORCH_CHECK(supported(static_cast<int>(t)), "quantization type ", t, " has no native kernel");
+  return static_cast<QType>(t);
+}
+
+const uint8_t* blocks(const torch::Tensor& w, int64_t rows, int64_t cols, QType type) {
+  const int64_t bytes = cols / QBLOCK * static_cast<int64_t>(group_block_bytes(type));
+  TORCH_CHECK(rows % GROUP_ROWS == 0 && w.scalar_type() == torch::kUInt8 && w.is_contiguous() && w.dim() == 2 &&
+                  w.size(0) == rows / GROUP_ROWS && w.size(1) == bytes,
+              "a weight has shape ", w.sizes(), "; expected repacked uint8 (", rows / GROUP_ROWS, ", ", bytes, ")");
+  return w.data_ptr<uint8_t>();
+}
+
+// Every dense block of a step in one call; checks all it is given, then runs decode.cpp.
+torch::Tensor decode_step(const torch::Tensor& x_in, const std::vector<torch::Tensor>& weights,
+                            const std::vector<int64_t>& qtypes, const torch::Tensor& cos, const torch::Tensor& sin,
+                            const torch::Tensor& keys, const torch::Tensor& values, int64_t slot_dim,
+                            const torch::Tensor& write_slots, const torch::Tensor& visible,
+                            const torch::Tensor& offsets, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+                            int64_t hidden, double eps) {
+  TORCH_CHECK(x_in.scalar_type() == torch::kFloat32 && x_in.dim() == 2, "x must be float32 (N, dim)");
+  const int64_t n = x_in.size(0), dim = x_in.size(1), layers = static_cast<int64_t>(weights.size()) / 6;
+  TORCH_CHECK(weights.size() == static_cast<size_t>(layers * 6) && qtypes.size() == static_cast<size_t>(layers * 4),
+              "six tensors and four types per layer");
+  TORCH_CHECK(slot_dim == 1 || slot_dim == 2, "slot_dim must be 1 or 2");
+  const bool empty = keys.dim() == 4 && keys.size(slot_dim) == 0;  // nothing kept: every key is the step's own
+  TORCH_CHECK(keys.scalar_type() == torch::kFloat32 && values.scalar_type() == torch::kFloat32 && keys.dim() == 4 &&
+                  keys.sizes() == values.sizes() && keys.strides() == values.strides() &&
+                  (empty || (keys.size(3) == head_dim && keys.stride(3) == 1 && keys.size(0) == layers)),
+              "keys and values must be float32 (L, ., ., head_dim), alike");
+  TORCH_CHECK(cos.sizes() == torch::IntArrayRef({n, head_dim}) && sin.sizes() == cos.sizes() &&
+                  cos.scalar_type() == torch::kFloat32 && cos.is_contiguous() && sin.is_contiguous(),
+              "cos and sin must be float32 (N, head_dim)");
+  TORCH_CHECK(write_slots.scalar_type() == torch::kLong && write_slots.numel() == n && offsets.numel() == n + 1 &&
+                  offsets.scalar_type() == torch::kLong && visible.scalar_type() == torch::kLong &&
+                  visible.is_contiguous() && offsets.is_contiguous() && write_slots.is_contiguous(),
+              "write_slots (N,), visible and offsets (N + 1,) must be int64");
+  const int64_t width = (n_heads + 2 * n_kv) * head_dim;
+  TORCH_CHECK(n_kv > 0 && n_heads % n_kv == 0 && head_dim % 2 == 0 && dim % QBLOCK == 0 && hidden % QBLOCK == 0 &&
+                  dim % GROUP_ROWS == 0 && width % GROUP_ROWS == 0 &&
+                  (n_heads * head_dim) % QBLOCK == 0,
+              "shapes the kernels cannot take");
+  DecodeStep step;
+  step.shape = {dim, n_heads, n_kv, head_dim, hidden, static_cast<float>(eps)};
+  step.layers.resize(layers);
+  for (int64_t l = 0; l < layers; ++l) {
+    const torch::Tensor* w = &weights[l * 6];
+    LayerWeights& lw = step.layers[l];
+    TORCH_CHECK(w[0].scalar_type() == torch::kFloat32 && w[0].numel() == dim && w[3].scalar_type() == torch::kFloat32 &&
+                    w[3].numel() == dim && w[0].is_contiguous() && w[3].is_contiguous(),
+                "norm weights must be float32 (dim,)");
+    lw.input_norm = w[0].data_ptr<float>();
+    lw.post_norm = w[3].data_ptr<float>();
+    lw.qkv_type = qtype_of(qtypes[l * 4]);
+    lw.o_type = qtype_of(qtypes[l * 4 + 1]);
+    lw.gate_up_type = qtype_of(qtypes[l * 4 + 2]);
+    lw.down_type = qtype_of(qtypes[l * 4 + 3]);
+    lw.qkv = blocks(w[1], width, dim, lw.qkv_type);
+    lw.o = blocks(w[2], dim, n_heads * head_dim, lw.o_type);
+    lw.gate_up = blocks(w[4], 2 * hidden, dim, lw.gate_up_type);
+    lw.down = blocks(w[5], dim, hidden, lw.down_type);
+  }
+  const int64_t slots_along = keys.size(slot_dim);
+  const int64_t* visible_p = visible.data_ptr<int64_t>();
+  const int64_t* offsets_p = offsets.data_ptr<int64_t>();
+  const int64_t* write_p = write_slots.data_ptr<int64_t>();
+  TORCH_CHECK(offsets_p[0] == 0, "offsets must start at 0");
+  for (int64_t e = 0; e < visible.numel(); ++e) {
+    TORCH_CHECK(visible_p[e] < slots_along && visible_p[e] >= -n, "a visible key ", visible_p[e], " is out of range");
+  }
+  for (int64_t r = 0; r < n; ++r) {
+    TORCH_CHECK(offsets_p[r] < offsets_p[r + 1] && offsets_p[r + 1] <= visible.numel(), "row ", r,
+                " sees no key, or its offsets are out of order");
+    TORCH_CHECK(write_p[r] < slots_along && write_p[r] >= -1, "write slot ", write_p[r], " is out of range");
+  }
+  step.kv = {keys.data_ptr<float>(), values.data_ptr<float>(), keys.stride(0), keys.stride(slot_dim),
+             keys.stride(slot_dim == 1 ? 2 : 1)};
+  step.rows = n;
+  step.cos = cos.data_ptr<float>();
+  step.sin = sin.data_ptr<float>();
+  step.write_slots = write_p;
+  step.visible = visible_p;
+  step.offsets = offsets_p;
+  auto x = x_in.contiguous().clone();
+  decode_layers(step, x.data_ptr<float>());
+  return x;
+}
+
+std::map<std::string, bool> features() {
+  const auto& f = cpu_features();
+  return {{"avx2", f.avx2}, {"avx512", f.avx512}, {"avx512_vnni", f.avx512_vnni}, {"amx", f.amx}};
+}
+
+}  // namespace
+}  // namespace autan
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "autan's compiled CPU kernels";
+  m.def("qmatmul", &autan::qmatmul, "y (M, N) = x (M, K) float32 @ W^T, W GGML blocks (N, row_bytes)");
+  m.def("quantize_activations", &autan::quantize_activations, "x (M, K) -> int8 q, scales d, scaled sums s");
+  m.def("decode_layers", &autan::decode_step, "every dense block of a step in one call (see csrc/decode.cpp)");
+  m.def("set_profiling", &autan::set_profiling, "time each part of decode_layers from now on (or stop)");
+  m.def("profile", &autan::profile, "ns spent in each part of decode_layers since profiling began");
+  m.def("isa", [] { return std::string(autan::isa_name(autan::kernel_isa())); }, "the instruction set the kernels use");
+  m.def("set_isa", &autan::set_kernel_isa, "use this instruction set from now on; False if this CPU cannot");
+  m.def("features", &autan::features, "what this CPU can do, asked at run time");
+}

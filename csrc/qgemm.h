@@ -1,0 +1,55 @@
+// Products of float activations with GGML block-quantized weights, repacked four rows at a time.
+//
+//   y (M, N) = x (M, K) @ W^T,  W (N, K) in GGML blocks of 32 (Q4_0, Q4_1, Q8_0)
+//
+// Repacked layout ("x4"): rows are taken four at a time (N a multiple of 4); for each group of
+// four rows, each block position b holds the four rows' block b side by side, scales first:
+//   Q4_0x4  d[4] f16 | qs[4][16]              72 bytes
+//   Q4_1x4  d[4] f16 | m[4] f16 | qs[4][16]   80 bytes
+//   Q8_0x4  d[4] f16 | qs[4][32]             136 bytes
+// (group g, block b) is at (g * blocks_per_row + b) * size. The same bytes as the file's, in
+// another order: repacking (autan.model.kernels.repack) copies each matrix once, at load.
+// So one load brings the four rows' scales, one conversion makes them floats, and one
+// horizontal add turns four rows' integer sums into one vector.
+//
+// Activations are quantized once per call, per block of 32, to int8 with a float scale d and the
+// block's sum s = d * sum(q) (llama.cpp's Q8_0/Q8_1 activations), so every weight block meets an
+// integer dot product:
+//   Q4_0  w = dw * (q - 8)    block dot = dw * dx * sum(q qx) - 8 dw * sx
+//   Q4_1  w = dw * q + mw     block dot = dw * dx * sum(q qx) + mw * sx
+//   Q8_0  w = dw * q          block dot = dw * dx * sum(q qx)
+// A group's blocks stay in L1 while up to M activation rows meet them, so W is read from
+// memory once per call whatever M is.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace autan {
+
+constexpr int QBLOCK = 32;
+constexpr int GROUP_ROWS = 4;
+
+// GGML's type ids (ggml.h), as GGUF files carry them.
+enum class QType : int { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8 };
+
+bool supported(int qtype);
+size_t block_bytes(QType type);  // one row's block in the file
+size_t group_block_bytes(QType type);  // four rows' blocks, repacked
+
+struct QuantizedRows {  // activations: M rows of K int8, with per-block scale and scaled sum
+  const int8_t* q;
+  const float* d;
+  const float* s;
+  int64_t k;
+};
+
+// x (m, k) float32 -> q (m, k) int8, d and s (m, k / 32): round to nearest, ties to even.
+void quantize_rows(const float* x, int64_t m, int64_t k, int8_t* q, float* d, float* s);
+
+// y (m, ·) columns [4 g0, 4 g1) = quantized x (m rows) times the row groups [g0, g1) of the
+// repacked W; y's row stride is `ldy`.
+void qgemm_groups(QType type, const uint8_t* w, int64_t g0, int64_t g1, const QuantizedRows& x, int64_t m, float* y,
+                  int64_t ldy);
+
+}  // namespace autan

@@ -1,0 +1,35 @@
+"""The compiled CPU kernels (`csrc/`, built by the install as `autan._native`), if this install has
+them and this process may use them; otherwise None, and the PyTorch kernels run.
+
+`AUTAN_NATIVE=0` turns them off; `AUTAN_NATIVE_ISA=scalar` keeps them on their portable code
+(for comparing the two paths on one machine). Which kernels run is `describe()`: `autan inspect`
+and the server's log print it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from types import ModuleType
+
+
+@functools.cache
+def module() -> ModuleType | None:
+    if os.environ.get("AUTAN_NATIVE", "1") == "0":
+        return None
+    try:
+        import torch  # noqa: F401  (the extension links against the torch already loaded)
+
+        from autan import _native
+    except ImportError:
+        return None
+    return _native
+
+
+def describe() -> str:
+    native = module()
+    if native is None:
+        why = "turned off (AUTAN_NATIVE=0)" if os.environ.get("AUTAN_NATIVE") == "0" else "not built"
+        return f"PyTorch kernels (native kernels {why})"
+    found = [name for name, on in sorted(native.features().items()) if on]
+    return f"native kernels ({native.isa()}; this CPU: {', '.join(found) or 'baseline x86-64'})"

@@ -1,0 +1,244 @@
+"""The compiled kernels (`csrc/`) against float64 references, on every instruction set this
+machine runs, and the model on them against the exact path.
+
+A product's reference is float64 arithmetic on the same numbers the kernel meets: the file's
+blocks dequantized, and the activations quantized per block of 32 to int8 as the kernel does
+(that rounding is the kernels' design, measured against the exact path at the model level
+below). What is left between kernel and reference is float32 accumulation.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from gguf import GGMLQuantizationType as Q
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import autan
+from autan import native
+from autan.model.kernels import NATIVE_TYPES, repack, unrepack
+from autan.model.quant import dequantize
+from checkpoints import hf_model, random_blocks, save_gguf, save_hf
+
+N = native.module()
+# Only a run that turned them off goes without them; a missing build fails (scripts/setup.sh builds it).
+pytestmark = pytest.mark.skipif(os.environ.get("AUTAN_NATIVE") == "0", reason="AUTAN_NATIVE=0 turns them off")
+
+
+def _instruction_sets() -> list[str]:
+    if N is None:
+        return []
+    best = N.isa()
+    usable = [isa for isa in ("scalar", "avx2") if N.set_isa(isa)]
+    N.set_isa(best)
+    return usable
+
+
+ISAS = _instruction_sets()
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    """Each instruction set this machine runs, in turn (the choice holds across hypothesis's cases)."""
+    best = N.isa()
+    assert N.set_isa(request.param)
+    yield request.param
+    N.set_isa(best)
+
+
+def test_this_machine_runs_its_best_kernels():
+    """The install built the kernels, and the CPU's features pick them: an AVX2 machine must not
+    fall back to scalar code."""
+    assert N is not None, native.describe()
+    assert "scalar" in ISAS
+    if N.features()["avx2"]:
+        assert "avx2" in ISAS and N.isa() == "avx2"
+    assert native.describe().startswith(f"native kernels ({N.isa()}")
+
+
+def quantized_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (M, K) float32 -> int8 values and per-block scales, as the kernels define them:
+    d = max |x| / 127 per block of 32, q = x * (127 / max |x|) rounded to nearest (ties to even),
+    each operation rounded to float32 (numpy's IEEE arithmetic: torch's division by a tensor
+    is not always correctly rounded, which moves ties)."""
+    blocks = x.numpy().reshape(len(x), -1, 32)
+    amax = np.abs(blocks).max(-1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        inverse = np.where(amax > 0, np.float32(127) / amax, np.float32(0)).astype(np.float32)
+    q = np.rint(blocks * inverse).astype(np.int8)
+    return torch.from_numpy(q.reshape(x.shape)), torch.from_numpy(amax / np.float32(127)).squeeze(-1)
+
+
+def reference_product(x: torch.Tensor, blocks: torch.Tensor, qtype: Q) -> torch.Tensor:
+    q, d = quantized_reference(x)
+    xq = (q.double().reshape(len(x), -1, 32) * d.double()[..., None]).reshape(x.shape)
+    return xq @ dequantize(blocks, qtype).double().t()
+
+
+def random_matrix(qtype: Q, rows: int, cols: int, seed: int) -> torch.Tensor:
+    return torch.from_numpy(random_blocks(qtype, rows, cols, np.random.default_rng(seed)).copy())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.integers(1, 64),
+    blocks=st.integers(1, 12),
+    groups=st.integers(1, 24),
+    qtype=st.sampled_from(NATIVE_TYPES),
+    scale=st.sampled_from([1e-3, 1.0, 300.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_products_equal_a_float64_reference(isa, rows, blocks, groups, qtype, scale, seed):
+    k, n = 32 * blocks, 4 * groups
+    weights = random_matrix(qtype, n, k, seed)
+    x = torch.randn(rows, k, generator=torch.Generator().manual_seed(seed)) * scale
+    x[:, : min(k, 32)] *= torch.rand(rows, 1, generator=torch.Generator().manual_seed(seed + 1)) < 0.2  # zero blocks
+    y = N.qmatmul(x, repack(weights, qtype), int(qtype))
+    reference = reference_product(x, weights, qtype)
+    # float32 accumulation: a few ulps of the sum of the terms' magnitudes
+    q, d = quantized_reference(x)
+    magnitude = (q.double().abs().reshape(rows, -1, 32) * d.double()[..., None]).reshape(x.shape)
+    bound = magnitude @ dequantize(weights, qtype).double().abs().t() * 1e-5 + 1e-30
+    assert y.dtype == torch.float32 and y.shape == (rows, n)
+    assert ((y.double() - reference).abs() <= bound).all(), ((y.double() - reference).abs() / bound).max()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.integers(1, 9),
+    blocks=st.integers(1, 8),
+    scale=st.sampled_from([1e-20, 1e-3, 1.0, 1e30]),
+    seed=st.integers(0, 2**16),
+)
+def test_activations_are_quantized_as_defined(isa, rows, blocks, scale, seed):
+    x = torch.randn(rows, 32 * blocks, generator=torch.Generator().manual_seed(seed)) * scale
+    x[0, :32] = 0  # an all-zero block: scale 0, values 0
+    q, d, s = N.quantize_activations(x)
+    q_ref, d_ref = quantized_reference(x)
+    assert torch.equal(q, q_ref) and torch.equal(d, d_ref)
+    torch.testing.assert_close(s, (d.double() * q.reshape(rows, -1, 32).double().sum(-1)).float(), rtol=1e-6, atol=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    groups=st.integers(1, 8), blocks=st.integers(1, 6), qtype=st.sampled_from(NATIVE_TYPES), seed=st.integers(0, 999)
+)
+def test_repacking_is_a_permutation_of_the_file_bytes(groups, blocks, qtype, seed):
+    weights = random_matrix(qtype, 4 * groups, 32 * blocks, seed)
+    packed = repack(weights, qtype)
+    assert packed.shape[0] == groups and packed.numel() == weights.numel()
+    assert torch.equal(unrepack(packed, qtype), weights)
+    assert torch.equal(torch.sort(packed.flatten()).values, torch.sort(weights.flatten()).values)
+
+
+def test_bad_inputs_are_refused_with_the_shapes_named():
+    weights = repack(random_matrix(Q.Q4_0, 8, 64, 0), Q.Q4_0)
+    with pytest.raises(RuntimeError, match="K=48 is not a whole number of blocks"):
+        N.qmatmul(torch.randn(2, 48), weights, int(Q.Q4_0))
+    with pytest.raises(RuntimeError, match="weight groups have 144 bytes; K=96 needs 216"):
+        N.qmatmul(torch.randn(2, 96), weights, int(Q.Q4_0))
+    with pytest.raises(RuntimeError, match="quantization type 12 has no native kernel"):
+        N.qmatmul(torch.randn(2, 64), weights, int(Q.Q4_K))
+
+
+# ---- the model on the native kernels -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Llama and Mistral (sliding window 8) checkpoints whose blocks the native kernels take."""
+    root = tmp_path_factory.mktemp("native")
+    paths = {}
+    for arch, qtype in (("llama", Q.Q4_0), ("mistral", Q.Q4_1), ("llama-q8", Q.Q8_0)):
+        hf = hf_model(arch.split("-")[0], seed=len(paths), intermediate_size=128)
+        hf_dir = save_hf(hf, root / f"{arch}-hf")
+        paths[arch] = save_gguf(hf_dir, root / f"{arch}.gguf", qtype=qtype)
+    return paths
+
+
+def _load_both(path):
+    fast, exact = autan.load_model(path), autan.load_model(path, kernels="exact")
+    assert fast.model.layers[0].mlp.gate_up_kernel.kind == "ggml"
+    return fast, exact
+
+
+# The tiny random models' logits are nearly flat (std ~0.2), so KL is small for any error: the
+# native path sits near 3e-6 and a window left unapplied near 5e-3; the bound is between.
+KL_BUDGET = 2e-4
+
+
+def _kl(reference: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    p, q = torch.log_softmax(reference.double(), -1), torch.log_softmax(other.double(), -1)
+    return (p.exp() * (p - q)).sum(-1)
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral", "llama-q8"])
+def test_decoding_token_by_token_on_native_kernels_stays_close_to_the_exact_path(tiny, arch, isa):
+    """Past the sliding window (8) too: the rolling cache's slots are reused while rows read them."""
+    fast, exact = _load_both(tiny[arch])
+    tokens = torch.randint(0, 128, (24,), generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        reference = exact.logits(tokens)
+        cache = fast.new_cache()
+        stepped = torch.cat([fast(tokens[i : i + 1], cache, last_only=True) for i in range(len(tokens))])
+        chunked_cache = fast.new_cache()
+        chunked = torch.cat([fast(tokens[i : i + 5], chunked_cache) for i in range(0, len(tokens), 5)])
+    for out in (stepped, chunked):
+        kl = _kl(reference, out)
+        assert kl.max() < KL_BUDGET, kl
+    torch.testing.assert_close(stepped, chunked, rtol=0, atol=1e-3 * reference.abs().max().item())
+
+
+def test_the_paged_engine_on_native_kernels_matches_one_sequence_at_a_time(tiny):
+    """Several sequences in one step, one sharing another's prefix blocks: each row sees only its
+    own keys, as the sequence alone on the exact path does."""
+    from autan.engine.paged import Chunk, KVPool, PagedStep
+
+    fast, exact = _load_both(tiny["mistral"])
+    c = fast.config
+    pool = KVPool(c, 16, 4, torch.device("cpu"), torch.float32)
+    generator = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(0, 128, (n,), generator=generator).tolist() for n in (11, 6)]
+    shared = [*prompts[0][:8], 7, 9, 11]  # the third sequence reuses the first's first two blocks
+    tables = [[0, 1, 2, 3, 4], [5, 6, 7], [0, 1, 8, 9, 10]]
+    with torch.inference_mode():
+        first = PagedStep(
+            pool, [Chunk(prompts[0], 0, tables[0]), Chunk(prompts[1], 0, tables[1])], c.sliding_window, pool.keys.device
+        )
+        fast.run(first.tokens, first, slice(None))
+        later = PagedStep(
+            pool,
+            [Chunk([3], 11, tables[0]), Chunk([4, 5], 6, tables[1]), Chunk(shared[8:], 8, tables[2])],
+            c.sliding_window,
+            pool.keys.device,
+        )
+        logits = fast.run(later.tokens, later, slice(None))
+        expected = [
+            exact.logits(torch.tensor(s))[-k:]
+            for s, k in ((prompts[0] + [3], 1), (prompts[1] + [4, 5], 2), (shared, 3))
+        ]
+    kl = _kl(torch.cat(expected), logits)
+    assert kl.max() < KL_BUDGET, kl
+
+
+def test_greedy_tokens_on_native_kernels_are_the_exact_paths_within_the_budget(tiny, isa):
+    """Where the argmax differs, the exact path's own top two were nearly tied."""
+    fast, exact = _load_both(tiny["llama"])
+    prompt = torch.randint(0, 128, (6,), generator=torch.Generator().manual_seed(9))
+    with torch.inference_mode():
+        tokens = prompt.tolist()
+        cache = fast.new_cache()
+        logits = fast(torch.tensor(tokens), cache, last_only=True)
+        for _ in range(24):
+            tokens.append(int(logits[-1].argmax()))
+            logits = fast(torch.tensor(tokens[-1:]), cache, last_only=True)
+        reference = exact.logits(torch.tensor(tokens))[len(prompt) - 1 : -1]
+    chosen = torch.tensor(tokens[len(prompt) :])
+    best = reference.topk(2, -1)
+    margin = best.values[:, 0] - best.values[:, 1]
+    differs = reference.argmax(-1) != chosen
+    assert (margin[differs] < 0.05 * reference.abs().max()).all(), margin[differs]
