@@ -26,7 +26,7 @@ test: setup-test lint
 # comparison point: llama-cpp-python and llama-server are both compiled from source (~15 minutes).
 bench: setup
 	.venv/bin/python -m pip install -q "llama-cpp-python==0.3.36"
-	bench/build-llama-server.sh
+	bench/build-llama-cpp.sh
 	cd bench && ../.venv/bin/python memory.py && ../.venv/bin/python speed.py && ../.venv/bin/python throughput.py
 	cd bench && ../.venv/bin/python serve.py && ../.venv/bin/python quantize.py && ../.venv/bin/python moe.py
 	cd bench && ../.venv/bin/python greedy.py

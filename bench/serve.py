@@ -7,7 +7,7 @@ completion tokens/s (all tokens over the wall time from sending to the last toke
 first token (median and worst) and the mean gap between a stream's tokens. Median of --repeat
 rounds, after one warm-up round.
 
-llama-server is built from source by bench/build-llama-server.sh (`make bench` runs it).
+llama-server is built from source by bench/build-llama-cpp.sh (`make bench` runs it).
 
     python bench/serve.py [--streams 16] [--max-tokens 128] [--repeat 3]
 """
@@ -147,7 +147,7 @@ def main() -> None:
             results["llama-server"] = serve_and_measure(llama_server, Path(tmp) / "llama.log", args)
             print("llama-server", results["llama-server"], flush=True)
         else:
-            results["llama-server"] = "not built (bench/build-llama-server.sh)"
+            results["llama-server"] = "not built (bench/build-llama-cpp.sh)"
     rows = []
     for name, r in results.items():
         if isinstance(r, str):

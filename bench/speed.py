@@ -3,7 +3,9 @@
 For each engine, in its own process (so resident memory is its own): decode tokens/s over 128
 tokens, prefill tokens/s and time to first token on a 512-token prompt, and peak resident
 memory above the bare interpreter with the engine's library imported. Medians of --repeat
-runs. llama.cpp runs through llama-cpp-python on the same GGUF file with the same threads.
+runs, the engines taking turns (so a noisy minute on a shared machine hits both). llama.cpp
+runs through llama-cpp-python on the same GGUF file with the same threads, and as its own
+llama-bench (tg128, pp512) where bench/build-llama-cpp.sh has built it.
 
     python bench/speed.py [--repeat 3]
 """
@@ -16,11 +18,12 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 from report import write_section
 
-from autan import registry
+from autan import native, registry
 
 PROMPT_TOKENS, DECODE_TOKENS = 512, 128
 
@@ -42,6 +45,9 @@ def measure_autan(repeat: int) -> dict:
     g = torch.Generator().manual_seed(0)
     prefill, decode = [], []
     with torch.inference_mode():
+        warm = model.new_cache()  # first calls set things up (thread pools, the native step's buffers)
+        model(torch.arange(1, 65), warm)
+        model(torch.tensor([1]), warm)
         for _ in range(repeat):
             prompt = torch.randint(0, model.config.vocab_size, (PROMPT_TOKENS,), generator=g)
             cache = model.new_cache()
@@ -65,6 +71,7 @@ def measure_llama_cpp(repeat: int) -> dict:
     loaded = rss_mib("VmRSS") - base
     g = torch.Generator().manual_seed(0)
     prefill, decode = [], []
+    llm.eval(list(range(1, 65)))  # as for autan: first calls set things up
     for _ in range(repeat):
         prompt = torch.randint(0, llm.n_vocab(), (PROMPT_TOKENS,), generator=g).tolist()
         llm.reset()
@@ -80,6 +87,20 @@ def measure_llama_cpp(repeat: int) -> dict:
     return _result(prefill, decode, rss_mib("VmHWM") - base, loaded)
 
 
+def measure_llama_bench(repeat: int) -> dict | str:
+    binary = Path(__file__).resolve().parent.parent / ".bench" / "llama.cpp" / "bin" / "llama-bench"
+    if not binary.exists():
+        return "not built (bench/build-llama-cpp.sh)"
+    path = registry.pull("smollm2", quiet=True)
+    threads = str(torch.get_num_threads())
+    command = [str(binary), "-m", str(path), "-t", threads, "-p", str(PROMPT_TOKENS), "-n", str(DECODE_TOKENS)]
+    run = subprocess.run([*command, "-r", str(repeat), "-o", "json"], capture_output=True, text=True)
+    if run.returncode != 0:
+        return f"failed ({run.returncode}): {run.stderr.strip()[-200:]}"
+    rate = {("pp" if r["n_prompt"] else "tg"): r["avg_ts"] for r in json.loads(run.stdout)}
+    return {"decode_tps": rate["tg"], "prefill_tps": rate["pp"], "ttft": PROMPT_TOKENS / rate["pp"]}
+
+
 def _result(prefill: list[float], decode: list[float], memory: float, loaded: float) -> dict:
     p, d = statistics.median(prefill), statistics.median(decode)
     return {
@@ -91,6 +112,13 @@ def _result(prefill: list[float], decode: list[float], memory: float, loaded: fl
     }
 
 
+def _median(runs: list[dict | str]) -> dict | str:
+    done = [r for r in runs if isinstance(r, dict)]
+    if not done:
+        return runs[-1]
+    return {key: statistics.median(r[key] for r in done) for key in done[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
@@ -100,15 +128,22 @@ def main() -> None:
         measure = measure_autan if args.engine == "autan" else measure_llama_cpp
         print(json.dumps(measure(args.repeat)))
         return
-    results = {}
-    for engine in ("autan", "llama.cpp"):
-        run = subprocess.run(
-            [sys.executable, __file__, "--engine", engine, "--repeat", str(args.repeat)], capture_output=True, text=True
-        )
-        results[engine] = json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else run.stderr[-300:]
-        print(engine, results[engine], flush=True)
-    rows = ["| | autan | llama.cpp | autan / llama.cpp |", "|---|---|---|---|"]
-    a, b = results["autan"], results["llama.cpp"]
+    runs: dict[str, list[dict]] = {"autan": [], "llama.cpp": []}
+    for _ in range(args.repeat):  # the engines take turns
+        for engine in runs:
+            run = subprocess.run(
+                [sys.executable, __file__, "--engine", engine, "--repeat", "1"], capture_output=True, text=True
+            )
+            runs[engine].append(json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else run.stderr)
+            print(engine, runs[engine][-1], flush=True)
+    results = {engine: _median(r) for engine, r in runs.items()}
+    bench = measure_llama_bench(args.repeat)
+    print("llama-bench", bench, flush=True)
+    a = results["autan"]
+    rows = [
+        "| | autan | llama.cpp (llama-cpp-python) | autan / it | llama-bench | autan / it |",
+        "|---|---|---|---|---|---|",
+    ]
     for key, label, fmt in (
         ("decode_tps", f"decode, tokens/s ({DECODE_TOKENS} tokens)", "{:.1f}"),
         ("prefill_tps", f"prefill, tokens/s ({PROMPT_TOKENS}-token prompt)", "{:.0f}"),
@@ -116,14 +151,19 @@ def main() -> None:
         ("loaded_mib", "resident memory added by loading (MiB)", "{:.0f}"),
         ("memory_mib", "peak resident memory added, whole run (MiB)", "{:.0f}"),
     ):
-        if isinstance(b, str):
-            rows.append(f"| {label} | {fmt.format(a[key])} | not measured: {b.splitlines()[-1]} | |")
-        else:
-            rows.append(f"| {label} | {fmt.format(a[key])} | {fmt.format(b[key])} | {a[key] / b[key]:.2f} |")
+        cells = [fmt.format(a[key])]
+        for peer in (results["llama.cpp"], bench):
+            if isinstance(peer, str):
+                cells += [f"not measured: {peer.strip().splitlines()[-1]}", ""]
+            elif key in peer:
+                cells += [fmt.format(peer[key]), f"{a[key] / peer[key]:.2f}"]
+            else:
+                cells += ["", ""]
+        rows.append(f"| {label} | {' | '.join(cells)} |")
     file_mib = registry.pull("smollm2", quiet=True).stat().st_size / 2**20
     body = (
         f"SmolLM2-135M-Instruct Q4_1 ({file_mib:.0f} MiB file), one stream, greedy, median of {args.repeat} runs; "
-        "each engine in its own process. autan runs its packed int4/int8 kernels. Memory is resident memory "
+        f"each engine in its own process. autan runs {native.describe()}. Memory is resident memory "
         "(RSS) above the interpreter with the engine's library imported: after loading the model (llama.cpp: "
         "with its 1024-token context allocated), and at its peak over all runs (prompts, KV cache, buffers).\n\n"
         + "\n".join(rows)

@@ -292,7 +292,7 @@ void decode_layers(const DecodeStep& step, float* x) {
   const Shape& s = step.shape;
   const Storage& kv = step.kv;
   const int64_t n = step.rows, dim = s.dim, n_heads = s.n_heads, n_kv = s.n_kv, head_dim = s.head_dim,
-                hidden = s.hidden, width = (n_heads + 2 * n_kv) * head_dim, layers = step.layers.size();
+                hidden = s.hidden, width = (n_heads + 2 * n_kv) * head_dim, layers = step.layers->size();
   float* xp = x;
   // the step's buffers, kept by the calling thread from step to step: no allocation once warm
   thread_local Buffers buffers;
@@ -308,7 +308,7 @@ void decode_layers(const DecodeStep& step, float* x) {
   const int64_t *visible_p = step.visible, *offsets_p = step.offsets, *write_p = step.write_slots;
   Timer timer;
   for (int64_t l = 0; l < layers; ++l) {
-    const LayerWeights& lw = step.layers[l];
+    const LayerWeights& lw = (*step.layers)[l];
     rms_norm(xp, lw.input_norm, n, dim, s.eps, h.data());
     timer.mark("norms");
     product(lw.qkv_type, lw.qkv, width / GROUP_ROWS, a.quantize(h.data(), n, dim), n, qkv.data());

@@ -34,7 +34,7 @@ struct Storage {  // where keys and values live: element (layer, slot, head, 0..
 
 struct DecodeStep {
   Shape shape;
-  std::vector<LayerWeights> layers;
+  const std::vector<LayerWeights>* layers;  // the model's, held by its caller
   Storage kv;
   int64_t rows;
   const float* cos;  // (rows, head_dim)

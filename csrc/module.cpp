@@ -70,80 +70,100 @@ const uint8_t* blocks(const torch::Tensor& w, int64_t rows, int64_t cols, QType 
   return w.data_ptr<uint8_t>();
 }
 
-// Every dense block of a step in one call; checks all it is given, then runs decode.cpp.
-torch::Tensor decode_step(const torch::Tensor& x_in, const std::vector<torch::Tensor>& weights,
-                            const std::vector<int64_t>& qtypes, const torch::Tensor& cos, const torch::Tensor& sin,
-                            const torch::Tensor& keys, const torch::Tensor& values, int64_t slot_dim,
-                            const torch::Tensor& write_slots, const torch::Tensor& visible,
-                            const torch::Tensor& offsets, int64_t n_heads, int64_t n_kv, int64_t head_dim,
-                            int64_t hidden, double eps) {
-  TORCH_CHECK(x_in.scalar_type() == torch::kFloat32 && x_in.dim() == 2, "x must be float32 (N, dim)");
-  const int64_t n = x_in.size(0), dim = x_in.size(1), layers = static_cast<int64_t>(weights.size()) / 6;
-  TORCH_CHECK(weights.size() == static_cast<size_t>(layers * 6) && qtypes.size() == static_cast<size_t>(layers * 4),
-              "six tensors and four types per layer");
-  TORCH_CHECK(slot_dim == 1 || slot_dim == 2, "slot_dim must be 1 or 2");
-  const bool empty = keys.dim() == 4 && keys.size(slot_dim) == 0;  // nothing kept: every key is the step's own
-  TORCH_CHECK(keys.scalar_type() == torch::kFloat32 && values.scalar_type() == torch::kFloat32 && keys.dim() == 4 &&
-                  keys.sizes() == values.sizes() && keys.strides() == values.strides() &&
-                  (empty || (keys.size(3) == head_dim && keys.stride(3) == 1 && keys.size(0) == layers)),
-              "keys and values must be float32 (L, ., ., head_dim), alike");
-  TORCH_CHECK(cos.sizes() == torch::IntArrayRef({n, head_dim}) && sin.sizes() == cos.sizes() &&
-                  cos.scalar_type() == torch::kFloat32 && cos.is_contiguous() && sin.is_contiguous(),
-              "cos and sin must be float32 (N, head_dim)");
-  TORCH_CHECK(write_slots.scalar_type() == torch::kLong && write_slots.numel() == n && offsets.numel() == n + 1 &&
-                  offsets.scalar_type() == torch::kLong && visible.scalar_type() == torch::kLong &&
-                  visible.is_contiguous() && offsets.is_contiguous() && write_slots.is_contiguous(),
-              "write_slots (N,), visible and offsets (N + 1,) must be int64");
-  const int64_t width = (n_heads + 2 * n_kv) * head_dim;
-  TORCH_CHECK(n_kv > 0 && n_heads % n_kv == 0 && head_dim % 2 == 0 && dim % QBLOCK == 0 && hidden % QBLOCK == 0 &&
-                  dim % GROUP_ROWS == 0 && width % GROUP_ROWS == 0 &&
-                  (n_heads * head_dim) % QBLOCK == 0,
-              "shapes the kernels cannot take");
-  DecodeStep step;
-  step.shape = {dim, n_heads, n_kv, head_dim, hidden, static_cast<float>(eps)};
-  step.layers.resize(layers);
-  for (int64_t l = 0; l < layers; ++l) {
-    const torch::Tensor* w = &weights[l * 6];
-    LayerWeights& lw = step.layers[l];
-    TORCH_CHECK(w[0].scalar_type() == torch::kFloat32 && w[0].numel() == dim && w[3].scalar_type() == torch::kFloat32 &&
-                    w[3].numel() == dim && w[0].is_contiguous() && w[3].is_contiguous(),
-                "norm weights must be float32 (dim,)");
-    lw.input_norm = w[0].data_ptr<float>();
-    lw.post_norm = w[3].data_ptr<float>();
-    lw.qkv_type = qtype_of(qtypes[l * 4]);
-    lw.o_type = qtype_of(qtypes[l * 4 + 1]);
-    lw.gate_up_type = qtype_of(qtypes[l * 4 + 2]);
-    lw.down_type = qtype_of(qtypes[l * 4 + 3]);
-    lw.qkv = blocks(w[1], width, dim, lw.qkv_type);
-    lw.o = blocks(w[2], dim, n_heads * head_dim, lw.o_type);
-    lw.gate_up = blocks(w[4], 2 * hidden, dim, lw.gate_up_type);
-    lw.down = blocks(w[5], dim, hidden, lw.down_type);
+// Every dense block of a model, held once: the weights' pointers are checked and taken when
+// the model is loaded, so a step only checks what changes from step to step.
+class Layers {
+ public:
+  Layers(std::vector<torch::Tensor> weights, const std::vector<int64_t>& qtypes, int64_t dim, int64_t n_heads,
+         int64_t n_kv, int64_t head_dim, int64_t hidden, double eps)
+      : weights_(std::move(weights)) {
+    const int64_t layers = static_cast<int64_t>(weights_.size()) / 6;
+    TORCH_CHECK(weights_.size() == static_cast<size_t>(layers * 6) && qtypes.size() == static_cast<size_t>(layers * 4),
+                "six tensors and four types per layer");
+    const int64_t width = (n_heads + 2 * n_kv) * head_dim;
+    TORCH_CHECK(n_kv > 0 && n_heads % n_kv == 0 && head_dim % 2 == 0 && dim % QBLOCK == 0 && hidden % QBLOCK == 0 &&
+                    dim % GROUP_ROWS == 0 && width % GROUP_ROWS == 0 && (n_heads * head_dim) % QBLOCK == 0,
+                "shapes the kernels cannot take");
+    shape_ = {dim, n_heads, n_kv, head_dim, hidden, static_cast<float>(eps)};
+    layers_.resize(layers);
+    for (int64_t l = 0; l < layers; ++l) {
+      const torch::Tensor* w = &weights_[l * 6];
+      LayerWeights& lw = layers_[l];
+      TORCH_CHECK(w[0].scalar_type() == torch::kFloat32 && w[0].numel() == dim &&
+                      w[3].scalar_type() == torch::kFloat32 && w[3].numel() == dim && w[0].is_contiguous() &&
+                      w[3].is_contiguous(),
+                  "norm weights must be float32 (dim,)");
+      lw.input_norm = w[0].data_ptr<float>();
+      lw.post_norm = w[3].data_ptr<float>();
+      lw.qkv_type = qtype_of(qtypes[l * 4]);
+      lw.o_type = qtype_of(qtypes[l * 4 + 1]);
+      lw.gate_up_type = qtype_of(qtypes[l * 4 + 2]);
+      lw.down_type = qtype_of(qtypes[l * 4 + 3]);
+      lw.qkv = blocks(w[1], width, dim, lw.qkv_type);
+      lw.o = blocks(w[2], dim, n_heads * head_dim, lw.o_type);
+      lw.gate_up = blocks(w[4], 2 * hidden, dim, lw.gate_up_type);
+      lw.down = blocks(w[5], dim, hidden, lw.down_type);
+    }
   }
-  const int64_t slots_along = keys.size(slot_dim);
-  const int64_t* visible_p = visible.data_ptr<int64_t>();
-  const int64_t* offsets_p = offsets.data_ptr<int64_t>();
-  const int64_t* write_p = write_slots.data_ptr<int64_t>();
-  TORCH_CHECK(offsets_p[0] == 0, "offsets must start at 0");
-  for (int64_t e = 0; e < visible.numel(); ++e) {
-    TORCH_CHECK(visible_p[e] < slots_along && visible_p[e] >= -n, "a visible key ", visible_p[e], " is out of range");
+
+  // x (N, dim) after every block; keys and values of the tokens kept are stored (see decode.cpp).
+  torch::Tensor forward(const torch::Tensor& x_in, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& keys, const torch::Tensor& values, int64_t slot_dim,
+                        const torch::Tensor& write_slots, const torch::Tensor& visible, const torch::Tensor& offsets) {
+    const Shape& s = shape_;
+    const int64_t layers = static_cast<int64_t>(layers_.size());
+    TORCH_CHECK(x_in.scalar_type() == torch::kFloat32 && x_in.dim() == 2 && x_in.size(1) == s.dim,
+                "x must be float32 (N, ", s.dim, ")");
+    const int64_t n = x_in.size(0);
+    TORCH_CHECK(slot_dim == 1 || slot_dim == 2, "slot_dim must be 1 or 2");
+    const bool empty = keys.dim() == 4 && keys.size(slot_dim) == 0;  // nothing kept: every key is the step's own
+    TORCH_CHECK(keys.scalar_type() == torch::kFloat32 && values.scalar_type() == torch::kFloat32 && keys.dim() == 4 &&
+                    keys.sizes() == values.sizes() && keys.strides() == values.strides() &&
+                    (empty || (keys.size(3) == s.head_dim && keys.stride(3) == 1 && keys.size(0) == layers &&
+                               keys.size(slot_dim == 1 ? 2 : 1) == s.n_kv)),
+                "keys and values must be float32 (L, ., ., head_dim), alike");
+    TORCH_CHECK(cos.sizes() == torch::IntArrayRef({n, s.head_dim}) && sin.sizes() == cos.sizes() &&
+                    cos.scalar_type() == torch::kFloat32 && sin.scalar_type() == torch::kFloat32 &&
+                    cos.is_contiguous() && sin.is_contiguous(),
+                "cos and sin must be float32 (N, head_dim)");
+    TORCH_CHECK(write_slots.scalar_type() == torch::kLong && write_slots.numel() == n && offsets.numel() == n + 1 &&
+                    offsets.scalar_type() == torch::kLong && visible.scalar_type() == torch::kLong &&
+                    visible.is_contiguous() && offsets.is_contiguous() && write_slots.is_contiguous(),
+                "write_slots (N,), visible and offsets (N + 1,) must be int64");
+    const int64_t slots_along = keys.size(slot_dim);
+    const int64_t* visible_p = visible.data_ptr<int64_t>();
+    const int64_t* offsets_p = offsets.data_ptr<int64_t>();
+    const int64_t* write_p = write_slots.data_ptr<int64_t>();
+    TORCH_CHECK(offsets_p[0] == 0, "offsets must start at 0");
+    for (int64_t e = 0; e < visible.numel(); ++e) {
+      TORCH_CHECK(visible_p[e] < slots_along && visible_p[e] >= -n, "a visible key ", visible_p[e], " is out of range");
+    }
+    for (int64_t r = 0; r < n; ++r) {
+      TORCH_CHECK(offsets_p[r] < offsets_p[r + 1] && offsets_p[r + 1] <= visible.numel(), "row ", r,
+                  " sees no key, or its offsets are out of order");
+      TORCH_CHECK(write_p[r] < slots_along && write_p[r] >= -1, "write slot ", write_p[r], " is out of range");
+    }
+    DecodeStep step;
+    step.shape = shape_;
+    step.layers = &layers_;
+    step.kv = {keys.data_ptr<float>(), values.data_ptr<float>(), keys.stride(0), keys.stride(slot_dim),
+               keys.stride(slot_dim == 1 ? 2 : 1)};
+    step.rows = n;
+    step.cos = cos.data_ptr<float>();
+    step.sin = sin.data_ptr<float>();
+    step.write_slots = write_p;
+    step.visible = visible_p;
+    step.offsets = offsets_p;
+    auto x = x_in.contiguous().clone();
+    decode_layers(step, x.data_ptr<float>());
+    return x;
   }
-  for (int64_t r = 0; r < n; ++r) {
-    TORCH_CHECK(offsets_p[r] < offsets_p[r + 1] && offsets_p[r + 1] <= visible.numel(), "row ", r,
-                " sees no key, or its offsets are out of order");
-    TORCH_CHECK(write_p[r] < slots_along && write_p[r] >= -1, "write slot ", write_p[r], " is out of range");
-  }
-  step.kv = {keys.data_ptr<float>(), values.data_ptr<float>(), keys.stride(0), keys.stride(slot_dim),
-             keys.stride(slot_dim == 1 ? 2 : 1)};
-  step.rows = n;
-  step.cos = cos.data_ptr<float>();
-  step.sin = sin.data_ptr<float>();
-  step.write_slots = write_p;
-  step.visible = visible_p;
-  step.offsets = offsets_p;
-  auto x = x_in.contiguous().clone();
-  decode_layers(step, x.data_ptr<float>());
-  return x;
-}
+
+ private:
+  std::vector<torch::Tensor> weights_;  // kept alive: layers_ points into them
+  Shape shape_;
+  std::vector<LayerWeights> layers_;
+};
 
 std::map<std::string, bool> features() {
   const auto& f = cpu_features();
@@ -157,7 +177,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "autan's compiled CPU kernels";
   m.def("qmatmul", &autan::qmatmul, "y (M, N) = x (M, K) float32 @ W^T, W GGML blocks (N, row_bytes)");
   m.def("quantize_activations", &autan::quantize_activations, "x (M, K) -> int8 q, scales d, scaled sums s");
-  m.def("decode_layers", &autan::decode_step, "every dense block of a step in one call (see csrc/decode.cpp)");
+  py::class_<autan::Layers>(m, "Layers", "every dense block of a model, for one native call per step (decode.cpp)")
+      .def(py::init<std::vector<torch::Tensor>, const std::vector<int64_t>&, int64_t, int64_t, int64_t, int64_t,
+                    int64_t, double>())
+      .def("forward", &autan::Layers::forward, py::call_guard<py::gil_scoped_release>(),
+           "x after every block, for the step the visible-key lists describe");
   m.def("set_profiling", &autan::set_profiling, "time each part of decode_layers from now on (or stop)");
   m.def("profile", &autan::profile, "ns spent in each part of decode_layers since profiling began");
   m.def("isa", [] { return std::string(autan::isa_name(autan::kernel_isa())); }, "the instruction set the kernels use");

@@ -242,3 +242,21 @@ def test_greedy_tokens_on_native_kernels_are_the_exact_paths_within_the_budget(t
     margin = best.values[:, 0] - best.values[:, 1]
     differs = reference.argmax(-1) != chosen
     assert (margin[differs] < 0.05 * reference.abs().max()).all(), margin[differs]
+
+
+def test_a_prompt_longer_than_one_native_step_is_taken_in_pieces(tiny, monkeypatch):
+    """Past NATIVE_MAX_ROWS a prompt goes through the native step in pieces, each seeing the
+    pieces before it in the cache; without a cache, a short text runs as one native step."""
+    from autan.model import transformer
+
+    fast, exact = _load_both(tiny["mistral"])
+    monkeypatch.setattr(transformer, "NATIVE_MAX_ROWS", 7)
+    tokens = torch.randint(0, 128, (30,), generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        reference = exact.logits(tokens)
+        pieces = fast(tokens, fast.new_cache())
+        last = fast(tokens, fast.new_cache(), last_only=True)
+        whole = fast.logits(tokens[:7])
+    assert pieces.shape == reference.shape and _kl(reference, pieces).max() < KL_BUDGET
+    torch.testing.assert_close(last, pieces[-1:], rtol=0, atol=0)
+    assert _kl(reference[:7], whole).max() < KL_BUDGET

@@ -10,7 +10,7 @@ sequences, packed into one (N,) tensor, through the same layers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -98,15 +98,12 @@ class PackedLayer(NamedTuple):
     down: PackedLinear
 
 
-class NativeLayers(NamedTuple):
-    """Every dense block's weights as the native decode step takes them (`csrc/decode.cpp`)."""
-
-    tensors: list[Tensor]  # per layer: input norm, qkv blocks, o blocks, post norm, gate_up blocks, down blocks
-    qtypes: list[int]  # per layer: the GGML types of qkv, o, gate_up, down
+NATIVE_MAX_ROWS = 512  # rows (tokens) of one native step: its buffers grow with them, and stay
 
 
-def _native_layers(packed: list[PackedLayer] | None) -> NativeLayers | None:
-    """The blocks on the GGUF file's own blocks (kind "ggml"), for the native step; else None."""
+def _native_layers(packed: list[PackedLayer] | None, config: ModelConfig) -> Any | None:
+    """Every dense block held by the native decode step (`csrc/decode.cpp`), when all of them
+    are on the GGUF file's own blocks (kind "ggml"); else None."""
     if not packed or native.module() is None:
         return None
     tensors, qtypes = [], []
@@ -117,7 +114,8 @@ def _native_layers(packed: list[PackedLayer] | None) -> NativeLayers | None:
         norms = (layer.input_norm.float().contiguous(), layer.post_norm.float().contiguous())
         tensors += [norms[0], layer.qkv.weight, layer.o.weight, norms[1], layer.gate_up.weight, layer.down.weight]
         qtypes += [int(m.qtype) for m in maps]
-    return NativeLayers(tensors, qtypes)
+    c = config
+    return native.module().Layers(tensors, qtypes, c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.hidden_dim, c.norm_eps)
 
 
 def _packed_layers(layers: nn.ModuleList) -> list[PackedLayer] | None:
@@ -152,7 +150,7 @@ class Transformer(nn.Module):
         self._inv_freq: Tensor | None = None
         self.head_kernel: nn.Module | None = None  # a packed kernel for a tied quantized head
         self._packed: list[PackedLayer] | bool | None = False  # False: not looked for since kernels changed
-        self._native: NativeLayers | None = None
+        self._native: Any | None = None  # autan._native.Layers
 
     def kernels_changed(self) -> None:
         """Say that linear maps got (or lost) packed kernels: `run` looks again for its fast path."""
@@ -178,6 +176,13 @@ class Transformer(nn.Module):
         """
         if tokens.ndim != 1:
             raise ValueError(f"tokens must be one sequence of shape (T,), got shape {tuple(tokens.shape)}")
+        if cache is not None and len(tokens) > NATIVE_MAX_ROWS and self._native_step() is not None:
+            # a long prompt in pieces the native step takes: each reads the weights once
+            pieces = [
+                self.forward(tokens[i : i + NATIVE_MAX_ROWS], cache, last_only)
+                for i in range(0, len(tokens), NATIVE_MAX_ROWS)
+            ]
+            return pieces[-1] if last_only else torch.cat(pieces)
         step = (
             cache.begin(len(tokens))
             if cache is not None
@@ -191,10 +196,7 @@ class Transformer(nn.Module):
         tokens = tokens.to(self.device)
         cos, sin = rope_cos_sin(step.positions, self._frequencies(), self.dtype)
         x = self.model.embed_tokens(tokens, self.dtype)  # (N, dim)
-        if self._packed is False:
-            self._packed = _packed_layers(self.model.layers)
-            self._native = _native_layers(self._packed)
-        if self._native is not None and len(x) < FULL_WIDTH_FROM and x.dtype == torch.float32:
+        if self._native_step() is not None and len(x) <= NATIVE_MAX_ROWS and x.dtype == torch.float32:
             x = self._run_native(x, cos, sin, step)
         elif self._packed and len(x) < FULL_WIDTH_FROM and x.dtype == torch.float32:
             x = self._run_packed(x, cos, sin, step)
@@ -208,26 +210,28 @@ class Transformer(nn.Module):
             return F.linear(x, materialize(self.model.embed_tokens.weight, x.dtype))
         return self.lm_head(x)
 
+    def _native_step(self) -> Any | None:
+        """The native step's hold on every block (`autan._native.Layers`), or None where it
+        cannot take them; looked for again after `kernels_changed`."""
+        if self._packed is False:
+            self._packed = _packed_layers(self.model.layers)
+            self._native = _native_layers(self._packed, self.config)
+        return self._native
+
     def _run_native(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
         """Every block in one native call (`csrc/decode.cpp`): the few rows of a decode step."""
-        c, plan = self.config, step.native_plan()
-        return native.module().decode_layers(
+        plan = step.native_plan()
+        n = len(x)
+        return self._native.forward(
             x.contiguous(),
-            self._native.tensors,
-            self._native.qtypes,
-            cos.reshape(len(x), -1).contiguous(),
-            sin.reshape(len(x), -1).contiguous(),
+            cos.reshape(n, -1).contiguous(),
+            sin.reshape(n, -1).contiguous(),
             plan.keys,
             plan.values,
             plan.slot_dim,
             plan.write_slots,
             plan.visible,
             plan.offsets,
-            c.n_heads,
-            c.n_kv_heads,
-            c.head_dim,
-            c.hidden_dim,
-            c.norm_eps,
         )
 
     def _run_packed(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:

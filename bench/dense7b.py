@@ -1,0 +1,233 @@
+"""A Mistral-7B-shaped model on the CPU: autan against llama.cpp's llama-bench, same file, same threads.
+
+The model is written here in seconds: 32 layers, dim 4096, 32 heads over 8 KV heads, FFN 14336,
+every matrix random Q4_0 blocks (scales fixed small, so activations stay finite), norms 1, the
+default model's tokenizer (vocabulary 49152). Random weights make nonsense text; the products,
+bytes and shapes are a real 7B's. Measured, each engine in its own process, from a warm page
+cache: load time and resident memory (after load and at peak), decode tokens/s (after a short
+prompt) and prefill tokens/s of a 128-token prompt. The read bandwidth of this machine's threads
+is measured too: bytes a token must read over it is decode's limit.
+
+    python bench/dense7b.py [--decode 32] [--prefill 128]
+
+llama-bench is built by bench/build-llama-cpp.sh; without it, its column says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from report import write_section
+
+ROOT = Path(__file__).resolve().parent.parent
+FILE = ROOT / ".bench" / "mistral-7b-shaped-q4_0.gguf"
+LLAMA_BENCH = ROOT / ".bench" / "llama.cpp" / "bin" / "llama-bench"
+SHAPE = dict(layers=32, dim=4096, heads=32, kv_heads=8, ffn=14336)
+Q4_0_BLOCK = 18  # bytes of 32 weights: an f16 scale, 16 bytes of nibbles
+
+
+def q4_0_rows(rows: int, cols: int, rng: np.random.Generator) -> np.ndarray:
+    blocks = rng.integers(0, 256, size=(rows * cols // 32, Q4_0_BLOCK), dtype=np.uint8)
+    blocks[:, :2] = np.full(len(blocks), 0.0025, dtype=np.float16).view(np.uint8).reshape(-1, 2)
+    return blocks.reshape(rows, -1)
+
+
+def write_model(path: Path) -> None:
+    import gguf
+
+    from autan import registry
+    from autan.weights.gguf_file import GGUFFile
+
+    tokenizer = GGUFFile.open(registry.pull("smollm2", quiet=True)).metadata
+    s, rng = SHAPE, np.random.default_rng(0)
+    d, hd = s["dim"], s["dim"] // s["heads"]
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_block_count(s["layers"])
+    writer.add_context_length(4096)
+    writer.add_embedding_length(d)
+    writer.add_feed_forward_length(s["ffn"])
+    writer.add_head_count(s["heads"])
+    writer.add_head_count_kv(s["kv_heads"])
+    writer.add_rope_dimension_count(hd)
+    writer.add_rope_freq_base(1e6)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_tokenizer_model(tokenizer["tokenizer.ggml.model"])
+    writer.add_tokenizer_pre(tokenizer["tokenizer.ggml.pre"])
+    writer.add_token_list(tokenizer["tokenizer.ggml.tokens"])
+    writer.add_token_types(tokenizer["tokenizer.ggml.token_type"])
+    writer.add_token_merges(tokenizer["tokenizer.ggml.merges"])
+    writer.add_bos_token_id(tokenizer["tokenizer.ggml.bos_token_id"])
+    writer.add_eos_token_id(tokenizer["tokenizer.ggml.eos_token_id"])
+    vocab = len(tokenizer["tokenizer.ggml.tokens"])
+    q4 = gguf.GGMLQuantizationType.Q4_0
+    # one random matrix per shape, written for every layer: the bytes read per token are a 7B's
+    shapes = {"q": (d, d), "kv": (s["kv_heads"] * hd, d), "up": (s["ffn"], d), "down": (d, s["ffn"])}
+    blocks = {k: q4_0_rows(*shape, rng) for k, shape in shapes.items()}
+    ones = np.ones(d, dtype=np.float32)
+    writer.add_tensor("token_embd.weight", q4_0_rows(vocab, d, rng), raw_dtype=q4)
+    for i in range(s["layers"]):
+        p = f"blk.{i}."
+        writer.add_tensor(p + "attn_norm.weight", ones)
+        for name, kind in (("attn_q", "q"), ("attn_k", "kv"), ("attn_v", "kv"), ("attn_output", "q")):
+            writer.add_tensor(p + name + ".weight", blocks[kind], raw_dtype=q4)
+        writer.add_tensor(p + "ffn_norm.weight", ones)
+        for name, kind in (("ffn_gate", "up"), ("ffn_up", "up"), ("ffn_down", "down")):
+            writer.add_tensor(p + name + ".weight", blocks[kind], raw_dtype=q4)
+    writer.add_tensor("output_norm.weight", ones)
+    writer.add_tensor("output.weight", q4_0_rows(vocab, d, rng), raw_dtype=q4)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def bytes_per_token() -> int:
+    """What one decode step must read: every layer's matrices and the output head (one embedding
+    row and the KV cache are noise beside them)."""
+    s = SHAPE
+    hd = s["dim"] // s["heads"]
+    per_layer = 2 * s["dim"] ** 2 + 2 * s["kv_heads"] * hd * s["dim"] + 3 * s["ffn"] * s["dim"]
+    weights = s["layers"] * per_layer + 49152 * s["dim"]
+    return weights // 32 * Q4_0_BLOCK
+
+
+def read_bandwidth() -> float:
+    """Bytes/s that this process's threads read from memory: a sum over 2 GiB, best of 5."""
+    data = torch.ones(2**29, dtype=torch.int32)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - start)
+    return data.numel() * 4 / best
+
+
+def rss_mib(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(field)
+
+
+def measure_autan(decode: int, prefill: int) -> dict:
+    import autan
+
+    base = rss_mib("VmRSS")
+    start = time.perf_counter()
+    model = autan.load_model(FILE)
+    load = time.perf_counter() - start
+    loaded = rss_mib("VmRSS") - base
+    g = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        cache = model.new_cache()
+        token = model(torch.randint(0, 49152, (8,), generator=g), cache, last_only=True)[-1].argmax()
+        start = time.perf_counter()
+        for _ in range(decode):
+            token = model(token[None], cache, last_only=True)[-1].argmax()
+        decode_s = time.perf_counter() - start
+        prompt = torch.randint(0, 49152, (prefill,), generator=g)
+        start = time.perf_counter()
+        model(prompt, model.new_cache(), last_only=True)
+        prefill_s = time.perf_counter() - start
+    return {
+        "load_s": load,
+        "loaded_mib": loaded,
+        "peak_mib": rss_mib("VmHWM") - base,
+        "decode_tps": decode / decode_s,
+        "prefill_tps": prefill / prefill_s,
+    }
+
+
+def measure_llama_bench(decode: int, prefill: int) -> dict | str:
+    if not LLAMA_BENCH.exists():
+        return "not built (bench/build-llama-cpp.sh)"
+    threads = str(torch.get_num_threads())
+    run = subprocess.run(
+        [
+            str(LLAMA_BENCH),
+            "-m",
+            str(FILE),
+            "-t",
+            threads,
+            "-p",
+            str(prefill),
+            "-n",
+            str(decode),
+            "-r",
+            "2",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if run.returncode != 0:
+        return f"failed: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}"
+    rows = json.loads(run.stdout)
+    rate = {("pp" if r["n_prompt"] else "tg"): r["avg_ts"] for r in rows}
+    return {"decode_tps": rate["tg"], "prefill_tps": rate["pp"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--decode", type=int, default=32)
+    parser.add_argument("--prefill", type=int, default=128)
+    parser.add_argument("--engine", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.engine == "autan":
+        print(json.dumps(measure_autan(args.decode, args.prefill)))
+        return
+    if not FILE.exists():
+        FILE.parent.mkdir(exist_ok=True)
+        start = time.perf_counter()
+        write_model(FILE)
+        print(f"wrote {FILE} in {time.perf_counter() - start:.1f} s", flush=True)
+    subprocess.run(["cat", str(FILE)], stdout=subprocess.DEVNULL, check=True)  # a warm page cache
+    bandwidth = read_bandwidth()
+    peer = measure_llama_bench(args.decode, args.prefill)
+    print("llama-bench", peer, flush=True)
+    run = subprocess.run(
+        [sys.executable, __file__, "--engine", "autan", "--decode", str(args.decode), "--prefill", str(args.prefill)],
+        capture_output=True,
+        text=True,
+    )
+    if run.returncode != 0:
+        raise SystemExit(run.stderr[-2000:])
+    ours = json.loads(run.stdout.strip().splitlines()[-1])
+    print("autan", ours, flush=True)
+    file_mib = FILE.stat().st_size / 2**20
+    limit = bandwidth / bytes_per_token()
+    rows = ["| | autan | llama-bench | autan / llama-bench |", "|---|---|---|---|"]
+    for key, label in (
+        ("decode_tps", f"decode, tokens/s (tg{args.decode})"),
+        ("prefill_tps", f"prefill, tokens/s (pp{args.prefill})"),
+    ):
+        theirs = f"{peer[key]:.2f}" if isinstance(peer, dict) else peer
+        ratio = f"{ours[key] / peer[key]:.2f}" if isinstance(peer, dict) else ""
+        rows.append(f"| {label} | {ours[key]:.2f} | {theirs} | {ratio} |")
+    lines = [
+        f"Random Q4_0 weights in a Mistral-7B shape ({', '.join(f'{k} {v}' for k, v in SHAPE.items())}), "
+        f"{file_mib / 1024:.2f} GiB file, the default model's tokenizer; {torch.get_num_threads()} threads, "
+        "warm page cache, each engine in its own process.",
+        "",
+        *rows,
+        "",
+        f"- Read bandwidth measured here: {bandwidth / 1e9:.1f} GB/s; a token reads {bytes_per_token() / 1e9:.2f} GB, "
+        f"so decode's limit is {limit:.2f} tokens/s. autan decodes at {ours['decode_tps'] / limit:.0%} of it"
+        + (f", llama.cpp at {peer['decode_tps'] / limit:.0%}." if isinstance(peer, dict) else "."),
+        f"- autan: load {ours['load_s']:.1f} s; resident memory {ours['loaded_mib'] / file_mib:.2f}x the file after "
+        f"load, {ours['peak_mib'] / file_mib:.2f}x at peak.",
+    ]
+    write_section("Mistral-7B-shaped model against llama-bench", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
