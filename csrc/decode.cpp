@@ -64,16 +64,44 @@ class Timer {
   std::map<std::string, double> local_;
 };
 
-// Activations of one product: quantized rows, kept in buffers reused across the step.
+std::atomic<int> activation_parts{2};
+
+// The activations of one product, quantized, in buffers reused from product to product. In two
+// parts (the default), each row becomes two int8 rows: x = d1 q1 + d2 q2 + e, q2 the rounding
+// error of the first part quantized again, so |e| <= max|x| / (127 * 254 * 2) per block of 32,
+// about 1 / 64 516 of the block's largest value: finer than bfloat16. The two rows meet each
+// weight block while it is in registers (a four-row kernel call takes two rows' both parts),
+// so a decode step reads its weights once either way. One part is llama.cpp's Q8 activations.
 struct Activations {
   std::vector<int8_t> q;
-  std::vector<float> d, s;
-  QuantizedRows quantize(const float* x, int64_t m, int64_t k) {
-    q.resize(m * k);
-    d.resize(m * k / QBLOCK);
-    s.resize(m * k / QBLOCK);
-    quantize_rows(x, m, k, q.data(), d.data(), s.data());
-    return {q.data(), d.data(), s.data(), k};
+  std::vector<float> d, s, rest, partial;
+
+  void product(QType type, const uint8_t* w, int64_t groups, const float* x, int64_t m, int64_t k, float* y) {
+    const int parts = activation_parts.load(std::memory_order_relaxed);
+    const int64_t kb = k / QBLOCK, n = groups * GROUP_ROWS;
+    q.resize(parts * m * k);
+    d.resize(parts * m * kb);
+    s.resize(parts * m * kb);
+    if (parts == 1) {
+      quantize_rows(x, m, k, q.data(), d.data(), s.data());
+      autan::product(type, w, groups, {q.data(), d.data(), s.data(), k}, m, y);
+      return;
+    }
+    rest.resize(k);
+    for (int64_t r = 0; r < m; ++r) {  // rows 2r and 2r + 1: row r's two parts
+      const float* xr = x + r * k;
+      int8_t* q1 = q.data() + 2 * r * k;
+      float* d1 = d.data() + 2 * r * kb;
+      quantize_rows(xr, 1, k, q1, d1, s.data() + 2 * r * kb);
+      for (int64_t i = 0; i < k; ++i) rest[i] = xr[i] - d1[i / QBLOCK] * static_cast<float>(q1[i]);
+      quantize_rows(rest.data(), 1, k, q1 + k, d1 + kb, s.data() + (2 * r + 1) * kb);
+    }
+    partial.resize(2 * m * n);
+    autan::product(type, w, groups, {q.data(), d.data(), s.data(), k}, 2 * m, partial.data());
+    for (int64_t r = 0; r < m; ++r) {
+      const float *first = partial.data() + 2 * r * n, *second = first + n;
+      for (int64_t j = 0; j < n; ++j) y[r * n + j] = first[j] + second[j];
+    }
   }
 };
 
@@ -277,6 +305,21 @@ void product(QType type, const uint8_t* w, int64_t groups, const QuantizedRows& 
                    [&](int64_t g0, int64_t g1) { qgemm_groups(type, w, g0, g1, x, m, y, groups * GROUP_ROWS); });
 }
 
+void activation_product(QType type, const uint8_t* w, int64_t groups, const float* x, int64_t m, int64_t k, float* y) {
+  thread_local Activations a;
+  a.product(type, w, groups, x, m, k, y);
+}
+
+bool set_activation_parts(int parts) {
+  if (parts != 1 && parts != 2) return false;
+  activation_parts = parts;
+  return true;
+}
+
+int get_activation_parts() {
+  return activation_parts.load();
+}
+
 void set_profiling(bool on) {
   std::lock_guard<std::mutex> guard(profile_lock);
   spent.clear();
@@ -311,7 +354,7 @@ void decode_layers(const DecodeStep& step, float* x) {
     const LayerWeights& lw = (*step.layers)[l];
     rms_norm(xp, lw.input_norm, n, dim, s.eps, h.data());
     timer.mark("norms");
-    product(lw.qkv_type, lw.qkv, width / GROUP_ROWS, a.quantize(h.data(), n, dim), n, qkv.data());
+    a.product(lw.qkv_type, lw.qkv, width / GROUP_ROWS, h.data(), n, dim, qkv.data());
     timer.mark("qkv product");
     for (int64_t r = 0; r < n; ++r) {
       for (int64_t hh = 0; hh < n_heads + n_kv; ++hh) {
@@ -339,20 +382,19 @@ void decode_layers(const DecodeStep& step, float* x) {
       }
     }
     timer.mark("store keys");
-    product(lw.o_type, lw.o, dim / GROUP_ROWS, a.quantize(attn.data(), n, n_heads * head_dim), n, proj.data());
+    a.product(lw.o_type, lw.o, dim / GROUP_ROWS, attn.data(), n, n_heads * head_dim, proj.data());
     timer.mark("o product");
     for (int64_t i = 0; i < n * dim; ++i) xp[i] += proj[i];
     rms_norm(xp, lw.post_norm, n, dim, s.eps, h.data());
     timer.mark("norms");
-    product(lw.gate_up_type, lw.gate_up, 2 * hidden / GROUP_ROWS, a.quantize(h.data(), n, dim), n,
-            gate_up.data());
+    a.product(lw.gate_up_type, lw.gate_up, 2 * hidden / GROUP_ROWS, h.data(), n, dim, gate_up.data());
     timer.mark("gate_up product");
     for (int64_t r = 0; r < n; ++r) {
       const float* g = gate_up.data() + r * 2 * hidden;
       silu_mul(g, g + hidden, hidden, act.data() + r * hidden);
     }
     timer.mark("silu");
-    product(lw.down_type, lw.down, dim / GROUP_ROWS, a.quantize(act.data(), n, hidden), n, proj.data());
+    a.product(lw.down_type, lw.down, dim / GROUP_ROWS, act.data(), n, hidden, proj.data());
     timer.mark("down product");
     for (int64_t i = 0; i < n * dim; ++i) xp[i] += proj[i];
   }

@@ -47,6 +47,13 @@ struct DecodeStep {
 // y (m, n) = quantized x times the repacked W (n rows in n / 4 groups), split over the threads.
 void product(QType type, const uint8_t* w, int64_t groups, const QuantizedRows& x, int64_t m, float* y);
 
+// y (m, n) = x (m, k) float32 @ W^T: x quantized per block of 32 in one or two int8 parts (see
+// decode.cpp), then `product`.
+void activation_product(QType type, const uint8_t* w, int64_t groups, const float* x, int64_t m, int64_t k, float* y);
+// Two parts (the default) or one, from now on; false for any other number.
+bool set_activation_parts(int parts);
+int get_activation_parts();
+
 // x (rows, dim) is updated in place through every block.
 void decode_layers(const DecodeStep& step, float* x);
 

@@ -44,11 +44,14 @@ Quantized quantize(const torch::Tensor& x) {
 }
 
 torch::Tensor qmatmul(const torch::Tensor& x, const torch::Tensor& w, int64_t qtype) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.dim() == 2,
+              "activations must be a float32 CPU matrix (M, K)");
   check_weights(w, qtype, x.size(1));
-  const auto quantized = quantize(x);
+  const auto xc = x.contiguous();
   const int64_t m = x.size(0), n = w.size(0) * GROUP_ROWS;
   auto y = torch::empty({m, n}, torch::kFloat32);
-  product(static_cast<QType>(qtype), w.data_ptr<uint8_t>(), w.size(0), quantized.rows(), m, y.data_ptr<float>());
+  activation_product(static_cast<QType>(qtype), w.data_ptr<uint8_t>(), w.size(0), xc.data_ptr<float>(), m, x.size(1),
+                     y.data_ptr<float>());
   return y;
 }
 
@@ -175,13 +178,17 @@ std::map<std::string, bool> features() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "autan's compiled CPU kernels";
-  m.def("qmatmul", &autan::qmatmul, "y (M, N) = x (M, K) float32 @ W^T, W GGML blocks (N, row_bytes)");
+  m.def("qmatmul", &autan::qmatmul, py::call_guard<py::gil_scoped_release>(),
+        "y (M, N) = x (M, K) float32 @ W^T, W repacked GGML blocks (N / 4, group bytes)");
   m.def("quantize_activations", &autan::quantize_activations, "x (M, K) -> int8 q, scales d, scaled sums s");
   py::class_<autan::Layers>(m, "Layers", "every dense block of a model, for one native call per step (decode.cpp)")
       .def(py::init<std::vector<torch::Tensor>, const std::vector<int64_t>&, int64_t, int64_t, int64_t, int64_t,
                     int64_t, double>())
       .def("forward", &autan::Layers::forward, py::call_guard<py::gil_scoped_release>(),
            "x after every block, for the step the visible-key lists describe");
+  m.def("set_activation_parts", &autan::set_activation_parts,
+        "quantize activations in 2 int8 parts (the default: ~1/64516 of a block's largest value) or 1 (llama.cpp's)");
+  m.def("activation_parts", &autan::get_activation_parts, "1 or 2: see set_activation_parts");
   m.def("set_profiling", &autan::set_profiling, "time each part of decode_layers from now on (or stop)");
   m.def("profile", &autan::profile, "ns spent in each part of decode_layers since profiling began");
   m.def("isa", [] { return std::string(autan::isa_name(autan::kernel_isa())); }, "the instruction set the kernels use");

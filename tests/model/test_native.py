@@ -73,10 +73,35 @@ def quantized_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(q.reshape(x.shape)), torch.from_numpy(amax / np.float32(127)).squeeze(-1)
 
 
-def reference_product(x: torch.Tensor, blocks: torch.Tensor, qtype: Q) -> torch.Tensor:
-    q, d = quantized_reference(x)
-    xq = (q.double().reshape(len(x), -1, 32) * d.double()[..., None]).reshape(x.shape)
-    return xq @ dequantize(blocks, qtype).double().t()
+def activation_parts(x: torch.Tensor, parts: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The int8 parts the kernels make of x: one, or a second that quantizes the first's
+    rounding error (x - d1 q1, in float32) again."""
+    first = quantized_reference(x)
+    if parts == 1:
+        return [first]
+    q, d = first
+    rest = x - (q.float().reshape(len(x), -1, 32) * d[..., None]).reshape(x.shape)
+    return [first, quantized_reference(rest)]
+
+
+def dequantized_parts(x: torch.Tensor, parts: int, magnitude: bool = False) -> torch.Tensor:
+    total = torch.zeros(x.shape, dtype=torch.float64)
+    for q, d in activation_parts(x, parts):
+        values = q.double().abs() if magnitude else q.double()
+        total += (values.reshape(len(x), -1, 32) * d.double()[..., None]).reshape(x.shape)
+    return total
+
+
+def reference_product(x: torch.Tensor, blocks: torch.Tensor, qtype: Q, parts: int) -> torch.Tensor:
+    return dequantized_parts(x, parts) @ dequantize(blocks, qtype).double().t()
+
+
+@pytest.fixture(params=[2, 1], ids=["two parts", "one part"])
+def parts(request):
+    """Activations in two int8 parts (the default) or one (llama.cpp's)."""
+    assert N.set_activation_parts(request.param)
+    yield request.param
+    N.set_activation_parts(2)
 
 
 def random_matrix(qtype: Q, rows: int, cols: int, seed: int) -> torch.Tensor:
@@ -92,19 +117,26 @@ def random_matrix(qtype: Q, rows: int, cols: int, seed: int) -> torch.Tensor:
     scale=st.sampled_from([1e-3, 1.0, 300.0]),
     seed=st.integers(0, 2**16),
 )
-def test_products_equal_a_float64_reference(isa, rows, blocks, groups, qtype, scale, seed):
+def test_products_equal_a_float64_reference(isa, parts, rows, blocks, groups, qtype, scale, seed):
     k, n = 32 * blocks, 4 * groups
     weights = random_matrix(qtype, n, k, seed)
     x = torch.randn(rows, k, generator=torch.Generator().manual_seed(seed)) * scale
     x[:, : min(k, 32)] *= torch.rand(rows, 1, generator=torch.Generator().manual_seed(seed + 1)) < 0.2  # zero blocks
     y = N.qmatmul(x, repack(weights, qtype), int(qtype))
-    reference = reference_product(x, weights, qtype)
+    reference = reference_product(x, weights, qtype, parts)
     # float32 accumulation: a few ulps of the sum of the terms' magnitudes
-    q, d = quantized_reference(x)
-    magnitude = (q.double().abs().reshape(rows, -1, 32) * d.double()[..., None]).reshape(x.shape)
-    bound = magnitude @ dequantize(weights, qtype).double().abs().t() * 1e-5 + 1e-30
+    bound = dequantized_parts(x, parts, magnitude=True) @ dequantize(weights, qtype).double().abs().t() * 1e-5
     assert y.dtype == torch.float32 and y.shape == (rows, n)
-    assert ((y.double() - reference).abs() <= bound).all(), ((y.double() - reference).abs() / bound).max()
+    assert ((y.double() - reference).abs() <= bound + 1e-30).all(), ((y.double() - reference).abs() / bound).max()
+
+
+def test_two_parts_are_within_a_64516th_of_each_blocks_largest_value():
+    x = torch.randn(64, 32 * 16, generator=torch.Generator().manual_seed(2)) * torch.logspace(-3, 3, 64)[:, None]
+    error = (dequantized_parts(x, 2) - x.double()).abs().reshape(64, -1, 32)
+    largest = x.double().abs().reshape(64, -1, 32).amax(-1, keepdim=True)
+    assert (error <= largest / (127 * 254 * 2) * 1.001).all()
+    one_part = (dequantized_parts(x, 1) - x.double()).abs().reshape(64, -1, 32)
+    assert one_part.max() / largest.max() > 100 * (error.max() / largest.max())  # it is the finer one
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
