@@ -29,5 +29,5 @@ bench: setup
 	.venv/bin/python -m pip install -q "llama-cpp-python==0.3.36"
 	bench/build-llama-cpp.sh
 	cd bench && ../.venv/bin/python memory.py && ../.venv/bin/python speed.py && ../.venv/bin/python throughput.py
-	cd bench && ../.venv/bin/python serve.py && ../.venv/bin/python quantize.py && ../.venv/bin/python moe.py
+	cd bench && ../.venv/bin/python serve.py && ../.venv/bin/python serve.py --streams 1 && ../.venv/bin/python quantize.py && ../.venv/bin/python moe.py
 	cd bench && ../.venv/bin/python greedy.py && ../.venv/bin/python accuracy.py && ../.venv/bin/python dense7b.py

@@ -52,7 +52,7 @@ def llama_logits(llm, ids: list[int], one_by_one: bool) -> torch.Tensor:
 
 
 def summary(kls: torch.Tensor, agree: torch.Tensor) -> str:
-    return f"{kls.mean():.5f} | {torch.quantile(kls, 0.99):.4f} | {kls.max():.4f} | {agree.float().mean():.1%}"
+    return f"{kls.mean():.2e} | {torch.quantile(kls, 0.99):.2e} | {kls.max():.2e} | {agree.float().mean():.1%}"
 
 
 def main() -> None:
