@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from report import write_section
+from speed import rss_mib
 
 ROOT = Path(__file__).resolve().parent.parent
 FILE = ROOT / ".bench" / "mistral-7b-shaped-q4_0.gguf"
@@ -108,14 +109,6 @@ def read_bandwidth() -> float:
         data.sum()
         best = min(best, time.perf_counter() - start)
     return data.numel() * 4 / best
-
-
-def rss_mib(field: str) -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(field)
 
 
 def measure_autan(decode: int, prefill: int) -> dict:
