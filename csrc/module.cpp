@@ -55,6 +55,20 @@ torch::Tensor qmatmul(const torch::Tensor& x, const torch::Tensor& w, int64_t qt
   return y;
 }
 
+// Rows [4 g0, 4 g1) of a repacked W (N / 4 groups of K columns) as float32 (4 (g1 - g0), K).
+torch::Tensor dequantize(const torch::Tensor& w, int64_t qtype, int64_t k, int64_t g0, int64_t g1) {
+  check_weights(w, qtype, k);
+  TORCH_CHECK(0 <= g0 && g0 <= g1 && g1 <= w.size(0), "groups [", g0, ", ", g1, ") are not within [0, ", w.size(0), ")");
+  auto out = torch::empty({(g1 - g0) * GROUP_ROWS, k}, torch::kFloat32);
+  const auto type = static_cast<QType>(qtype);
+  const uint8_t* blocks = w.data_ptr<uint8_t>();
+  float* o = out.data_ptr<float>();
+  at::parallel_for(g0, g1, 16, [&](int64_t a, int64_t b) {
+    dequantize_groups(type, blocks, a, b, k, o + (a - g0) * GROUP_ROWS * k);
+  });
+  return out;
+}
+
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> quantize_activations(const torch::Tensor& x) {
   auto q = quantize(x);
   return {q.q, q.d, q.s};
@@ -180,6 +194,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "autan's compiled CPU kernels";
   m.def("qmatmul", &autan::qmatmul, py::call_guard<py::gil_scoped_release>(),
         "y (M, N) = x (M, K) float32 @ W^T, W repacked GGML blocks (N / 4, group bytes)");
+  m.def("dequantize", &autan::dequantize, py::call_guard<py::gil_scoped_release>(),
+        "rows [4 g0, 4 g1) of repacked W (K columns) as float32: dequantize(w, qtype, k, g0, g1)");
   m.def("quantize_activations", &autan::quantize_activations, "x (M, K) -> int8 q, scales d, scaled sums s");
   py::class_<autan::Layers>(m, "Layers", "every dense block of a model, for one native call per step (decode.cpp)")
       .def(py::init<std::vector<torch::Tensor>, const std::vector<int64_t>&, int64_t, int64_t, int64_t, int64_t,

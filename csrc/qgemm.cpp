@@ -275,6 +275,33 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int8_t* q, float* d, fl
   quantize(x, m, k, q, d, s);
 }
 
+void dequantize_groups(QType type, const uint8_t* w, int64_t g0, int64_t g1, int64_t k, float* out) {
+  const int64_t blocks = k / QBLOCK;
+  const size_t size = group_block_bytes(type);
+  const int scales = type == QType::Q4_1 ? 16 : 8, quant_bytes = type == QType::Q8_0 ? 32 : 16;
+  for (int64_t g = g0; g < g1; ++g) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t* block = w + (g * blocks + b) * size;
+      for (int r = 0; r < GROUP_ROWS; ++r) {
+        const float d = half_to_float(f16_at(block, r));
+        const float m = type == QType::Q4_1 ? half_to_float(f16_at(block + 8, r)) : 0.0f;
+        const uint8_t* qs = block + scales + r * quant_bytes;
+        float* row = out + ((g - g0) * GROUP_ROWS + r) * k + b * QBLOCK;
+        if (type == QType::Q8_0) {
+          for (int i = 0; i < QBLOCK; ++i) row[i] = d * static_cast<float>(static_cast<int8_t>(qs[i]));
+        } else {
+          const float offset = type == QType::Q4_0 ? -8.0f : 0.0f;
+          for (int i = 0; i < 16; ++i) {  // byte i: element i (low nibble) and i + 16 (high)
+            const float lo = static_cast<float>(qs[i] & 0x0F) + offset, hi = static_cast<float>(qs[i] >> 4) + offset;
+            row[i] = type == QType::Q4_1 ? d * lo + m : d * lo;
+            row[i + 16] = type == QType::Q4_1 ? d * hi + m : d * hi;
+          }
+        }
+      }
+    }
+  }
+}
+
 void qgemm_groups(QType type, const uint8_t* w, int64_t g0, int64_t g1, const QuantizedRows& x, int64_t m, float* y,
                   int64_t ldy) {
   const Gemm gemm = type == QType::Q4_0 ? pick<QType::Q4_0>() : type == QType::Q4_1 ? pick<QType::Q4_1>() : pick<QType::Q8_0>();

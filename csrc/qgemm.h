@@ -52,4 +52,8 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int8_t* q, float* d, fl
 void qgemm_groups(QType type, const uint8_t* w, int64_t g0, int64_t g1, const QuantizedRows& x, int64_t m, float* y,
                   int64_t ldy);
 
+// The row groups [g0, g1) of a repacked W as float32 rows (4 (g1 - g0), k), as GGML defines the
+// values: Q4_0 d (q - 8), Q4_1 d q + m, Q8_0 d q, in float32 (exact but for Q4_1's addition).
+void dequantize_groups(QType type, const uint8_t* w, int64_t g0, int64_t g1, int64_t k, float* out);
+
 }  // namespace autan

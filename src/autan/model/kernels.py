@@ -97,8 +97,22 @@ class PackedLinear(nn.Module):
 
     def _full_width_product(self, x: Tensor) -> Tensor:
         """Many rows (a prompt): unpack the weights to float32 for this one product and let the
-        BLAS kernel run at full width; unpacking costs less than the int4 kernel loses there."""
-        return x @ self.unpacked(x.dtype)
+        BLAS kernel run at full width; unpacking costs less than the int4 kernel loses there.
+
+        GGML blocks are unpacked natively a tile of rows at a time, so a large matrix (a 7B's
+        14336 x 4096) never has a whole float32 copy: each tile is multiplied while it is in cache."""
+        if self.kind != "ggml":
+            return x @ self.unpacked(x.dtype)
+        n, k = self.out_features, x.shape[1]
+        rows = max(GROUP_ROWS, TILE_FLOATS // k // GROUP_ROWS * GROUP_ROWS)
+        if rows >= n:
+            return x @ native.module().dequantize(self.weight, int(self.qtype), k, 0, n // GROUP_ROWS).t()
+        y = torch.empty(len(x), n, dtype=torch.float32)
+        for a in range(0, n, rows):
+            b = min(n, a + rows)
+            tile = native.module().dequantize(self.weight, int(self.qtype), k, a // GROUP_ROWS, b // GROUP_ROWS)
+            y[:, a:b] = x @ tile.t()
+        return y
 
     def unpacked(self, dtype: torch.dtype) -> Tensor:
         """The weights as float: W^T, (K, N).
@@ -109,7 +123,8 @@ class PackedLinear(nn.Module):
         block of B outputs, the high nibble output n + B / 2 (B from `int4_block_n`). The nibbles
         are put in (K, N) order while still bytes, the cheapest time to move them."""
         if self.kind == "ggml":
-            return dequantize(unrepack(self.weight, self.qtype), self.qtype).to(dtype).t()
+            k = self.weight.shape[1] // BLOCK_PARTS[self.qtype][0] * 32 // GROUP_ROWS
+            return native.module().dequantize(self.weight, int(self.qtype), k, 0, len(self.weight)).to(dtype).t()
         n, k, block = self.out_features, self.weight.shape[1] * 2, int4_block_n()
         assert block is not None, "no known int4 layout on this CPU: _unpackable is False"
         blocks = self.weight.view(n // block, k, block // 2)
@@ -208,6 +223,7 @@ def _ggml(*weights: QuantizedWeight) -> PackedLinear:
 
 
 GROUP_ROWS = 4  # rows the native kernels take together (csrc/qgemm.h)
+TILE_FLOATS = 1 << 22  # a full-width product unpacks at most this many weights at a time (16 MiB)
 # per GGML type: bytes of a block, and of its scales (d, or d and m) before the quantized values
 BLOCK_PARTS = {Q.Q4_0: (18, 2), Q.Q4_1: (20, 4), Q.Q8_0: (34, 2)}
 
