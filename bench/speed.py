@@ -59,7 +59,12 @@ def measure_autan(repeat: int) -> dict:
             for _ in range(DECODE_TOKENS):
                 token = model(token[None], cache, last_only=True)[-1].argmax()
             decode.append(time.perf_counter() - start)
-    return _result(prefill, decode, rss_mib("VmHWM") - base, loaded)
+        start = time.perf_counter()  # as llama-bench's tg: from an empty context
+        cache, token = model.new_cache(), torch.tensor(1)
+        for _ in range(DECODE_TOKENS):
+            token = model(token[None], cache, last_only=True)[-1].argmax()
+        fresh = DECODE_TOKENS / (time.perf_counter() - start)
+    return _result(prefill, decode, rss_mib("VmHWM") - base, loaded) | {"decode_empty_tps": fresh}
 
 
 def measure_llama_cpp(repeat: int) -> dict:
@@ -98,7 +103,7 @@ def measure_llama_bench(repeat: int) -> dict | str:
     if run.returncode != 0:
         return f"failed ({run.returncode}): {run.stderr.strip()[-200:]}"
     rate = {("pp" if r["n_prompt"] else "tg"): r["avg_ts"] for r in json.loads(run.stdout)}
-    return {"decode_tps": rate["tg"], "prefill_tps": rate["pp"], "ttft": PROMPT_TOKENS / rate["pp"]}
+    return {"decode_empty_tps": rate["tg"], "prefill_tps": rate["pp"], "ttft": PROMPT_TOKENS / rate["pp"]}
 
 
 def _result(prefill: list[float], decode: list[float], memory: float, loaded: float) -> dict:
@@ -145,7 +150,12 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     for key, label, fmt in (
-        ("decode_tps", f"decode, tokens/s ({DECODE_TOKENS} tokens)", "{:.1f}"),
+        ("decode_tps", f"decode, tokens/s ({DECODE_TOKENS} tokens after the prompt)", "{:.1f}"),
+        (
+            "decode_empty_tps",
+            f"decode, tokens/s ({DECODE_TOKENS} tokens from an empty context: tg{DECODE_TOKENS})",
+            "{:.1f}",
+        ),
         ("prefill_tps", f"prefill, tokens/s ({PROMPT_TOKENS}-token prompt)", "{:.0f}"),
         ("ttft", f"time to first token, {PROMPT_TOKENS}-token prompt (s)", "{:.2f}"),
         ("loaded_mib", "resident memory added by loading (MiB)", "{:.0f}"),

@@ -196,6 +196,8 @@ AVX2 void group_avx2(const uint8_t* w, int64_t g, const QuantizedRows& x, int64_
       const __m256i v23 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32));
       const __m256i lo01 = _mm256_and_si256(v01, nibble), hi01 = _mm256_and_si256(_mm256_srli_epi16(v01, 4), nibble);
       const __m256i lo23 = _mm256_and_si256(v23, nibble), hi23 = _mm256_and_si256(_mm256_srli_epi16(v23, 4), nibble);
+      // the four rows' scales in the order the integer sums come out in: [d0 d0 d2 d2 | d1 d1 d3 d3]
+      const __m256 d8 = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d4), pairs);
       for (int r = 0; r < R; ++r) {
         const int64_t at = (r0 + r) * blocks + b;
         const int8_t* qx = x.q + at * QBLOCK;
@@ -205,8 +207,7 @@ AVX2 void group_avx2(const uint8_t* w, int64_t g, const QuantizedRows& x, int64_
             _mm256_add_epi16(_mm256_maddubs_epi16(lo01, xa), _mm256_maddubs_epi16(hi01, xb)), ones);
         const __m256i c = _mm256_madd_epi16(
             _mm256_add_epi16(_mm256_maddubs_epi16(lo23, xa), _mm256_maddubs_epi16(hi23, xb)), ones);
-        const __m128 s4 = _mm_mul_ps(d4, _mm_set1_ps(x.d[at]));
-        const __m256 scale = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(s4), pairs);
+        const __m256 scale = _mm256_mul_ps(d8, _mm256_set1_ps(x.d[at]));
         acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_hadd_epi32(a, c)), scale, acc[r]);
         correction[r] = _mm_fmadd_ps(extra4, _mm_set1_ps(x.s[at]), correction[r]);
       }
