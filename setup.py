@@ -8,6 +8,7 @@ function and chosen at run time by the CPU's features, never by the build machin
 """
 
 import sys
+from typing import ClassVar
 
 from setuptools import setup
 
@@ -22,11 +23,29 @@ def native_extension():
         return [], {}
 
     class Build(BuildExtension):
+        failed: ClassVar[set[str]] = set()
+
         def build_extension(self, ext):
             try:
                 super().build_extension(ext)
             except Exception as e:  # a missing or failing compiler must not stop the install
                 print(f"autan: the native kernels did not build ({e}); the PyTorch kernels will run", file=sys.stderr)
+                self.failed.add(ext.name)
+
+        def _built(self):  # what was built, for the steps that copy or list the outputs
+            self.extensions = [e for e in self.extensions if e.name not in self.failed]
+
+        def copy_extensions_to_source(self):
+            self._built()
+            super().copy_extensions_to_source()
+
+        def get_outputs(self):
+            self._built()
+            return super().get_outputs()
+
+        def get_output_mapping(self):
+            self._built()
+            return super().get_output_mapping()
 
     extension = CppExtension(
         "autan._native",

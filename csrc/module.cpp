@@ -6,6 +6,8 @@
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#include <cstring>
+
 #include "cpu_features.h"
 #include "decode.h"
 #include "qgemm.h"
@@ -53,6 +55,43 @@ torch::Tensor qmatmul(const torch::Tensor& x, const torch::Tensor& w, int64_t qt
   activation_product(static_cast<QType>(qtype), w.data_ptr<uint8_t>(), w.size(0), xc.data_ptr<float>(), m, x.size(1),
                      y.data_ptr<float>());
   return y;
+}
+
+// The file's rows of blocks, of one or more matrices stacked (N rows in all, N a multiple of 4),
+// in the four-row groups of qgemm.h: (N / 4, blocks * group_block_bytes). One pass, in parallel
+// over groups; `autan.model.kernels.repack` is the same permutation in torch operations.
+torch::Tensor repack(const std::vector<torch::Tensor>& parts, int64_t qtype) {
+  TORCH_CHECK(supported(static_cast<int>(qtype)), "quantization type ", qtype, " has no native kernel");
+  const QType type = static_cast<QType>(qtype);
+  TORCH_CHECK(!parts.empty(), "nothing to repack");
+  const int64_t row_bytes = parts[0].size(1), size = static_cast<int64_t>(block_bytes(type));
+  TORCH_CHECK(row_bytes % size == 0, "rows of ", row_bytes, " bytes are not whole blocks of ", size);
+  std::vector<const uint8_t*> rows;
+  for (const auto& p : parts) {
+    TORCH_CHECK(p.scalar_type() == torch::kUInt8 && p.dim() == 2 && p.size(1) == row_bytes && p.stride(1) == 1,
+                "blocks must be uint8 (rows, ", row_bytes, ") with contiguous rows");
+    for (int64_t r = 0; r < p.size(0); ++r) rows.push_back(p.data_ptr<uint8_t>() + r * p.stride(0));
+  }
+  const int64_t n = static_cast<int64_t>(rows.size()), blocks = row_bytes / size;
+  TORCH_CHECK(n % GROUP_ROWS == 0, n, " rows are not a whole number of groups of ", GROUP_ROWS);
+  const int64_t scale_bytes = type == QType::Q4_1 ? 4 : 2, quant_bytes = size - scale_bytes;
+  const int64_t group_bytes = static_cast<int64_t>(group_block_bytes(type));
+  auto out = torch::empty({n / GROUP_ROWS, blocks * group_bytes}, torch::kUInt8);
+  uint8_t* o = out.data_ptr<uint8_t>();
+  at::parallel_for(0, n / GROUP_ROWS, 64, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g) {
+      for (int64_t b = 0; b < blocks; ++b) {
+        uint8_t* dst = o + (g * blocks + b) * group_bytes;
+        for (int j = 0; j < GROUP_ROWS; ++j) {
+          const uint8_t* src = rows[g * GROUP_ROWS + j] + b * size;
+          std::memcpy(dst + 2 * j, src, 2);  // d
+          if (type == QType::Q4_1) std::memcpy(dst + 8 + 2 * j, src + 2, 2);  // m
+          std::memcpy(dst + GROUP_ROWS * scale_bytes + j * quant_bytes, src + scale_bytes, quant_bytes);
+        }
+      }
+    }
+  });
+  return out;
 }
 
 // Rows [4 g0, 4 g1) of a repacked W (N / 4 groups of K columns) as float32 (4 (g1 - g0), K).
@@ -192,8 +231,11 @@ std::map<std::string, bool> features() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "autan's compiled CPU kernels";
+  m.attr("ABI") = 3;  // autan.native.ABI: a build left from older sources is not used
   m.def("qmatmul", &autan::qmatmul, py::call_guard<py::gil_scoped_release>(),
         "y (M, N) = x (M, K) float32 @ W^T, W repacked GGML blocks (N / 4, group bytes)");
+  m.def("repack", &autan::repack, py::call_guard<py::gil_scoped_release>(),
+        "the file's rows of blocks (one or more matrices, stacked) in four-row groups");
   m.def("dequantize", &autan::dequantize, py::call_guard<py::gil_scoped_release>(),
         "rows [4 g0, 4 g1) of repacked W (K columns) as float32: dequantize(w, qtype, k, g0, g1)");
   m.def("quantize_activations", &autan::quantize_activations, "x (M, K) -> int8 q, scales d, scaled sums s");

@@ -12,6 +12,8 @@ import functools
 import os
 from types import ModuleType
 
+ABI = 3  # what csrc/module.cpp says it is; a stale build (older sources) is not used
+
 
 @functools.cache
 def module() -> ModuleType | None:
@@ -23,13 +25,17 @@ def module() -> ModuleType | None:
         from autan import _native
     except ImportError:
         return None
-    return _native
+    return _native if getattr(_native, "ABI", None) == ABI else None
 
 
 def describe() -> str:
     native = module()
     if native is None:
-        why = "turned off (AUTAN_NATIVE=0)" if os.environ.get("AUTAN_NATIVE") == "0" else "not built"
+        why = (
+            "turned off (AUTAN_NATIVE=0)"
+            if os.environ.get("AUTAN_NATIVE") == "0"
+            else "not built, or built from older sources"
+        )
         return f"PyTorch kernels (native kernels {why})"
     found = [name for name, on in sorted(native.features().items()) if on]
     return f"native kernels ({native.isa()}; this CPU: {', '.join(found) or 'baseline x86-64'})"

@@ -165,6 +165,9 @@ def test_repacking_is_a_permutation_of_the_file_bytes(groups, blocks, qtype, see
     assert packed.shape[0] == groups and packed.numel() == weights.numel()
     assert torch.equal(unrepack(packed, qtype), weights)
     assert torch.equal(torch.sort(packed.flatten()).values, torch.sort(weights.flatten()).values)
+    split = 4 * (groups // 2)  # the native repack, of one matrix or of two stacked (a fused map)
+    assert torch.equal(N.repack([weights], int(qtype)), packed)
+    assert torch.equal(N.repack([weights[:split], weights[split:]], int(qtype)), packed)
 
 
 @settings(max_examples=30, deadline=None)

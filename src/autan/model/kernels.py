@@ -216,10 +216,10 @@ def _native_ready(*weights: object) -> bool:
 def _ggml(*weights: QuantizedWeight) -> PackedLinear:
     """The file's blocks, repacked once into the native kernels' four-row groups (rows of
     several maps stacked when fused)."""
-    blocks = weights[0].packed if len(weights) == 1 else torch.cat([w.packed for w in weights])
     rows = [w.shape[0] for w in weights]
     qtype = weights[0].qtype
-    return PackedLinear("ggml", repack(blocks, qtype), torch.empty(0), sum(rows), rows, qtype=qtype)
+    groups = native.module().repack([w.packed for w in weights], int(qtype))  # one pass, no stacked copy
+    return PackedLinear("ggml", groups, torch.empty(0), sum(rows), rows, qtype=qtype)
 
 
 GROUP_ROWS = 4  # rows the native kernels take together (csrc/qgemm.h)
@@ -230,7 +230,7 @@ BLOCK_PARTS = {Q.Q4_0: (18, 2), Q.Q4_1: (20, 4), Q.Q8_0: (34, 2)}
 
 def repack(blocks: Tensor, qtype: Q) -> Tensor:
     """GGUF rows of blocks (N, B * size) -> four-row groups (N / 4, B * 4 * size), the native
-    kernels' layout: per group and block position, the four rows' d (f16 x 4), then for Q4_1
+    kernels' layout (what `autan._native.repack` does at load in one pass; this is its reference): per group and block position, the four rows' d (f16 x 4), then for Q4_1
     their m, then their quantized values, row after row (csrc/qgemm.h)."""
     size, scales = BLOCK_PARTS[qtype]
     n = blocks.shape[0]
