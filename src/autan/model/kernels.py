@@ -230,8 +230,9 @@ BLOCK_PARTS = {Q.Q4_0: (18, 2), Q.Q4_1: (20, 4), Q.Q8_0: (34, 2)}
 
 def repack(blocks: Tensor, qtype: Q) -> Tensor:
     """GGUF rows of blocks (N, B * size) -> four-row groups (N / 4, B * 4 * size), the native
-    kernels' layout (what `autan._native.repack` does at load in one pass; this is its reference): per group and block position, the four rows' d (f16 x 4), then for Q4_1
-    their m, then their quantized values, row after row (csrc/qgemm.h)."""
+    kernels' layout: per group and block position, the four rows' d (f16 x 4), then for Q4_1
+    their m, then their quantized values, row after row (csrc/qgemm.h). `autan._native.repack`
+    does this at load in one pass; this is its reference in the tests."""
     size, scales = BLOCK_PARTS[qtype]
     n = blocks.shape[0]
     grouped = blocks.reshape(n // GROUP_ROWS, GROUP_ROWS, -1, size).transpose(1, 2)  # (G, B, 4, size)
