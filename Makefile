@@ -31,3 +31,4 @@ bench: setup
 	cd bench && ../.venv/bin/python memory.py && ../.venv/bin/python speed.py && ../.venv/bin/python throughput.py
 	cd bench && ../.venv/bin/python serve.py && ../.venv/bin/python serve.py --streams 1 && ../.venv/bin/python quantize.py && ../.venv/bin/python moe.py
 	cd bench && ../.venv/bin/python greedy.py && ../.venv/bin/python accuracy.py && ../.venv/bin/python dense7b.py
+	cd bench && ../.venv/bin/python step_profile.py
