@@ -27,9 +27,6 @@ void check_weights(const torch::Tensor& w, int64_t qtype, int64_t k) {
 
 struct Quantized {  // activations quantized once, owned for the call
   torch::Tensor q, d, s;
-  QuantizedRows rows() const {
-    return {q.data_ptr<int8_t>(), d.data_ptr<float>(), s.data_ptr<float>(), q.size(1)};
-  }
 };
 
 Quantized quantize(const torch::Tensor& x) {
@@ -57,12 +54,16 @@ torch::Tensor qmatmul(const torch::Tensor& x, const torch::Tensor& w, int64_t qt
   return y;
 }
 
+QType qtype_of(int64_t t) {
+  TORCH_CHECK(supported(static_cast<int>(t)), "quantization type ", t, " has no native kernel");
+  return static_cast<QType>(t);
+}
+
 // The file's rows of blocks, of one or more matrices stacked (N rows in all, N a multiple of 4),
 // in the four-row groups of qgemm.h: (N / 4, blocks * group_block_bytes). One pass, in parallel
 // over groups; `autan.model.kernels.repack` is the same permutation in torch operations.
 torch::Tensor repack(const std::vector<torch::Tensor>& parts, int64_t qtype) {
-  TORCH_CHECK(supported(static_cast<int>(qtype)), "quantization type ", qtype, " has no native kernel");
-  const QType type = static_cast<QType>(qtype);
+  const QType type = qtype_of(qtype);
   TORCH_CHECK(!parts.empty(), "nothing to repack");
   const int64_t row_bytes = parts[0].size(1), size = static_cast<int64_t>(block_bytes(type));
   TORCH_CHECK(row_bytes % size == 0, "rows of ", row_bytes, " bytes are not whole blocks of ", size);
@@ -113,10 +114,6 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> quantize_activations(con
   return {q.q, q.d, q.s};
 }
 
-QType qtype_of(int64_t t) {
-  TORCH_CHECK(supported(static_cast<int>(t)), "quantization type ", t, " has no native kernel");
-  return static_cast<QType>(t);
-}
 
 const uint8_t* blocks(const torch::Tensor& w, int64_t rows, int64_t cols, QType type) {
   const int64_t bytes = cols / QBLOCK * static_cast<int64_t>(group_block_bytes(type));
