@@ -11,6 +11,9 @@
 //                    gate, up = h @ Wgate_up^T
 //                    x += (silu(gate) * up) @ Wdown^T
 //
+// or, for Mixtral's sparse layers, the last three lines for each of the top k experts the router
+// picks for a row, weighted (softmax over the k chosen logits) and summed, as `sparse_ffn` says.
+//
 // Which keys a row sees is given per row as a list of entries (the caller's `Step` works it out
 // once per step): an entry >= 0 is a slot of the key/value storage, an entry < 0 is -1 - t, the
 // key of this step's own token t (held in the step's buffer until the layer has attended, then
@@ -76,15 +79,15 @@ struct Activations {
   std::vector<int8_t> q;
   std::vector<float> d, s, rest, partial;
 
-  void product(QType type, const uint8_t* w, int64_t groups, const float* x, int64_t m, int64_t k, float* y) {
+  void product(const Matrix& w, const float* x, int64_t m, int64_t k, float* y) {
     const int parts = activation_parts.load(std::memory_order_relaxed);
-    const int64_t kb = k / QBLOCK, n = groups * GROUP_ROWS;
+    const int64_t kb = k / QBLOCK, n = rows_of(w);
     q.resize(parts * m * k);
     d.resize(parts * m * kb);
     s.resize(parts * m * kb);
     if (parts == 1) {
       quantize_rows(x, m, k, q.data(), d.data(), s.data());
-      autan::product(type, w, groups, {q.data(), d.data(), s.data(), k}, m, y);
+      autan::product(w, {q.data(), d.data(), s.data(), k}, m, y);
       return;
     }
     rest.resize(k);
@@ -97,16 +100,24 @@ struct Activations {
       quantize_rows(rest.data(), 1, k, q1 + k, d1 + kb, s.data() + (2 * r + 1) * kb);
     }
     partial.resize(2 * m * n);
-    autan::product(type, w, groups, {q.data(), d.data(), s.data(), k}, 2 * m, partial.data());
+    autan::product(w, {q.data(), d.data(), s.data(), k}, 2 * m, partial.data());
     for (int64_t r = 0; r < m; ++r) {
       const float *first = partial.data() + 2 * r * n, *second = first + n;
       for (int64_t j = 0; j < n; ++j) y[r * n + j] = first[j] + second[j];
     }
   }
+
+  static int64_t rows_of(const Matrix& w) {
+    int64_t groups = 0;
+    for (const auto& segment : w) groups += segment.groups;
+    return groups * GROUP_ROWS;
+  }
 };
 
 struct Buffers {
   std::vector<float> h, qkv, attn, proj, gate_up, act;
+  std::vector<float> logits, weights, gathered, expert_out;  // the sparse layers'
+  std::vector<int64_t> chosen, rows;
   Activations a;
 };
 
@@ -296,18 +307,88 @@ void attend(const float* qkv, int64_t row, int64_t h, const Shape& s, const Stor
                scores.data());
 }
 
+// Mixtral's feed-forward for n rows of h, added into out (n, dim), as autan.model.moe computes
+// it: softmax of the router's logits in float32, the top k kept and renormalised; then expert by
+// expert, in order, its rows gathered (so its weights are read once for all of them), its SwiGLU
+// run and each result added with the row's weight for it.
+void sparse_ffn(const Experts& e, const float* h, int64_t n, const Shape& s, Buffers& b, SiluMul silu_mul,
+                float* out) {
+  const int64_t dim = s.dim, hidden = s.hidden, k = e.top_k;
+  b.logits.resize(e.count);
+  b.chosen.resize(n * k);
+  b.weights.resize(n * k);
+  for (int64_t r = 0; r < n; ++r) {
+    const float* hr = h + r * dim;
+    float top = -INFINITY;
+    for (int64_t j = 0; j < e.count; ++j) {
+      const float* w = e.router + j * dim;
+      float dot = 0;
+      for (int64_t i = 0; i < dim; ++i) dot += hr[i] * w[i];
+      b.logits[j] = dot;
+      top = std::max(top, dot);
+    }
+    float total = 0;
+    for (auto& l : b.logits) total += (l = std::exp(l - top));
+    float kept = 0;
+    for (int64_t slot = 0; slot < k; ++slot) {  // the k largest, the lower index first among equals
+      int64_t best = -1;
+      for (int64_t j = 0; j < e.count; ++j) {
+        if (b.logits[j] >= 0 && (best < 0 || b.logits[j] > b.logits[best])) best = j;
+      }
+      b.chosen[r * k + slot] = best;
+      b.weights[r * k + slot] = b.logits[best] / total;
+      kept += b.weights[r * k + slot];
+      b.logits[best] = -1;  // taken
+    }
+    for (int64_t slot = 0; slot < k; ++slot) b.weights[r * k + slot] /= kept;
+  }
+  std::fill(out, out + n * dim, 0.0f);
+  for (int64_t expert = 0; expert < e.count; ++expert) {
+    b.rows.clear();  // (row, slot) pairs sent to this expert, as indices into chosen
+    for (int64_t i = 0; i < n * k; ++i) {
+      if (b.chosen[i] == expert) b.rows.push_back(i);
+    }
+    const int64_t m = static_cast<int64_t>(b.rows.size());
+    if (m == 0) continue;
+    b.gathered.resize(m * dim);
+    for (int64_t i = 0; i < m; ++i) std::copy(h + b.rows[i] / k * dim, h + (b.rows[i] / k + 1) * dim, b.gathered.data() + i * dim);
+    b.gate_up.resize(m * 2 * hidden);
+    b.a.product(e.gate_up[expert], b.gathered.data(), m, dim, b.gate_up.data());
+    b.act.resize(m * hidden);
+    for (int64_t i = 0; i < m; ++i) {
+      const float* g = b.gate_up.data() + i * 2 * hidden;
+      silu_mul(g, g + hidden, hidden, b.act.data() + i * hidden);
+    }
+    b.expert_out.resize(m * dim);
+    b.a.product(e.down[expert], b.act.data(), m, hidden, b.expert_out.data());
+    for (int64_t i = 0; i < m; ++i) {
+      const float w = b.weights[b.rows[i]];
+      float* o = out + b.rows[i] / k * dim;
+      const float* y = b.expert_out.data() + i * dim;
+      for (int64_t j = 0; j < dim; ++j) o[j] += y[j] * w;
+    }
+  }
+}
+
 }  // namespace
 
-void product(QType type, const uint8_t* w, int64_t groups, const QuantizedRows& x, int64_t m, float* y) {
+void product(const Matrix& w, const QuantizedRows& x, int64_t m, float* y) {
+  const int64_t ldy = Activations::rows_of(w), groups = ldy / GROUP_ROWS;
   // groups per task: enough work to be worth a thread, few enough to balance the cores
   const int64_t grain = std::max<int64_t>(2, 64 / m);
-  at::parallel_for(0, groups, grain,
-                   [&](int64_t g0, int64_t g1) { qgemm_groups(type, w, g0, g1, x, m, y, groups * GROUP_ROWS); });
+  at::parallel_for(0, groups, grain, [&](int64_t g0, int64_t g1) {
+    int64_t start = 0;  // the segments' share of [g0, g1), each in its own format
+    for (const auto& segment : w) {
+      const int64_t a = std::max(g0, start), b = std::min(g1, start + segment.groups);
+      if (a < b) qgemm_groups(segment.type, segment.w, a - start, b - start, x, m, y + start * GROUP_ROWS, ldy);
+      start += segment.groups;
+    }
+  });
 }
 
 void activation_product(QType type, const uint8_t* w, int64_t groups, const float* x, int64_t m, int64_t k, float* y) {
   thread_local Activations a;
-  a.product(type, w, groups, x, m, k, y);
+  a.product({{type, w, groups}}, x, m, k, y);
 }
 
 bool set_activation_parts(int parts) {
@@ -339,7 +420,9 @@ void decode_layers(const DecodeStep& step, float* x) {
   float* xp = x;
   // the step's buffers, kept by the calling thread from step to step: no allocation once warm
   thread_local Buffers buffers;
-  auto& [h, qkv, attn, proj, gate_up, act, a] = buffers;
+  auto &h = buffers.h, &qkv = buffers.qkv, &attn = buffers.attn, &proj = buffers.proj, &gate_up = buffers.gate_up,
+       &act = buffers.act;
+  Activations& a = buffers.a;
   h.resize(n * dim);
   qkv.resize(n * width);
   attn.resize(n * n_heads * head_dim);
@@ -354,7 +437,7 @@ void decode_layers(const DecodeStep& step, float* x) {
     const LayerWeights& lw = (*step.layers)[l];
     rms_norm(xp, lw.input_norm, n, dim, s.eps, h.data());
     timer.mark("norms");
-    a.product(lw.qkv_type, lw.qkv, width / GROUP_ROWS, h.data(), n, dim, qkv.data());
+    a.product(lw.qkv, h.data(), n, dim, qkv.data());
     timer.mark("qkv product");
     for (int64_t r = 0; r < n; ++r) {
       for (int64_t hh = 0; hh < n_heads + n_kv; ++hh) {
@@ -382,19 +465,25 @@ void decode_layers(const DecodeStep& step, float* x) {
       }
     }
     timer.mark("store keys");
-    a.product(lw.o_type, lw.o, dim / GROUP_ROWS, attn.data(), n, n_heads * head_dim, proj.data());
+    a.product(lw.o, attn.data(), n, n_heads * head_dim, proj.data());
     timer.mark("o product");
     for (int64_t i = 0; i < n * dim; ++i) xp[i] += proj[i];
     rms_norm(xp, lw.post_norm, n, dim, s.eps, h.data());
     timer.mark("norms");
-    a.product(lw.gate_up_type, lw.gate_up, 2 * hidden / GROUP_ROWS, h.data(), n, dim, gate_up.data());
+    if (lw.experts.router != nullptr) {
+      sparse_ffn(lw.experts, h.data(), n, s, buffers, silu_mul, proj.data());
+      timer.mark("experts");
+      for (int64_t i = 0; i < n * dim; ++i) xp[i] += proj[i];
+      continue;
+    }
+    a.product(lw.gate_up, h.data(), n, dim, gate_up.data());
     timer.mark("gate_up product");
     for (int64_t r = 0; r < n; ++r) {
       const float* g = gate_up.data() + r * 2 * hidden;
       silu_mul(g, g + hidden, hidden, act.data() + r * hidden);
     }
     timer.mark("silu");
-    a.product(lw.down_type, lw.down, dim / GROUP_ROWS, act.data(), n, hidden, proj.data());
+    a.product(lw.down, act.data(), n, hidden, proj.data());
     timer.mark("down product");
     for (int64_t i = 0; i < n * dim; ++i) xp[i] += proj[i];
   }

@@ -11,14 +11,29 @@
 
 namespace autan {
 
+struct Segment {  // rows of a matrix in one format: `groups` groups of four rows
+  QType type;
+  const uint8_t* w;
+  int64_t groups;
+};
+
+// A matrix whose rows are one or more segments stacked, each in its own format (q, k and v of a
+// Q4_K_M file: Q4_K, Q4_K, Q6_K), multiplied as one product.
+using Matrix = std::vector<Segment>;
+
+// Mixtral's sparse feed-forward: a router picks top_k of `count` experts per row, each a
+// SwiGLU of its own gate_up and down.
+struct Experts {
+  const float* router = nullptr;  // (count, dim) float32; null where the layer is dense
+  int64_t count = 0, top_k = 0;
+  std::vector<Matrix> gate_up, down;
+};
+
 struct LayerWeights {
   const float* input_norm;
   const float* post_norm;
-  const uint8_t* qkv;
-  const uint8_t* o;
-  const uint8_t* gate_up;
-  const uint8_t* down;
-  QType qkv_type, o_type, gate_up_type, down_type;
+  Matrix qkv, o, gate_up, down;  // gate_up and down empty where the layer has experts
+  Experts experts;
 };
 
 struct Shape {
@@ -45,7 +60,7 @@ struct DecodeStep {
 };
 
 // y (m, n) = quantized x times the repacked W (n rows in n / 4 groups), split over the threads.
-void product(QType type, const uint8_t* w, int64_t groups, const QuantizedRows& x, int64_t m, float* y);
+void product(const Matrix& w, const QuantizedRows& x, int64_t m, float* y);
 
 // y (m, n) = x (m, k) float32 @ W^T: x quantized per block of 32 in one or two int8 parts (see
 // decode.cpp), then `product`.

@@ -60,12 +60,14 @@ QType qtype_of(int64_t t) {
 }
 
 // The file's rows of blocks, of one or more matrices stacked (N rows in all, N a multiple of 4),
-// in the four-row groups of qgemm.h: (N / 4, blocks * group_block_bytes). One pass, in parallel
-// over groups; `autan.model.kernels.repack` is the same permutation in torch operations.
-torch::Tensor repack(const std::vector<torch::Tensor>& parts, int64_t qtype) {
-  const QType type = qtype_of(qtype);
+// in the four-row groups of qgemm.h: (N / 4, K / 32 * group_block_bytes(kernel_type)). One
+// pass, in parallel over groups; for Q4_0, Q4_1 and Q8_0 `autan.model.kernels.repack` is the
+// same permutation in torch operations.
+torch::Tensor repack(const std::vector<torch::Tensor>& parts, int64_t file_type) {
+  TORCH_CHECK(repackable(static_cast<int>(file_type)), "quantization type ", file_type, " has no native kernel");
+  const auto file = static_cast<FileType>(file_type);
   TORCH_CHECK(!parts.empty(), "nothing to repack");
-  const int64_t row_bytes = parts[0].size(1), size = static_cast<int64_t>(block_bytes(type));
+  const int64_t row_bytes = parts[0].size(1), size = static_cast<int64_t>(file_block_bytes(file));
   TORCH_CHECK(row_bytes % size == 0, "rows of ", row_bytes, " bytes are not whole blocks of ", size);
   std::vector<const uint8_t*> rows;
   for (const auto& p : parts) {
@@ -73,24 +75,13 @@ torch::Tensor repack(const std::vector<torch::Tensor>& parts, int64_t qtype) {
                 "blocks must be uint8 (rows, ", row_bytes, ") with contiguous rows");
     for (int64_t r = 0; r < p.size(0); ++r) rows.push_back(p.data_ptr<uint8_t>() + r * p.stride(0));
   }
-  const int64_t n = static_cast<int64_t>(rows.size()), blocks = row_bytes / size;
+  const int64_t n = static_cast<int64_t>(rows.size()), values = row_bytes / size * file_block_values(file);
   TORCH_CHECK(n % GROUP_ROWS == 0, n, " rows are not a whole number of groups of ", GROUP_ROWS);
-  const int64_t scale_bytes = type == QType::Q4_1 ? 4 : 2, quant_bytes = size - scale_bytes;
-  const int64_t group_bytes = static_cast<int64_t>(group_block_bytes(type));
-  auto out = torch::empty({n / GROUP_ROWS, blocks * group_bytes}, torch::kUInt8);
+  const int64_t group_bytes = values / QBLOCK * static_cast<int64_t>(group_block_bytes(kernel_type(file)));
+  auto out = torch::empty({n / GROUP_ROWS, group_bytes}, torch::kUInt8);
   uint8_t* o = out.data_ptr<uint8_t>();
   at::parallel_for(0, n / GROUP_ROWS, 64, [&](int64_t g0, int64_t g1) {
-    for (int64_t g = g0; g < g1; ++g) {
-      for (int64_t b = 0; b < blocks; ++b) {
-        uint8_t* dst = o + (g * blocks + b) * group_bytes;
-        for (int j = 0; j < GROUP_ROWS; ++j) {
-          const uint8_t* src = rows[g * GROUP_ROWS + j] + b * size;
-          std::memcpy(dst + 2 * j, src, 2);  // d
-          if (type == QType::Q4_1) std::memcpy(dst + 8 + 2 * j, src + 2, 2);  // m
-          std::memcpy(dst + GROUP_ROWS * scale_bytes + j * quant_bytes, src + scale_bytes, quant_bytes);
-        }
-      }
-    }
+    for (int64_t g = g0; g < g1; ++g) repack_group(file, rows.data() + g * GROUP_ROWS, values, o + g * group_bytes);
   });
   return out;
 }
@@ -115,24 +106,40 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> quantize_activations(con
 }
 
 
-const uint8_t* blocks(const torch::Tensor& w, int64_t rows, int64_t cols, QType type) {
-  const int64_t bytes = cols / QBLOCK * static_cast<int64_t>(group_block_bytes(type));
-  TORCH_CHECK(rows % GROUP_ROWS == 0 && w.scalar_type() == torch::kUInt8 && w.is_contiguous() && w.dim() == 2 &&
-                  w.size(0) == rows / GROUP_ROWS && w.size(1) == bytes,
-              "a weight has shape ", w.sizes(), "; expected repacked uint8 (", rows / GROUP_ROWS, ", ", bytes, ")");
-  return w.data_ptr<uint8_t>();
+using Segments = std::vector<std::pair<torch::Tensor, int64_t>>;  // (repacked rows, kernel format)
+
+// A map of `rows` x `cols` from its segments, each checked: repacked uint8 of whole groups.
+Matrix matrix(const Segments& segments, int64_t rows, int64_t cols, const char* name) {
+  Matrix out;
+  int64_t total = 0;
+  for (const auto& [w, t] : segments) {
+    const QType type = qtype_of(t);
+    const int64_t bytes = cols / QBLOCK * static_cast<int64_t>(group_block_bytes(type));
+    TORCH_CHECK(w.scalar_type() == torch::kUInt8 && w.is_contiguous() && w.dim() == 2 && w.size(1) == bytes,
+                "a segment of ", name, " has shape ", w.sizes(), "; expected repacked uint8 (groups, ", bytes, ")");
+    out.push_back({type, w.data_ptr<uint8_t>(), w.size(0)});
+    total += w.size(0) * GROUP_ROWS;
+  }
+  TORCH_CHECK(total == rows, name, " has ", total, " rows in its segments; expected ", rows);
+  return out;
 }
 
-// Every dense block of a model, held once: the weights' pointers are checked and taken when
+// Every block of a model, held once: the weights' pointers are checked and taken when
 // the model is loaded, so a step only checks what changes from step to step.
 class Layers {
  public:
-  Layers(std::vector<torch::Tensor> weights, const std::vector<int64_t>& qtypes, int64_t dim, int64_t n_heads,
-         int64_t n_kv, int64_t head_dim, int64_t hidden, double eps)
-      : weights_(std::move(weights)) {
-    const int64_t layers = static_cast<int64_t>(weights_.size()) / 6;
-    TORCH_CHECK(weights_.size() == static_cast<size_t>(layers * 6) && qtypes.size() == static_cast<size_t>(layers * 4),
-                "six tensors and four types per layer");
+  // norms: input and post-attention norm per layer; maps: qkv, o, gate_up, down per layer, each
+  // as segments (the maps fused, or stacked by rows in their own formats). A layer with experts
+  // has empty gate_up and down, its router (experts, dim) float32 in `routers` (an empty tensor
+  // for a dense layer) and in `experts` each expert's gate_up and down, expert after expert.
+  Layers(std::vector<torch::Tensor> norms, const std::vector<Segments>& maps, std::vector<torch::Tensor> routers,
+         const std::vector<std::vector<Segments>>& experts, int64_t top_k, int64_t dim, int64_t n_heads, int64_t n_kv,
+         int64_t head_dim, int64_t hidden, double eps)
+      : norms_(std::move(norms)), maps_(maps), routers_(std::move(routers)), experts_(experts) {
+    const int64_t layers = static_cast<int64_t>(norms_.size()) / 2;
+    TORCH_CHECK(norms_.size() == static_cast<size_t>(layers * 2) && maps.size() == static_cast<size_t>(layers * 4) &&
+                    routers_.size() == static_cast<size_t>(layers) && experts.size() == static_cast<size_t>(layers),
+                "two norms, four maps, a router and a list of experts per layer");
     const int64_t width = (n_heads + 2 * n_kv) * head_dim;
     TORCH_CHECK(n_kv > 0 && n_heads % n_kv == 0 && head_dim % 2 == 0 && dim % QBLOCK == 0 && hidden % QBLOCK == 0 &&
                     dim % GROUP_ROWS == 0 && width % GROUP_ROWS == 0 && (n_heads * head_dim) % QBLOCK == 0,
@@ -140,22 +147,36 @@ class Layers {
     shape_ = {dim, n_heads, n_kv, head_dim, hidden, static_cast<float>(eps)};
     layers_.resize(layers);
     for (int64_t l = 0; l < layers; ++l) {
-      const torch::Tensor* w = &weights_[l * 6];
-      LayerWeights& lw = layers_[l];
-      TORCH_CHECK(w[0].scalar_type() == torch::kFloat32 && w[0].numel() == dim &&
-                      w[3].scalar_type() == torch::kFloat32 && w[3].numel() == dim && w[0].is_contiguous() &&
-                      w[3].is_contiguous(),
+      const torch::Tensor* norm = &norms_[l * 2];
+      TORCH_CHECK(norm[0].scalar_type() == torch::kFloat32 && norm[0].numel() == dim &&
+                      norm[1].scalar_type() == torch::kFloat32 && norm[1].numel() == dim && norm[0].is_contiguous() &&
+                      norm[1].is_contiguous(),
                   "norm weights must be float32 (dim,)");
-      lw.input_norm = w[0].data_ptr<float>();
-      lw.post_norm = w[3].data_ptr<float>();
-      lw.qkv_type = qtype_of(qtypes[l * 4]);
-      lw.o_type = qtype_of(qtypes[l * 4 + 1]);
-      lw.gate_up_type = qtype_of(qtypes[l * 4 + 2]);
-      lw.down_type = qtype_of(qtypes[l * 4 + 3]);
-      lw.qkv = blocks(w[1], width, dim, lw.qkv_type);
-      lw.o = blocks(w[2], dim, n_heads * head_dim, lw.o_type);
-      lw.gate_up = blocks(w[4], 2 * hidden, dim, lw.gate_up_type);
-      lw.down = blocks(w[5], dim, hidden, lw.down_type);
+      LayerWeights& lw = layers_[l];
+      lw.input_norm = norm[0].data_ptr<float>();
+      lw.post_norm = norm[1].data_ptr<float>();
+      const Segments* m = &maps[l * 4];
+      lw.qkv = matrix(m[0], width, dim, "qkv");
+      lw.o = matrix(m[1], dim, n_heads * head_dim, "o");
+      const torch::Tensor& router = routers_[l];
+      if (router.numel() == 0) {
+        lw.gate_up = matrix(m[2], 2 * hidden, dim, "gate_up");
+        lw.down = matrix(m[3], dim, hidden, "down");
+        continue;
+      }
+      const auto& e = experts[l];
+      TORCH_CHECK(m[2].empty() && m[3].empty(), "a layer with experts has no dense gate_up or down");
+      TORCH_CHECK(router.scalar_type() == torch::kFloat32 && router.dim() == 2 && router.size(1) == dim &&
+                      router.is_contiguous() && static_cast<int64_t>(e.size()) == 2 * router.size(0),
+                  "a router must be float32 (experts, dim) with a gate_up and a down per expert");
+      TORCH_CHECK(0 < top_k && top_k <= router.size(0), "top_k=", top_k, " is not within 1..", router.size(0));
+      lw.experts.router = router.data_ptr<float>();
+      lw.experts.count = router.size(0);
+      lw.experts.top_k = top_k;
+      for (int64_t x = 0; x < router.size(0); ++x) {
+        lw.experts.gate_up.push_back(matrix(e[2 * x], 2 * hidden, dim, "an expert's gate_up"));
+        lw.experts.down.push_back(matrix(e[2 * x + 1], dim, hidden, "an expert's down"));
+      }
     }
   }
 
@@ -213,7 +234,10 @@ class Layers {
   }
 
  private:
-  std::vector<torch::Tensor> weights_;  // kept alive: layers_ points into them
+  std::vector<torch::Tensor> norms_;  // kept alive: layers_ points into them and into maps_
+  std::vector<Segments> maps_;
+  std::vector<torch::Tensor> routers_;
+  std::vector<std::vector<Segments>> experts_;
   Shape shape_;
   std::vector<LayerWeights> layers_;
 };
@@ -228,16 +252,25 @@ std::map<std::string, bool> features() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "autan's compiled CPU kernels";
-  m.attr("ABI") = 3;  // autan.native.ABI: a build left from older sources is not used
+  m.attr("ABI") = 5;  // autan.native.ABI: a build left from older sources is not used
   m.def("qmatmul", &autan::qmatmul, py::call_guard<py::gil_scoped_release>(),
         "y (M, N) = x (M, K) float32 @ W^T, W repacked GGML blocks (N / 4, group bytes)");
   m.def("repack", &autan::repack, py::call_guard<py::gil_scoped_release>(),
-        "the file's rows of blocks (one or more matrices, stacked) in four-row groups");
+        "the file's rows of blocks (one or more matrices, stacked) in four-row groups of kernel_type(file_type)");
+  m.def(
+      "kernel_type",
+      [](int64_t file_type) {
+        TORCH_CHECK(autan::repackable(static_cast<int>(file_type)), "quantization type ", file_type,
+                    " has no native kernel");
+        return static_cast<int64_t>(autan::kernel_type(static_cast<autan::FileType>(file_type)));
+      },
+      "the kernels' format that repack writes a GGML type's blocks in");
   m.def("dequantize", &autan::dequantize, py::call_guard<py::gil_scoped_release>(),
         "rows [4 g0, 4 g1) of repacked W (K columns) as float32: dequantize(w, qtype, k, g0, g1)");
   m.def("quantize_activations", &autan::quantize_activations, "x (M, K) -> int8 q, scales d, scaled sums s");
-  py::class_<autan::Layers>(m, "Layers", "every dense block of a model, for one native call per step (decode.cpp)")
-      .def(py::init<std::vector<torch::Tensor>, const std::vector<int64_t>&, int64_t, int64_t, int64_t, int64_t,
+  py::class_<autan::Layers>(m, "Layers", "every block of a model (dense or with experts), for one native call per step (decode.cpp)")
+      .def(py::init<std::vector<torch::Tensor>, const std::vector<autan::Segments>&, std::vector<torch::Tensor>,
+                    const std::vector<std::vector<autan::Segments>>&, int64_t, int64_t, int64_t, int64_t, int64_t,
                     int64_t, double>())
       .def("forward", &autan::Layers::forward, py::call_guard<py::gil_scoped_release>(),
            "x after every block, for the step the visible-key lists describe");

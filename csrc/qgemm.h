@@ -1,14 +1,22 @@
 // Products of float activations with GGML block-quantized weights, repacked four rows at a time.
 //
-//   y (M, N) = x (M, K) @ W^T,  W (N, K) in GGML blocks of 32 (Q4_0, Q4_1, Q8_0)
+//   y (M, N) = x (M, K) @ W^T,  W (N, K) in blocks of 32
 //
 // Repacked layout ("x4"): rows are taken four at a time (N a multiple of 4); for each group of
 // four rows, each block position b holds the four rows' block b side by side, scales first:
-//   Q4_0x4  d[4] f16 | qs[4][16]              72 bytes
-//   Q4_1x4  d[4] f16 | m[4] f16 | qs[4][16]   80 bytes
-//   Q8_0x4  d[4] f16 | qs[4][32]             136 bytes
-// (group g, block b) is at (g * blocks_per_row + b) * size. The same bytes as the file's, in
-// another order: repacking (autan.model.kernels.repack) copies each matrix once, at load.
+//   Q4_0x4  d[4] f16 | qs[4][16]                                   72 bytes
+//   Q4_1x4  d[4] f16 | m[4] f16 | qs[4][16]                        80 bytes
+//   Q8_0x4  d[4] f16 | qs[4][32]                                  136 bytes
+//   K8x4    d[4] f16 | sc[4][2] int8 | m[4] f32 | qs[4][32] int8   160 bytes
+// (group g, block b) is at (g * blocks_per_row + b) * size. For Q4_0, Q4_1 and Q8_0 these are
+// the file's bytes in another order (autan.model.kernels.repack is the permutation). The
+// K-quants, whose super-blocks of 256 hold eight blocks of 32 with 6-bit scales, are rewritten
+// once at load (`repack_group`):
+//   Q4_K -> Q4_1x4: each block's scale d * sc and offset -dmin * m rounded to f16 (a relative
+//           2^-11 of the scale; the 4-bit values are kept)
+//   Q5_K -> K8x4:   d, sc twice, m = -dmin * m: exact
+//   Q6_K -> K8x4:   d, the two 16-value scales, m = 0, q - 32: exact
+// K8 (not a GGML type) weighs each half block by its own integer scale: w = d * sc[i / 16] * q + m.
 // So one load brings the four rows' scales, one conversion makes them floats, and one
 // horizontal add turns four rows' integer sums into one vector.
 //
@@ -18,6 +26,7 @@
 //   Q4_0  w = dw * (q - 8)    block dot = dw * dx * sum(q qx) - 8 dw * sx
 //   Q4_1  w = dw * q + mw     block dot = dw * dx * sum(q qx) + mw * sx
 //   Q8_0  w = dw * q          block dot = dw * dx * sum(q qx)
+//   K8    w = dw * sc q + mw  block dot = dw * dx * (sc0 sum(q qx, first 16) + sc1 sum(rest)) + mw * sx
 // A group's blocks stay in L1 while up to M activation rows meet them, so W is read from
 // memory once per call whatever M is.
 #pragma once
@@ -30,12 +39,22 @@ namespace autan {
 constexpr int QBLOCK = 32;
 constexpr int GROUP_ROWS = 4;
 
-// GGML's type ids (ggml.h), as GGUF files carry them.
-enum class QType : int { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8 };
+// The kernels' formats: GGML's type ids (ggml.h) where the file's blocks are kept, and K8.
+enum class QType : int { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, K8 = 1008 };
 
-bool supported(int qtype);
-size_t block_bytes(QType type);  // one row's block in the file
-size_t group_block_bytes(QType type);  // four rows' blocks, repacked
+// GGML's ids of the file types that repack_rows takes.
+enum class FileType : int { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, Q4_K = 12, Q5_K = 13, Q6_K = 14 };
+
+bool supported(int qtype);  // a kernel format
+bool repackable(int file_type);
+QType kernel_type(FileType file);  // the format a file type is repacked into
+size_t file_block_bytes(FileType file);  // bytes of one block of the file (32 or 256 values)
+int64_t file_block_values(FileType file);
+size_t group_block_bytes(QType type);  // four rows' blocks of 32, repacked
+
+// Rows 4g .. 4g + 3 (pointers to the file's rows of `values` values) as repacked group g: `out`
+// holds group_block_bytes(kernel_type(file)) * values / 32 bytes.
+void repack_group(FileType file, const uint8_t* const* rows, int64_t values, uint8_t* out);
 
 struct QuantizedRows {  // activations: M rows of K int8, with per-block scale and scaled sum
   const int8_t* q;

@@ -135,8 +135,12 @@ def save_gguf(
     stacked_experts: bool = True,
     seed: int = 0,
     metadata: dict | None = None,
+    qtypes: dict[str, Q] | None = None,
 ) -> Path:
     """A llama-architecture GGUF file, as llama.cpp's converter writes one.
+
+    `qtypes` gives some matrices their own type, by a part of their GGUF name ({"attn_v": Q6_K}),
+    as llama.cpp's mixes (Q4_K_M) do.
 
     Matrices are stored as `qtype`: quantized from the HF weights with `gguf.quants` where it
     can (F16, BF16, Q8_0, Q4_0, Q4_1); with `random_quant` (needed for K-quants, which
@@ -145,6 +149,7 @@ def save_gguf(
     """
     cfg = json.loads((hf_dir / "config.json").read_text())
     rng = np.random.default_rng(seed)
+    default_qtype = qtype
     w = gguf.GGUFWriter(path, "llama")
     w.add_block_count(cfg["num_hidden_layers"])
     w.add_context_length(cfg["max_position_embeddings"])
@@ -176,6 +181,7 @@ def save_gguf(
     if stacked_experts:
         tensors = _stack_gguf_experts(tensors)
     for name, array in tensors.items():
+        qtype = next((t for part, t in (qtypes or {}).items() if part in name), default_qtype)
         if array.ndim == 1 or qtype == Q.F32:
             w.add_tensor(name, array)
         elif qtype == Q.F16:

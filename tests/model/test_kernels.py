@@ -195,27 +195,6 @@ def test_a_long_prompt_on_packed_kernels_stays_close_to_the_exact_path():
     assert kl.max().item() < 0.05, kl.max()
 
 
-@pytest.mark.parametrize("weights", ["gguf int4", "float quantized to int8"])
-def test_the_lean_decode_path_computes_bit_for_bit_what_the_modules_compute(weights, tmp_path):
-    """Fewer than FULL_WIDTH_FROM tokens on packed kernels skip the module calls, not any arithmetic."""
-    if weights == "gguf int4":
-        path, options, vocab = registry.pull("smollm2", quiet=True), {}, 49152
-    else:
-        from checkpoints import hf_model
-
-        hf_model("llama", seed=5).save_pretrained(tmp_path / "hf")
-        path, options, vocab = tmp_path / "hf", {"dtype": torch.float32, "quantize": "int8"}, 128
-    lean, modules = autan.load_model(path, **options), autan.load_model(path, **options)
-    modules._packed = None  # no fast path: every block through its modules
-    prompt = torch.randint(0, vocab, (40,), generator=torch.Generator().manual_seed(4))
-    with torch.inference_mode():
-        a, b = lean.new_cache(), modules.new_cache()
-        assert torch.equal(lean(prompt, a), modules(prompt, b))
-        for token in prompt[:5]:  # one-token steps on the cache
-            assert torch.equal(lean(token[None], a), modules(token[None], b))
-    assert lean._packed
-
-
 def _integer_units() -> bool:
     from autan.model.kernels import integer_units_exact
 

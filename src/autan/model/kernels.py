@@ -1,4 +1,9 @@
-"""Matrix products on packed weights, with PyTorch's CPU kernels: no unpacking per use.
+"""Matrix products on packed weights: no unpacking per use.
+
+Where the native kernels are built (`autan.native`, csrc/), every GGML matrix they take (Q4_0,
+Q4_1, Q8_0, Q4_K, Q5_K, Q6_K) is repacked once at load into their four-row groups (kind
+"ggml"), and `quantize_model` writes dense matrices as Q4_1 or Q8_0 blocks for them. What
+follows is the fallback, PyTorch's own CPU kernels, for machines without the build.
 
 GGML's 4-bit blocks map onto PyTorch's int4 group-wise layout exactly: a group of 32 values
 with a scale and an offset, w = (q - 8) * scale + zero. Q4_0 is d * (q - 8), so scale = d and
@@ -30,6 +35,7 @@ from collections.abc import Callable
 
 import torch
 from gguf import GGMLQuantizationType as Q
+from gguf import quants as gguf_quants
 from torch import Tensor, nn
 
 from autan import native
@@ -58,9 +64,11 @@ class PackedLinear(nn.Module):
         out_features: int,
         splits: list[int] | None = None,
         qtype: Q | None = None,
+        kernel_type: int | None = None,
     ):
         super().__init__()
         self.kind, self.out_features, self.qtype = kind, out_features, qtype
+        self.kernel_type = kernel_type  # "ggml": the native format its blocks were repacked into (csrc/qgemm.h)
         self.splits = splits or [out_features]  # the output widths of the maps fused into this one
         self.logits = False  # the output head: float32 results even for one row (see `product`)
         self.register_buffer("weight", weight)
@@ -76,11 +84,9 @@ class PackedLinear(nn.Module):
         return y.to(x.dtype) if x.ndim == 2 else y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
 
     def product(self, x: Tensor) -> Tensor:
-        """x (M, K) -> (M, N) on the kernel, in the dtype the kernel gives (bfloat16 or float32).
-
-        The decode path (`Transformer._run_packed`) calls this directly."""
+        """x (M, K) -> (M, N) on the kernel, in the dtype the kernel gives (bfloat16 or float32)."""
         if self.kind == "ggml":
-            return native.module().qmatmul(x.float().contiguous(), self.weight, int(self.qtype))
+            return native.module().qmatmul(x.float().contiguous(), self.weight, self.kernel_type)
         if self.kind == "int4":
             return torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), self.weight, GROUP, self.scales)
         if (len(x) > 1 or self.logits) and x.shape[1] <= INT8_MAX_K and integer_units_exact():
@@ -106,11 +112,11 @@ class PackedLinear(nn.Module):
         n, k = self.out_features, x.shape[1]
         rows = max(GROUP_ROWS, TILE_FLOATS // k // GROUP_ROWS * GROUP_ROWS)
         if rows >= n:
-            return x @ native.module().dequantize(self.weight, int(self.qtype), k, 0, n // GROUP_ROWS).t()
+            return x @ native.module().dequantize(self.weight, self.kernel_type, k, 0, n // GROUP_ROWS).t()
         y = torch.empty(len(x), n, dtype=torch.float32)
         for a in range(0, n, rows):
             b = min(n, a + rows)
-            tile = native.module().dequantize(self.weight, int(self.qtype), k, a // GROUP_ROWS, b // GROUP_ROWS)
+            tile = native.module().dequantize(self.weight, self.kernel_type, k, a // GROUP_ROWS, b // GROUP_ROWS)
             y[:, a:b] = x @ tile.t()
         return y
 
@@ -123,8 +129,8 @@ class PackedLinear(nn.Module):
         block of B outputs, the high nibble output n + B / 2 (B from `int4_block_n`). The nibbles
         are put in (K, N) order while still bytes, the cheapest time to move them."""
         if self.kind == "ggml":
-            k = self.weight.shape[1] // BLOCK_PARTS[self.qtype][0] * 32 // GROUP_ROWS
-            return native.module().dequantize(self.weight, int(self.qtype), k, 0, len(self.weight)).to(dtype).t()
+            k = self.weight.shape[1] // GROUP_BLOCK_BYTES[self.kernel_type] * 32
+            return native.module().dequantize(self.weight, self.kernel_type, k, 0, len(self.weight)).to(dtype).t()
         n, k, block = self.out_features, self.weight.shape[1] * 2, int4_block_n()
         assert block is not None, "no known int4 layout on this CPU: _unpackable is False"
         blocks = self.weight.view(n // block, k, block // 2)
@@ -198,7 +204,7 @@ def pack(weight: QuantizedWeight) -> PackedLinear | None:
     return _int8(weight)
 
 
-NATIVE_TYPES = (Q.Q4_0, Q.Q4_1, Q.Q8_0)
+NATIVE_TYPES = (Q.Q4_0, Q.Q4_1, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K)  # the GGML types the native repack takes
 
 
 def _native_ready(*weights: object) -> bool:
@@ -215,17 +221,21 @@ def _native_ready(*weights: object) -> bool:
 
 def _ggml(*weights: QuantizedWeight) -> PackedLinear:
     """The file's blocks, repacked once into the native kernels' four-row groups (rows of
-    several maps stacked when fused)."""
+    several maps stacked when fused); K-quants are rewritten into a kernel format (csrc/qgemm.h)."""
     rows = [w.shape[0] for w in weights]
-    qtype = weights[0].qtype
-    groups = native.module().repack([w.packed for w in weights], int(qtype))  # one pass, no stacked copy
-    return PackedLinear("ggml", groups, torch.empty(0), sum(rows), rows, qtype=qtype)
+    qtype, module = weights[0].qtype, native.module()
+    groups = module.repack([w.packed for w in weights], int(qtype))  # one pass, no stacked copy
+    return PackedLinear(
+        "ggml", groups, torch.empty(0), sum(rows), rows, qtype=qtype, kernel_type=module.kernel_type(int(qtype))
+    )
 
 
 GROUP_ROWS = 4  # rows the native kernels take together (csrc/qgemm.h)
 TILE_FLOATS = 1 << 22  # a full-width product unpacks at most this many weights at a time (16 MiB)
 # per GGML type: bytes of a block, and of its scales (d, or d and m) before the quantized values
 BLOCK_PARTS = {Q.Q4_0: (18, 2), Q.Q4_1: (20, 4), Q.Q8_0: (34, 2)}
+K8 = 1008  # the native format of Q5_K and Q6_K values (csrc/qgemm.h): not a GGML type
+GROUP_BLOCK_BYTES = {int(Q.Q4_0): 72, int(Q.Q4_1): 80, int(Q.Q8_0): 136, K8: 160}  # four rows' blocks of 32
 
 
 def repack(blocks: Tensor, qtype: Q) -> Tensor:
@@ -383,6 +393,22 @@ def use_packed_kernels(model: nn.Module, release: Callable[[], None] | None = No
 
 
 QUANTIZE_KINDS = ("int8", "int4")
+QUANTIZE_FORMATS = {"int8": Q.Q8_0, "int4": Q.Q4_1}  # the GGML blocks each kind is on the native kernels
+
+
+def _as_blocks(weights: tuple[Tensor, ...], qtype: Q) -> list[QuantizedWeight] | None:
+    """Dense matrices quantized to GGML blocks of `qtype` by gguf-py (llama.cpp's rounding), for
+    the native kernels; None where those cannot take them."""
+    if native.module() is None or not all(w.ndim == 2 and _native_shape(tuple(w.shape)) for w in weights):
+        return None
+    return [
+        QuantizedWeight(torch.from_numpy(gguf_quants.quantize(w.float().numpy(), qtype)), qtype, tuple(w.shape))
+        for w in weights
+    ]
+
+
+def _native_shape(shape: tuple[int, ...]) -> bool:
+    return shape[0] % GROUP_ROWS == 0 and shape[1] % 32 == 0
 
 
 def check_quantize(kind: str) -> None:
@@ -403,9 +429,13 @@ def _fusable(model: nn.Module) -> list[tuple[nn.Module, str, list[nn.Module]]]:
 def quantize_model(model: nn.Module, kind: str) -> int:
     """Quantize every dense linear map of a CPU model onto packed kernels, at load.
 
-    `kind` "int4" (group-wise, 32 per group, where the shape allows) or "int8" (per output
-    channel). The output head is int8 in both (its rounding shows directly in every logit), and
-    the MoE router stays dense. The dense matrices are dropped. Returns how many maps were packed.
+    On the native kernels, `kind` "int4" writes each matrix as Q4_1 blocks (32 values with a
+    scale and an offset each) and "int8" as Q8_0 (32 values and a scale), with gguf-py's
+    quantizer: what llama.cpp's quantize makes of the same weights. Without them (no build,
+    shapes they cannot take), "int4" is PyTorch's group-wise int4 (32 per group) and "int8"
+    per output channel. The output head is 8-bit in both (its rounding shows directly in every
+    logit), and the MoE router stays dense. The dense matrices are dropped. Returns how many
+    maps were packed.
     """
     from autan.model.layers import Linear
 
@@ -415,7 +445,10 @@ def quantize_model(model: nn.Module, kind: str) -> int:
     def dense(linear: object) -> bool:
         return isinstance(linear, Linear) and linear not in routers and _is_dense(linear.weight)
 
-    def kernel(*weights: Tensor) -> PackedLinear:
+    def kernel(*weights: Tensor, kind: str = kind) -> PackedLinear:
+        blocks = _as_blocks(weights, QUANTIZE_FORMATS[kind])
+        if blocks is not None:
+            return _ggml(*blocks)
         if kind == "int4" and all(_int4_shape(w.shape) for w in weights):
             return _int4(*weights)
         fused = _int8(torch.cat(weights)) if len(weights) > 1 else _int8(weights[0])
@@ -429,7 +462,8 @@ def quantize_model(model: nn.Module, kind: str) -> int:
             done.update(maps)
     for module in model.modules():
         if dense(module) and module not in done:
-            module.kernel = _int8(module.weight) if module is getattr(model, "lm_head", None) else kernel(module.weight)
+            head = module is getattr(model, "lm_head", None)
+            module.kernel = kernel(module.weight, kind="int8") if head else kernel(module.weight)
             done.add(module)
         if isinstance(module, MoeFeedForward) and all(_is_dense(w) for w in _expert_weights(module)):
             module.expert_kernels = _expert_kernels(module, lambda w, e: w[e], kernel)
@@ -441,7 +475,7 @@ def quantize_model(model: nn.Module, kind: str) -> int:
     count += len(done)
     embeddings = model.model.embed_tokens.weight
     if model.config.tie_embeddings and model.head_kernel is None and _is_dense(embeddings):
-        model.head_kernel = _int8(embeddings)  # the embedding itself stays dense, for lookups
+        model.head_kernel = kernel(embeddings, kind="int8")  # the embedding itself stays dense, for lookups
         count += 1
     _mark_head(model)
     model.kernels_changed()

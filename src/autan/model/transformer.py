@@ -10,7 +10,7 @@ sequences, packed into one (N,) tensor, through the same layers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from autan import native
 from autan.config import ModelConfig
 from autan.model.cache import KVCache, Step, uncached_step
-from autan.model.kernels import FULL_WIDTH_FROM, PackedLinear
+from autan.model.kernels import PackedLinear
 from autan.model.layers import Embedding, Linear, RMSNorm
 from autan.model.moe import MoeFeedForward
 from autan.model.quant import materialize
@@ -87,52 +87,68 @@ class Block(nn.Module):
         return h + ffn(self.post_attention_layernorm(h))
 
 
-class PackedLayer(NamedTuple):
-    """One dense block whose maps all run on packed kernels, as bare tensors (see `Transformer.run`)."""
-
-    input_norm: Tensor
-    qkv: PackedLinear
-    o: PackedLinear
-    post_norm: Tensor
-    gate_up: PackedLinear
-    down: PackedLinear
-
-
 # Rows (tokens) up to which a step runs on the native step; from there the blocks' products
 # unpack their weights to float32 tiles for BLAS, faster at prompt widths (measured: 244 against
 # 285 tokens/s at 128 rows, 197 against 357 at 512, on the default model).
 NATIVE_MAX_ROWS = 96
 
 
-def _native_layers(packed: list[PackedLayer] | None, config: ModelConfig) -> Any | None:
-    """Every dense block held by the native decode step (`csrc/decode.cpp`), when all of them
-    are on the GGUF file's own blocks (kind "ggml"); else None."""
-    if not packed or native.module() is None:
+def _native_layers(layers: nn.ModuleList, config: ModelConfig) -> Any | None:
+    """Every block held by the native decode step (`csrc/decode.cpp`), when all their maps are
+    on the native kernels (kind "ggml"), experts included; else None."""
+    if native.module() is None:
         return None
-    tensors, qtypes = [], []
-    for layer in packed:
-        maps = (layer.qkv, layer.o, layer.gate_up, layer.down)
-        if not all(m.kind == "ggml" for m in maps):
-            return None
-        norms = (layer.input_norm.float().contiguous(), layer.post_norm.float().contiguous())
-        tensors += [norms[0], layer.qkv.weight, layer.o.weight, norms[1], layer.gate_up.weight, layer.down.weight]
-        qtypes += [int(m.qtype) for m in maps]
-    c = config
-    return native.module().Layers(tensors, qtypes, c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.hidden_dim, c.norm_eps)
-
-
-def _packed_layers(layers: nn.ModuleList) -> list[PackedLayer] | None:
-    packed = []
+    norms, maps, routers, experts = [], [], [], []
     for block in layers:
-        if not hasattr(block, "mlp"):
+        attn = block.self_attn
+        attention = (_segments(attn.qkv_kernel, attn.q_proj, attn.k_proj, attn.v_proj), _segments(None, attn.o_proj))
+        if hasattr(block, "mlp"):
+            mlp = block.mlp
+            ffn = (_segments(mlp.gate_up_kernel, mlp.gate_proj, mlp.up_proj), _segments(None, mlp.down_proj))
+            router, per_expert = torch.empty(0), []
+        else:
+            moe = block.block_sparse_moe
+            ffn, per_expert = ([], []), _expert_segments(moe)
+            router = materialize(moe.gate.weight, torch.float32).contiguous()  # exact: the reference's logits
+        if None in attention or None in ffn or per_expert is None:
             return None
-        attn, mlp = block.self_attn, block.mlp
-        maps = (attn.qkv_kernel, attn.o_proj.kernel, mlp.gate_up_kernel, mlp.down_proj.kernel)
-        if not all(isinstance(m, PackedLinear) for m in maps):
-            return None
-        norms = (block.input_layernorm.weight, block.post_attention_layernorm.weight)
-        packed.append(PackedLayer(norms[0], maps[0], maps[1], norms[1], maps[2], maps[3]))
-    return packed
+        norms += [
+            block.input_layernorm.weight.float().contiguous(),
+            block.post_attention_layernorm.weight.float().contiguous(),
+        ]
+        maps += [*attention, *ffn]
+        routers.append(router)
+        experts.append(per_expert)
+    c = config
+    top_k = c.moe.num_experts_per_tok if c.moe else 1
+    return native.module().Layers(
+        norms, maps, routers, experts, top_k, c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.hidden_dim, c.norm_eps
+    )
+
+
+def _expert_segments(moe: MoeFeedForward) -> list[list[tuple[Tensor, int]]] | None:
+    """Each expert's gate_up and down for the native step, expert after expert; None unless all
+    are on the native kernels."""
+    if moe.expert_kernels is None:
+        return None
+    out = []
+    for gate_up, down in zip(moe.expert_kernels["gate_up"], moe.expert_kernels["down"], strict=True):
+        gate_up_kernels = list(gate_up) if isinstance(gate_up, nn.ModuleList) else [gate_up]
+        out += [_kernel_segments(gate_up_kernels), _kernel_segments([down])]
+    return None if None in out else out
+
+
+def _segments(fused: nn.Module | None, *linears: nn.Module) -> list[tuple[Tensor, int]] | None:
+    """One map's rows for the native step: the fused kernel, or each map's own (maps of a block
+    may be in different formats, as q/k (Q4_K) and v (Q6_K) of a Q4_K_M file); None if any map
+    is not on the native kernels."""
+    return _kernel_segments([fused] if fused is not None else [linear.kernel for linear in linears])
+
+
+def _kernel_segments(kernels: list[nn.Module | None]) -> list[tuple[Tensor, int]] | None:
+    if not all(isinstance(k, PackedLinear) and k.kind == "ggml" for k in kernels):
+        return None
+    return [(k.weight, k.kernel_type) for k in kernels]
 
 
 class Decoder(nn.Module):
@@ -152,12 +168,12 @@ class Transformer(nn.Module):
             self.lm_head = Linear(config.dim, config.vocab_size)
         self._inv_freq: Tensor | None = None
         self.head_kernel: nn.Module | None = None  # a packed kernel for a tied quantized head
-        self._packed: list[PackedLayer] | bool | None = False  # False: not looked for since kernels changed
         self._native: Any | None = None  # autan._native.Layers
+        self._native_found = False  # looked for since kernels last changed
 
     def kernels_changed(self) -> None:
-        """Say that linear maps got (or lost) packed kernels: `run` looks again for its fast path."""
-        self._packed = False
+        """Say that linear maps got (or lost) packed kernels: `run` looks again for the native step."""
+        self._native_found = False
 
     @property
     def device(self) -> torch.device:
@@ -194,8 +210,6 @@ class Transformer(nn.Module):
         x = self.model.embed_tokens(tokens, self.dtype)  # (N, dim)
         if self._native_step() is not None and len(x) <= NATIVE_MAX_ROWS and x.dtype == torch.float32:
             x = self._run_native(x, cos, sin, step)
-        elif self._packed and len(x) < FULL_WIDTH_FROM and x.dtype == torch.float32:
-            x = self._run_packed(x, cos, sin, step)
         else:
             for layer in self.model.layers:
                 x = layer(x, cos, sin, step)
@@ -209,9 +223,9 @@ class Transformer(nn.Module):
     def _native_step(self) -> Any | None:
         """The native step's hold on every block (`autan._native.Layers`), or None where it
         cannot take them; looked for again after `kernels_changed`."""
-        if self._packed is False:
-            self._packed = _packed_layers(self.model.layers)
-            self._native = _native_layers(self._packed, self.config)
+        if not self._native_found:
+            self._native = _native_layers(self.model.layers, self.config)
+            self._native_found = True
         return self._native
 
     def _run_native(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
@@ -229,26 +243,6 @@ class Transformer(nn.Module):
             plan.visible,
             plan.offsets,
         )
-
-    def _run_packed(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
-        """The blocks' computation, op for op (so bit for bit), without the modules around it.
-
-        Decoding a few tokens, the products are small and the time goes to calling them: this
-        path, for dense models on packed kernels, leaves out every module call and attribute
-        lookup (a fifth of a decode step on the default model).
-        """
-        c = self.config
-        n_tokens, shape, hd, n_qk = x.shape[0], (c.dim,), c.head_dim, c.n_heads + c.n_kv_heads
-        for i, layer in enumerate(self._packed):
-            h = layer.input_norm * F.rms_norm(x, shape, eps=c.norm_eps)
-            heads = layer.qkv.product(h).float().view(n_tokens, -1, hd)
-            q, k = apply_rope(heads[:, :n_qk], cos, sin).split([c.n_heads, c.n_kv_heads], dim=1)
-            out = step.attend(i, q, k, heads[:, n_qk:]).reshape(n_tokens, -1)
-            x = x + layer.o.product(out)  # a bfloat16 product is widened by the sum: exact
-            h = layer.post_norm * F.rms_norm(x, shape, eps=c.norm_eps)
-            gate, up = layer.gate_up.product(h).float().split(c.hidden_dim, dim=-1)
-            x = x + layer.down.product(F.silu(gate) * up)
-        return x
 
     @torch.inference_mode()
     def logits(self, token_ids: Sequence[int] | Tensor) -> Tensor:
