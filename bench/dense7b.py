@@ -8,9 +8,14 @@ cache: load time and resident memory (after load and at peak), decode tokens/s (
 prompt) and prefill tokens/s of a 128-token prompt. The read bandwidth of this machine's threads
 is measured too: bytes a token must read over it is decode's limit.
 
-    python bench/dense7b.py [--decode 32] [--prefill 128]
+    python bench/dense7b.py [--decode 32] [--prefill 128] [--format q4_k_m]
 
-llama-bench is built by bench/build-llama-cpp.sh; without it, its column says so.
+`--format q4_k_m` measures the same model requantized by llama.cpp's own llama-quantize to
+Q4_K_M (Q4_K with Q6_K for the head and part of attn_v and ffn_down, as llama.cpp mixes it):
+the K-quant kernels on the files people download most.
+
+llama-bench and llama-quantize are built by bench/build-llama-cpp.sh; without them, the
+columns that need them say so.
 """
 
 from __future__ import annotations
@@ -28,8 +33,12 @@ from report import write_section
 from speed import rss_mib
 
 ROOT = Path(__file__).resolve().parent.parent
-FILE = ROOT / ".bench" / "mistral-7b-shaped-q4_0.gguf"
+FILES = {
+    "q4_0": ROOT / ".bench" / "mistral-7b-shaped-q4_0.gguf",
+    "q4_k_m": ROOT / ".bench" / "mistral-7b-shaped-q4_k_m.gguf",
+}
 LLAMA_BENCH = ROOT / ".bench" / "llama.cpp" / "bin" / "llama-bench"
+LLAMA_QUANTIZE = ROOT / ".bench" / "llama.cpp" / "bin" / "llama-quantize"
 SHAPE = dict(layers=32, dim=4096, heads=32, kv_heads=8, ffn=14336)
 Q4_0_BLOCK = 18  # bytes of 32 weights: an f16 scale, 16 bytes of nibbles
 
@@ -89,14 +98,12 @@ def write_model(path: Path) -> None:
     writer.close()
 
 
-def bytes_per_token() -> int:
-    """What one decode step must read: every layer's matrices and the output head (one embedding
-    row and the KV cache are noise beside them)."""
-    s = SHAPE
-    hd = s["dim"] // s["heads"]
-    per_layer = 2 * s["dim"] ** 2 + 2 * s["kv_heads"] * hd * s["dim"] + 3 * s["ffn"] * s["dim"]
-    weights = s["layers"] * per_layer + 49152 * s["dim"]
-    return weights // 32 * Q4_0_BLOCK
+def bytes_per_token(path: Path) -> int:
+    """What one decode step must read: every tensor of the file but the embedding (one row of it
+    and the KV cache are noise beside them), as stored."""
+    import gguf
+
+    return sum(int(t.n_bytes) for t in gguf.GGUFReader(path).tensors if t.name != "token_embd.weight")
 
 
 def read_bandwidth() -> float:
@@ -111,12 +118,12 @@ def read_bandwidth() -> float:
     return data.numel() * 4 / best
 
 
-def measure_autan(decode: int, prefill: int) -> dict:
+def measure_autan(path: Path, decode: int, prefill: int) -> dict:
     import autan
 
     base = rss_mib("VmRSS")
     start = time.perf_counter()
-    model = autan.load_model(FILE)
+    model = autan.load_model(path)
     load = time.perf_counter() - start
     loaded = rss_mib("VmRSS") - base
     g = torch.Generator().manual_seed(0)
@@ -140,7 +147,7 @@ def measure_autan(decode: int, prefill: int) -> dict:
     }
 
 
-def measure_llama_bench(decode: int, prefill: int) -> dict | str:
+def measure_llama_bench(path: Path, decode: int, prefill: int) -> dict | str:
     if not LLAMA_BENCH.exists():
         return "not built (bench/build-llama-cpp.sh)"
     threads = str(torch.get_num_threads())
@@ -148,7 +155,7 @@ def measure_llama_bench(decode: int, prefill: int) -> dict | str:
         [
             str(LLAMA_BENCH),
             "-m",
-            str(FILE),
+            str(path),
             "-t",
             threads,
             "-p",
@@ -174,31 +181,28 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--decode", type=int, default=32)
     parser.add_argument("--prefill", type=int, default=128)
+    parser.add_argument("--format", choices=sorted(FILES), default="q4_0")
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    path = FILES[args.format]
     if args.engine == "autan":
-        print(json.dumps(measure_autan(args.decode, args.prefill)))
+        print(json.dumps(measure_autan(path, args.decode, args.prefill)))
         return
-    if not FILE.exists():
-        FILE.parent.mkdir(exist_ok=True)
-        start = time.perf_counter()
-        write_model(FILE)
-        print(f"wrote {FILE} in {time.perf_counter() - start:.1f} s", flush=True)
-    subprocess.run(["cat", str(FILE)], stdout=subprocess.DEVNULL, check=True)  # a warm page cache
+    make_file(args.format)
+    subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # a warm page cache
     bandwidth = read_bandwidth()
-    peer = measure_llama_bench(args.decode, args.prefill)
+    peer = measure_llama_bench(path, args.decode, args.prefill)
     print("llama-bench", peer, flush=True)
+    command = [sys.executable, __file__, "--engine", "autan", "--format", args.format]
     run = subprocess.run(
-        [sys.executable, __file__, "--engine", "autan", "--decode", str(args.decode), "--prefill", str(args.prefill)],
-        capture_output=True,
-        text=True,
+        [*command, "--decode", str(args.decode), "--prefill", str(args.prefill)], capture_output=True, text=True
     )
     if run.returncode != 0:
         raise SystemExit(run.stderr[-2000:])
     ours = json.loads(run.stdout.strip().splitlines()[-1])
     print("autan", ours, flush=True)
-    file_mib = FILE.stat().st_size / 2**20
-    limit = bandwidth / bytes_per_token()
+    file_mib = path.stat().st_size / 2**20
+    limit = bandwidth / bytes_per_token(path)
     rows = ["| | autan | llama-bench | autan / llama-bench |", "|---|---|---|---|"]
     for key, label in (
         ("decode_tps", f"decode, tokens/s (tg{args.decode})"),
@@ -207,20 +211,41 @@ def main() -> None:
         theirs = f"{peer[key]:.2f}" if isinstance(peer, dict) else peer
         ratio = f"{ours[key] / peer[key]:.2f}" if isinstance(peer, dict) else ""
         rows.append(f"| {label} | {ours[key]:.2f} | {theirs} | {ratio} |")
+    weights = "Random Q4_0 weights" if args.format == "q4_0" else "Random Q4_0 weights requantized to Q4_K_M"
     lines = [
-        f"Random Q4_0 weights in a Mistral-7B shape ({', '.join(f'{k} {v}' for k, v in SHAPE.items())}), "
+        f"{weights} in a Mistral-7B shape ({', '.join(f'{k} {v}' for k, v in SHAPE.items())}), "
         f"{file_mib / 1024:.2f} GiB file, the default model's tokenizer; {torch.get_num_threads()} threads, "
         "warm page cache, each engine in its own process.",
         "",
         *rows,
         "",
-        f"- Read bandwidth measured here: {bandwidth / 1e9:.1f} GB/s; a token reads {bytes_per_token() / 1e9:.2f} GB, "
+        f"- Read bandwidth measured here: {bandwidth / 1e9:.1f} GB/s; a token reads "
+        f"{bytes_per_token(path) / 1e9:.2f} GB, "
         f"so decode's limit is {limit:.2f} tokens/s. autan decodes at {ours['decode_tps'] / limit:.0%} of it"
         + (f", llama.cpp at {peer['decode_tps'] / limit:.0%}." if isinstance(peer, dict) else "."),
         f"- autan: load {ours['load_s']:.1f} s; resident memory {ours['loaded_mib'] / file_mib:.2f}x the file after "
         f"load, {ours['peak_mib'] / file_mib:.2f}x at peak.",
     ]
-    write_section("Mistral-7B-shaped model against llama-bench", "\n".join(lines))
+    title = "Mistral-7B-shaped model" + (" in Q4_K_M" if args.format == "q4_k_m" else "")
+    write_section(f"{title} against llama-bench", "\n".join(lines))
+
+
+def make_file(kind: str) -> None:
+    """The bench's model file, written here (Q4_0) or requantized by llama.cpp (Q4_K_M)."""
+    path = FILES[kind]
+    if path.exists():
+        return
+    path.parent.mkdir(exist_ok=True)
+    start = time.perf_counter()
+    if kind == "q4_0":
+        write_model(path)
+    else:
+        if not LLAMA_QUANTIZE.exists():
+            raise SystemExit("Q4_K_M needs llama.cpp's llama-quantize: bash bench/build-llama-cpp.sh")
+        make_file("q4_0")
+        command = [str(LLAMA_QUANTIZE), "--allow-requantize", str(FILES["q4_0"]), str(path), "Q4_K_M"]
+        subprocess.run(command, check=True, capture_output=True)
+    print(f"wrote {path} in {time.perf_counter() - start:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

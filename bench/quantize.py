@@ -22,10 +22,10 @@ from report import write_section
 
 import autan
 from autan import registry
-from autan.model.kernels import quantize_model
 from autan.model.layers import Linear
 from autan.model.quant import QuantizedWeight
 from autan.tokenizer import load_tokenizer
+from autan.weights.packing import quantize_model
 
 TEXT = Path(__file__).parent / "data" / "gettysburg.txt"
 

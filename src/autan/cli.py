@@ -314,6 +314,9 @@ def _inspect(args: argparse.Namespace) -> None:
         if isinstance(module, QuantizedWeight):
             kinds[module.qtype.name] += 1
             nbytes += module.packed.nbytes
+        elif isinstance(module, PackedLinear):  # packed at load: the file's type, in the kernels' layout
+            kinds[module.qtype.name if module.qtype is not None else module.kind] += 1
+            nbytes += module.weight.nbytes + module.scales.nbytes
     for p in model.parameters():
         kinds[str(p.dtype).removeprefix("torch.")] += 1
         nbytes += p.nbytes

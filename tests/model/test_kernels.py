@@ -60,22 +60,11 @@ def test_packed_weights_equal_the_unpacked_ones_within_rounding(qtype, seed):
     assert ((y - reference).abs().max() / reference.abs().max()).item() < 3e-2
 
 
-def test_fused_kernels_compute_what_separate_ones_do():
-    from autan.model.kernels import _int4
-
-    weights = [random_weight(Q.Q4_1, rows, 256, seed) for seed, rows in enumerate((64, 32, 32))]
-    x = torch.randn(3, 256)
-    fused = _int4(*weights)(x).split([64, 32, 32], dim=-1)
-    for part, weight in zip(fused, weights, strict=True):
-        torch.testing.assert_close(part, _int4(weight)(x), rtol=0, atol=0)
-
-
 def test_the_default_model_on_packed_kernels_stays_close_to_the_exact_path():
     path = registry.pull("smollm2", quiet=True)
     packed, exact = autan.load_model(path), autan.load_model(path, kernels="exact")
     layer = packed.model.layers[0]
-    assert layer.mlp.gate_up_kernel.splits == [1536, 1536] and layer.self_attn.qkv_kernel.splits == [576, 192, 192]
-    assert layer.mlp.down_proj.kernel.kind == "int4" and packed.head_kernel.kind == "int8"
+    assert layer.mlp.down_proj.weight.kind == "int4" and packed.head_kernel.kind == "int8"
     prompt = torch.tensor([1, 9690, 198, 2683, 314, 253, 5356, 282, 4649, 47, 2, 198, 1, 520, 9531, 198])
     p, q = torch.log_softmax(exact.logits(prompt), -1), torch.log_softmax(packed.logits(prompt), -1)
     kl = (p.exp() * (p - q)).sum(-1)  # KL(exact || packed) per position, in nats
@@ -122,43 +111,35 @@ def test_quantize_at_load_rounds_to_its_grid_and_computes_with_it(arch, kind, tm
     quantized = autan.load_model(tmp_path / "hf", dtype=torch.float32, quantize=kind)
     reference = autan.load_model(tmp_path / "hf", dtype=torch.float32)  # will hold the packed matrices
 
-    def check(kernel, originals, targets):
-        assert kernel.kind == (kind if kind == "int8" or kernel is not quantized.lm_head.kernel else "int8")
-        matrices = dequantized(kernel).split([w.shape[0] for w in originals])
-        for matrix, original, target in zip(matrices, originals, targets, strict=True):
-            error = (matrix - original).abs()
-            if kernel.kind == "int8":
-                bound = original.abs().amax(1, keepdim=True) / 254 * (1 + 2 * BF16) + 1e-7
-            else:
-                bound = _int4_grid_error(original)
-            assert bool((error <= bound).all()), (error - bound).max()
-            target.data = matrix
+    def check(kernel, original, target):
+        assert kernel.kind == (kind if kind == "int8" or kernel is not quantized.lm_head.weight else "int8")
+        matrix = dequantized(kernel)
+        error = (matrix - original).abs()
+        if kernel.kind == "int8":
+            bound = original.abs().amax(1, keepdim=True) / 254 * (1 + 2 * BF16) + 1e-7
+        else:
+            bound = _int4_grid_error(original)
+        assert bool((error <= bound).all()), (error - bound).max()
+        with torch.no_grad():
+            target.copy_(matrix)  # in place: an expert's matrix is a view of the stacked experts
+
+    def maps(block):
+        yield from (getattr(block.self_attn, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj"))
+        if hasattr(block, "mlp"):
+            yield from (getattr(block.mlp, n) for n in ("gate_proj", "up_proj", "down_proj"))
 
     for d, q, r in zip(dense.model.layers, quantized.model.layers, reference.model.layers, strict=True):
-        attn = (d.self_attn, r.self_attn)
-        names = ("q_proj", "k_proj", "v_proj")
-        check(
-            q.self_attn.qkv_kernel,
-            [getattr(attn[0], n).weight for n in names],
-            [getattr(attn[1], n).weight for n in names],
-        )
-        check(q.self_attn.o_proj.kernel, [d.self_attn.o_proj.weight], [r.self_attn.o_proj.weight])
+        for dm, qm, rm in zip(maps(d), maps(q), maps(r), strict=True):
+            check(qm.weight, dm.weight, rm.weight)
         if arch == "mixtral":
             kernels = q.block_sparse_moe.expert_kernels
             de, re_ = d.block_sparse_moe.experts, r.block_sparse_moe.experts
-            assert q.block_sparse_moe.gate.kernel is None  # the router stays dense
+            assert isinstance(q.block_sparse_moe.gate.weight, torch.Tensor)  # the router stays dense
             for e in range(len(kernels["down"])):
-                check(kernels["gate_up"][e], [de.w1[e], de.w3[e]], [re_.w1[e], re_.w3[e]])
-                check(kernels["down"][e], [de.w2[e]], [re_.w2[e]])
-        else:
-            check(
-                q.mlp.gate_up_kernel,
-                [d.mlp.gate_proj.weight, d.mlp.up_proj.weight],
-                [r.mlp.gate_proj.weight, r.mlp.up_proj.weight],
-            )
-            check(q.mlp.down_proj.kernel, [d.mlp.down_proj.weight], [r.mlp.down_proj.weight])
-    check(quantized.lm_head.kernel, [dense.lm_head.weight], [reference.lm_head.weight])
-    assert quantized.lm_head.kernel.kind == "int8"
+                for name, w in (("gate", "w1"), ("up", "w3"), ("down", "w2")):
+                    check(kernels[name][e], getattr(de, w)[e], getattr(re_, w)[e])
+    check(quantized.lm_head.weight, dense.lm_head.weight, reference.lm_head.weight)
+    assert quantized.lm_head.weight.kind == "int8"
 
     tokens = torch.randint(0, 128, (20,), generator=torch.Generator().manual_seed(1))
     a, b = quantized.logits(tokens), reference.logits(tokens)
@@ -262,7 +243,7 @@ def test_the_output_head_gives_float32_logits_for_one_row():
     exact = x.double() @ dequantized(head).double().t()
     error = (head(x).double() - exact).abs().max() / exact.abs().max()
     assert head(x).dtype == torch.float32 and error.item() < 1e-4
-    assert not autan.load_model(path).model.layers[0].self_attn.o_proj.kernel.logits
+    assert not autan.load_model(path).model.layers[0].self_attn.o_proj.weight.logits
 
 
 @pytest.mark.parametrize("side", ["below", "above"])

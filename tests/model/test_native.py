@@ -375,28 +375,27 @@ def test_quantize_at_load_writes_llama_cpp_blocks_for_the_native_step(arch, kind
     reference = autan.load_model(tmp_path / "hf", dtype=torch.float32)  # given the blocks' values below
     assert quantized._native_step() is not None
 
-    def check(kernel, targets, qtype=qtype):
+    def check(kernel, target, qtype=qtype):
         assert kernel.kind == "ggml" and kernel.qtype == qtype
-        matrices = dequantized(kernel).split([t.shape[0] for t in targets])
-        for matrix, target in zip(matrices, targets, strict=True):
-            values = target.detach().float().numpy()
-            expected = torch.from_numpy(gguf.quants.dequantize(gguf.quants.quantize(values, qtype), qtype))
-            assert torch.equal(matrix, expected)
-            with torch.no_grad():
-                target.copy_(expected)  # in place: an expert's matrix is a view of the stacked experts
+        values = target.detach().float().numpy()
+        expected = torch.from_numpy(gguf.quants.dequantize(gguf.quants.quantize(values, qtype), qtype))
+        assert torch.equal(dequantized(kernel), expected)
+        with torch.no_grad():
+            target.copy_(expected)  # in place: an expert's matrix is a view of the stacked experts
 
     for q, r in zip(quantized.model.layers, reference.model.layers, strict=True):
-        check(q.self_attn.qkv_kernel, [getattr(r.self_attn, n).weight for n in ("q_proj", "k_proj", "v_proj")])
-        check(q.self_attn.o_proj.kernel, [r.self_attn.o_proj.weight])
+        names = ("q_proj", "k_proj", "v_proj", "o_proj")
+        pairs = [(getattr(q.self_attn, n), getattr(r.self_attn, n)) for n in names]
         if arch == "mixtral":
             kernels, experts = q.block_sparse_moe.expert_kernels, r.block_sparse_moe.experts
             for e in range(len(kernels["down"])):
-                check(kernels["gate_up"][e], [experts.w1[e], experts.w3[e]])
-                check(kernels["down"][e], [experts.w2[e]])
+                for name, w in (("gate", "w1"), ("up", "w3"), ("down", "w2")):
+                    check(kernels[name][e], getattr(experts, w)[e])
         else:
-            check(q.mlp.gate_up_kernel, [r.mlp.gate_proj.weight, r.mlp.up_proj.weight])
-            check(q.mlp.down_proj.kernel, [r.mlp.down_proj.weight])
-    check(quantized.lm_head.kernel, [reference.lm_head.weight], Q.Q8_0)
+            pairs += [(getattr(q.mlp, n), getattr(r.mlp, n)) for n in ("gate_proj", "up_proj", "down_proj")]
+        for qm, rm in pairs:
+            check(qm.weight, rm.weight)
+    check(quantized.lm_head.weight, reference.lm_head.weight, Q.Q8_0)
     tokens = torch.randint(0, 128, (20,), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         cache = quantized.new_cache()

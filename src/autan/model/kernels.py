@@ -2,7 +2,7 @@
 
 Where the native kernels are built (`autan.native`, csrc/), every GGML matrix they take (Q4_0,
 Q4_1, Q8_0, Q4_K, Q5_K, Q6_K) is repacked once at load into their four-row groups (kind
-"ggml"), and `quantize_model` writes dense matrices as Q4_1 or Q8_0 blocks for them. What
+"ggml"), and `quantized` writes dense matrices as Q4_1 or Q8_0 blocks for them. What
 follows is the fallback, PyTorch's own CPU kernels, for machines without the build.
 
 GGML's 4-bit blocks map onto PyTorch's int4 group-wise layout exactly: a group of 32 values
@@ -29,9 +29,7 @@ and CPUs that fail it keep the bfloat16 kernel for every int8 product.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable
 
 import torch
 from gguf import GGMLQuantizationType as Q
@@ -39,12 +37,9 @@ from gguf import quants as gguf_quants
 from torch import Tensor, nn
 
 from autan import native
-from autan.model.moe import MoeFeedForward
 from autan.model.quant import QK_K, QuantizedWeight, _f16, _k_scales, _nibbles, dequantize
 
 GROUP = 32
-# Linear maps of one block that read the same input, fused into one product: (attribute, maps)
-FUSED = (("qkv_kernel", ("q_proj", "k_proj", "v_proj")), ("gate_up_kernel", ("gate_proj", "up_proj")))
 INNER_K_TILES = 2  # the int4 layout wants K divisible by INNER_K_TILES * 16
 INT4_ROWS = 16  # the int4 layout wants the output rows (N) divisible by this
 INT8_MAX_K = (2**31 - 1) // (127 * 127)  # the longest int32 sum of int8 products that cannot overflow
@@ -62,14 +57,12 @@ class PackedLinear(nn.Module):
         weight: Tensor,
         scales: Tensor,
         out_features: int,
-        splits: list[int] | None = None,
         qtype: Q | None = None,
         kernel_type: int | None = None,
     ):
         super().__init__()
         self.kind, self.out_features, self.qtype = kind, out_features, qtype
         self.kernel_type = kernel_type  # "ggml": the native format its blocks were repacked into (csrc/qgemm.h)
-        self.splits = splits or [out_features]  # the output widths of the maps fused into this one
         self.logits = False  # the output head: float32 results even for one row (see `product`)
         self.register_buffer("weight", weight)
         self.register_buffer("scales", scales)  # bfloat16; int4: (K / 32, N, 2), scale and offset; int8: (N,)
@@ -197,9 +190,26 @@ def pack(weight: QuantizedWeight) -> PackedLinear | None:
     """The fastest exact-enough kernel for a GGUF matrix (rows, cols); None if none fits."""
     if len(weight.shape) != 2 or weight.packed.device.type != "cpu":
         return None
-    if _native_ready(weight):
+    if native.module() is not None and weight.qtype in NATIVE_TYPES and _native_shape(weight.shape):
         return _ggml(weight)
     if _int4_ready(weight):
+        return _int4(weight)
+    return _int8(weight)
+
+
+QUANTIZE_KINDS = ("int8", "int4")
+QUANTIZE_FORMATS = {"int8": Q.Q8_0, "int4": Q.Q4_1}  # the GGML blocks of each kind on the native kernels
+
+
+def quantized(weight: Tensor, kind: str) -> PackedLinear:
+    """A dense (rows, cols) matrix quantized onto a packed kernel: on the native kernels, as the
+    GGML blocks gguf-py's quantizer writes (llama.cpp's rounding; `QUANTIZE_FORMATS`); else
+    PyTorch's group-wise int4 where its shape allows, or int8 per output channel."""
+    if native.module() is not None and _native_shape(tuple(weight.shape)):
+        qtype = QUANTIZE_FORMATS[kind]
+        blocks = torch.from_numpy(gguf_quants.quantize(weight.detach().float().numpy(), qtype))
+        return _ggml(QuantizedWeight(blocks, qtype, tuple(weight.shape)))
+    if kind == "int4" and _int4_shape(weight.shape):
         return _int4(weight)
     return _int8(weight)
 
@@ -207,27 +217,17 @@ def pack(weight: QuantizedWeight) -> PackedLinear | None:
 NATIVE_TYPES = (Q.Q4_0, Q.Q4_1, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K)  # the GGML types the native repack takes
 
 
-def _native_ready(*weights: object) -> bool:
-    """Whether the native kernels take these GGUF matrices as stored (one type, whole blocks)."""
-    return (
-        native.module() is not None
-        and all(isinstance(w, QuantizedWeight) and len(w.shape) == 2 and w.packed.device.type == "cpu" for w in weights)
-        and len({w.qtype for w in weights}) == 1
-        and weights[0].qtype in NATIVE_TYPES
-        and len({w.shape[1] for w in weights}) == 1
-        and all(w.shape[0] % GROUP_ROWS == 0 for w in weights)
-    )
+def _native_shape(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 2 and shape[0] % GROUP_ROWS == 0 and shape[1] % 32 == 0
 
 
-def _ggml(*weights: QuantizedWeight) -> PackedLinear:
-    """The file's blocks, repacked once into the native kernels' four-row groups (rows of
-    several maps stacked when fused); K-quants are rewritten into a kernel format (csrc/qgemm.h)."""
-    rows = [w.shape[0] for w in weights]
-    qtype, module = weights[0].qtype, native.module()
-    groups = module.repack([w.packed for w in weights], int(qtype))  # one pass, no stacked copy
-    return PackedLinear(
-        "ggml", groups, torch.empty(0), sum(rows), rows, qtype=qtype, kernel_type=module.kernel_type(int(qtype))
-    )
+def _ggml(weight: QuantizedWeight) -> PackedLinear:
+    """The file's blocks, repacked once into the native kernels' four-row groups; K-quants are
+    rewritten into a kernel format (csrc/qgemm.h)."""
+    module = native.module()
+    groups = module.repack([weight.packed], int(weight.qtype))
+    kernel_type = module.kernel_type(int(weight.qtype))
+    return PackedLinear("ggml", groups, torch.empty(0), weight.shape[0], qtype=weight.qtype, kernel_type=kernel_type)
 
 
 GROUP_ROWS = 4  # rows the native kernels take together (csrc/qgemm.h)
@@ -260,17 +260,13 @@ def unrepack(groups: Tensor, qtype: Q) -> Tensor:
     return torch.cat(parts, dim=-1).transpose(1, 2).reshape(g * GROUP_ROWS, -1).contiguous()
 
 
-def _int4(*weights: QuantizedWeight | Tensor) -> PackedLinear:
-    """One int4 kernel for one matrix, or for several with the same input stacked by rows (fused).
-
-    GGUF 4-bit blocks are mapped exactly; dense matrices are quantized (`_quantize_int4`).
-    """
-    parts = [_int4_parts(w) if isinstance(w, QuantizedWeight) else _quantize_int4(w) for w in weights]
-    q, scale, zero = (torch.cat([p[i] for p in parts]) for i in range(3))  # q 0..15; scale, zero per group
+def _int4(weight: QuantizedWeight | Tensor) -> PackedLinear:
+    """PyTorch's int4 kernel for one matrix: GGUF 4-bit blocks are mapped exactly; dense
+    matrices are quantized (`_quantize_int4`)."""
+    q, scale, zero = _int4_parts(weight) if isinstance(weight, QuantizedWeight) else _quantize_int4(weight)
     packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), INNER_K_TILES)
     scales_and_zeros = torch.stack([scale.t(), zero.t()], dim=-1).to(torch.bfloat16).contiguous()
-    rows = [w.shape[0] for w in weights]
-    return PackedLinear("int4", packed, scales_and_zeros, sum(rows), rows)
+    return PackedLinear("int4", packed, scales_and_zeros, weight.shape[0])
 
 
 def _int4_ready(weight: object) -> bool:
@@ -346,196 +342,11 @@ def dequantized(kernel: PackedLinear) -> Tensor:
     return kernel(eye).float().t()
 
 
-def use_packed_kernels(model: nn.Module, release: Callable[[], None] | None = None) -> int:
-    """Give every GGUF-quantized linear map of `model` (the output head included) a packed kernel.
-
-    Returns how many got one. The packed GGUF blocks stay for embedding lookups. `release`, if
-    given, is called after each conversion (to let go of the file pages just read), so the file
-    and its packed copy are never resident together.
-    """
-    from autan.model.layers import Linear
-
-    def converted() -> None:
-        if release is not None:
-            release()
-            _return_freed_memory()
-
-    count, fused = 0, set()
-    for module, target, maps in _fusable(model):
-        if _native_ready(*(m.weight for m in maps)):
-            setattr(module, target, _ggml(*(m.weight for m in maps)))
-            fused.update(maps)
-            count += len(maps)
-            converted()
-        elif all(_int4_ready(m.weight) for m in maps):
-            setattr(module, target, _int4(*(m.weight for m in maps)))
-            fused.update(maps)
-            count += len(maps)
-            converted()
-    for module in model.modules():
-        if isinstance(module, Linear) and isinstance(module.weight, QuantizedWeight) and module not in fused:
-            module.kernel = pack(module.weight)
-            count += module.kernel is not None
-            converted()
-    for module in model.modules():
-        if isinstance(module, MoeFeedForward):
-            count += _pack_experts(module)
-            converted()
-    config = model.config
-    head = model.model.embed_tokens if config.tie_embeddings else model.lm_head
-    if isinstance(head.weight, QuantizedWeight) and config.tie_embeddings:
-        model.head_kernel = pack(head.weight)
-        count += model.head_kernel is not None
-    _mark_head(model)
-    model.kernels_changed()
-    _return_freed_memory()  # the conversion's temporaries, back to the system
-    return count
-
-
-QUANTIZE_KINDS = ("int8", "int4")
-QUANTIZE_FORMATS = {"int8": Q.Q8_0, "int4": Q.Q4_1}  # the GGML blocks each kind is on the native kernels
-
-
-def _as_blocks(weights: tuple[Tensor, ...], qtype: Q) -> list[QuantizedWeight] | None:
-    """Dense matrices quantized to GGML blocks of `qtype` by gguf-py (llama.cpp's rounding), for
-    the native kernels; None where those cannot take them."""
-    if native.module() is None or not all(w.ndim == 2 and _native_shape(tuple(w.shape)) for w in weights):
-        return None
-    return [
-        QuantizedWeight(torch.from_numpy(gguf_quants.quantize(w.float().numpy(), qtype)), qtype, tuple(w.shape))
-        for w in weights
-    ]
-
-
-def _native_shape(shape: tuple[int, ...]) -> bool:
-    return shape[0] % GROUP_ROWS == 0 and shape[1] % 32 == 0
-
-
 def check_quantize(kind: str) -> None:
     if kind not in QUANTIZE_KINDS:
         raise ValueError(f"quantize='{kind}' must be one of {', '.join(QUANTIZE_KINDS)}")
 
 
-def _fusable(model: nn.Module) -> list[tuple[nn.Module, str, list[nn.Module]]]:
-    """(module, attribute, maps) for each set of FUSED maps in the model: they read the same input."""
-    found = []
-    for module in model.modules():
-        for target, names in FUSED:
-            if hasattr(module, target):
-                found.append((module, target, [getattr(module, n) for n in names]))
-    return found
-
-
-def quantize_model(model: nn.Module, kind: str) -> int:
-    """Quantize every dense linear map of a CPU model onto packed kernels, at load.
-
-    On the native kernels, `kind` "int4" writes each matrix as Q4_1 blocks (32 values with a
-    scale and an offset each) and "int8" as Q8_0 (32 values and a scale), with gguf-py's
-    quantizer: what llama.cpp's quantize makes of the same weights. Without them (no build,
-    shapes they cannot take), "int4" is PyTorch's group-wise int4 (32 per group) and "int8"
-    per output channel. The output head is 8-bit in both (its rounding shows directly in every
-    logit), and the MoE router stays dense. The dense matrices are dropped. Returns how many
-    maps were packed.
-    """
-    from autan.model.layers import Linear
-
-    check_quantize(kind)
-    routers = {m.gate for m in model.modules() if isinstance(m, MoeFeedForward)}
-
-    def dense(linear: object) -> bool:
-        return isinstance(linear, Linear) and linear not in routers and _is_dense(linear.weight)
-
-    def kernel(*weights: Tensor, kind: str = kind) -> PackedLinear:
-        blocks = _as_blocks(weights, QUANTIZE_FORMATS[kind])
-        if blocks is not None:
-            return _ggml(*blocks)
-        if kind == "int4" and all(_int4_shape(w.shape) for w in weights):
-            return _int4(*weights)
-        fused = _int8(torch.cat(weights)) if len(weights) > 1 else _int8(weights[0])
-        fused.splits = [w.shape[0] for w in weights]
-        return fused
-
-    count, done = 0, set()
-    for module, target, maps in _fusable(model):
-        if all(dense(m) for m in maps):
-            setattr(module, target, kernel(*(m.weight for m in maps)))
-            done.update(maps)
-    for module in model.modules():
-        if dense(module) and module not in done:
-            head = module is getattr(model, "lm_head", None)
-            module.kernel = kernel(module.weight, kind="int8") if head else kernel(module.weight)
-            done.add(module)
-        if isinstance(module, MoeFeedForward) and all(_is_dense(w) for w in _expert_weights(module)):
-            module.expert_kernels = _expert_kernels(module, lambda w, e: w[e], kernel)
-            for name in ("w1", "w2", "w3"):
-                setattr(module.experts, name, nn.Parameter(torch.empty(0), requires_grad=False))
-            count += 3 * module.n_experts
-    for module in done:
-        module.weight = nn.Parameter(torch.empty(0, dtype=module.weight.dtype), requires_grad=False)
-    count += len(done)
-    embeddings = model.model.embed_tokens.weight
-    if model.config.tie_embeddings and model.head_kernel is None and _is_dense(embeddings):
-        model.head_kernel = kernel(embeddings, kind="int8")  # the embedding itself stays dense, for lookups
-        count += 1
-    _mark_head(model)
-    model.kernels_changed()
-    _return_freed_memory()
-    return count
-
-
-def _mark_head(model: nn.Module) -> None:
-    head = model.head_kernel if model.config.tie_embeddings else getattr(model.lm_head, "kernel", None)
-    if isinstance(head, PackedLinear):
-        head.logits = True
-
-
-def _is_dense(weight: object) -> bool:
-    return (
-        isinstance(weight, Tensor) and weight.ndim >= 2 and weight.device.type == "cpu" and weight.is_floating_point()
-    )
-
-
 def _int4_shape(shape: tuple[int, ...]) -> bool:
     """Whether PyTorch's int4 layout takes a (rows, cols) matrix."""
     return shape[1] % (INNER_K_TILES * 16) == 0 and shape[0] % INT4_ROWS == 0
-
-
-def _expert_weights(moe: MoeFeedForward) -> tuple:
-    return moe.experts.w1, moe.experts.w3, moe.experts.w2
-
-
-def _expert_kernels(moe: MoeFeedForward, expert, kernel) -> nn.ModuleDict:
-    """Per expert: gate and up fused into one kernel, and down; `expert(w, e)` slices expert e of w."""
-    w1, w3, w2 = _expert_weights(moe)
-    gate_up = nn.ModuleList(kernel(expert(w1, e), expert(w3, e)) for e in range(moe.n_experts))
-    down = nn.ModuleList(kernel(expert(w2, e)) for e in range(moe.n_experts))
-    return nn.ModuleDict({"gate_up": gate_up, "down": down})
-
-
-def _pack_experts(moe: MoeFeedForward) -> int:
-    """Packed kernels for each expert of a quantized MoE block: gate and up fused, then down."""
-    if not all(isinstance(w, QuantizedWeight) and w.packed.device.type == "cpu" for w in _expert_weights(moe)):
-        return 0
-
-    def expert(w: QuantizedWeight, e: int) -> QuantizedWeight:
-        return QuantizedWeight(w.packed[e], w.qtype, w.shape[1:])
-
-    def kernel(*weights: QuantizedWeight) -> nn.Module:
-        if _native_ready(*weights):
-            return _ggml(*weights)
-        if all(_int4_ready(w) for w in weights):
-            return _int4(*weights)
-        return nn.ModuleList(pack(w) for w in weights) if len(weights) > 1 else pack(weights[0])
-
-    moe.expert_kernels = _expert_kernels(moe, expert, kernel)
-    return 3 * moe.n_experts
-
-
-def _return_freed_memory() -> None:
-    import ctypes
-    import ctypes.util
-
-    libc = ctypes.util.find_library("c")
-    if libc:
-        with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-            ctypes.CDLL(libc).malloc_trim(0)

@@ -7,20 +7,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autan.model.kernels import PackedLinear
 from autan.model.quant import Weight, materialize, take
 
 
 class Linear(nn.Module):
-    """y = x W^T with W dense or GGML-quantized (see `autan.model.quant`)."""
+    """y = x W^T with W dense, GGML-quantized (unpacked at each use: `autan.model.quant`) or
+    packed at load for a kernel that multiplies it as it is (`autan.model.kernels`)."""
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__()
-        self.weight: Weight = nn.Parameter(torch.empty(out_features, in_features))
-        self.kernel: nn.Module | None = None  # a packed kernel for a quantized weight (model/kernels.py)
+        self.weight: Weight | PackedLinear = nn.Parameter(torch.empty(out_features, in_features))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.kernel is not None:
-            return self.kernel(x)
+        if isinstance(self.weight, PackedLinear):
+            return self.weight(x)
         return F.linear(x, materialize(self.weight, x.dtype))
 
 

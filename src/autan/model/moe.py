@@ -9,7 +9,8 @@ w2 (E, D, F), dense or GGML-quantized. Only chosen experts' weights are ever tou
   on its group of tokens, so each expert's weights are read once, not once per token.
 
 With packed kernels (`autan.model.kernels`), every batch takes the second way: each used
-expert runs its own int4/int8 products on its tokens, and the others are never read.
+expert runs its own packed products on its tokens, and the others are never read (the native
+decode step does the same inside its one call).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class MoeFeedForward(nn.Module):
         self.n_experts = moe.num_experts
         self.gate = Linear(dim, moe.num_experts)
         self.experts = Experts(moe.num_experts, dim, hidden_dim)
-        self.expert_kernels: nn.ModuleDict | None = None  # per expert: "gate_up" and "down" packed kernels
+        self.expert_kernels: nn.ModuleDict | None = None  # "gate", "up", "down": a packed kernel per expert
 
     def forward(self, x: Tensor) -> Tensor:
         # Softmax over all experts in float32, keep the top k, renormalise: equal to a softmax over the
@@ -78,12 +79,8 @@ class MoeFeedForward(nn.Module):
     def _expert(self, expert: int, x: Tensor) -> Tensor:
         """One expert's SwiGLU on its tokens x (n, D)."""
         if self.expert_kernels is not None:
-            gate_up = self.expert_kernels["gate_up"][expert]
-            if isinstance(gate_up, nn.ModuleList):
-                gate, up = (kernel(x) for kernel in gate_up)
-            else:
-                gate, up = gate_up(x).split(gate_up.splits, dim=-1)
-            return self.expert_kernels["down"][expert](F.silu(gate) * up)
+            gate, up, down = (self.expert_kernels[name][expert] for name in ("gate", "up", "down"))
+            return down(F.silu(gate(x)) * up(x))
         index = torch.tensor(expert, device=x.device)
         w1, w3, w2 = (take(w, index, x.dtype) for w in (self.experts.w1, self.experts.w3, self.experts.w2))
         return F.linear(F.silu(F.linear(x, w1)) * F.linear(x, w3), w2)

@@ -35,19 +35,12 @@ class Attention(nn.Module):
         self.k_proj = Linear(config.dim, config.n_kv_heads * config.head_dim)
         self.v_proj = Linear(config.dim, config.n_kv_heads * config.head_dim)
         self.o_proj = Linear(config.n_heads * config.head_dim, config.dim)
-        self.qkv_kernel: nn.Module | None = None  # q, k and v in one packed product (model/kernels.py)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
         T, hd = x.shape[0], self.head_dim
-        if self.qkv_kernel is not None:  # rows are q, k, v heads in order: rotate q and k in one go
-            heads = self.qkv_kernel(x).view(T, -1, hd)
-            qk = apply_rope(heads[:, : self.n_heads + self.n_kv_heads], cos, sin)
-            q, k = qk.split([self.n_heads, self.n_kv_heads], dim=1)
-            v = heads[:, self.n_heads + self.n_kv_heads :]
-        else:
-            q = apply_rope(self.q_proj(x).view(T, self.n_heads, hd), cos, sin)
-            k = apply_rope(self.k_proj(x).view(T, self.n_kv_heads, hd), cos, sin)
-            v = self.v_proj(x).view(T, self.n_kv_heads, hd)
+        q = apply_rope(self.q_proj(x).view(T, self.n_heads, hd), cos, sin)
+        k = apply_rope(self.k_proj(x).view(T, self.n_kv_heads, hd), cos, sin)
+        v = self.v_proj(x).view(T, self.n_kv_heads, hd)
         out = step.attend(self.layer, q, k, v)  # (T, n_heads, hd)
         return self.o_proj(out.reshape(T, self.n_heads * self.head_dim))
 
@@ -60,14 +53,9 @@ class FeedForward(nn.Module):
         self.gate_proj = Linear(dim, hidden_dim)
         self.up_proj = Linear(dim, hidden_dim)
         self.down_proj = Linear(hidden_dim, dim)
-        self.gate_up_kernel: nn.Module | None = None  # gate and up in one packed product
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.gate_up_kernel is not None:
-            gate, up = self.gate_up_kernel(x).split(self.gate_up_kernel.splits, dim=-1)
-        else:
-            gate, up = self.gate_proj(x), self.up_proj(x)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class Block(nn.Module):
@@ -101,10 +89,10 @@ def _native_layers(layers: nn.ModuleList, config: ModelConfig) -> Any | None:
     norms, maps, routers, experts = [], [], [], []
     for block in layers:
         attn = block.self_attn
-        attention = (_segments(attn.qkv_kernel, attn.q_proj, attn.k_proj, attn.v_proj), _segments(None, attn.o_proj))
+        attention = (_segments(attn.q_proj, attn.k_proj, attn.v_proj), _segments(attn.o_proj))
         if hasattr(block, "mlp"):
             mlp = block.mlp
-            ffn = (_segments(mlp.gate_up_kernel, mlp.gate_proj, mlp.up_proj), _segments(None, mlp.down_proj))
+            ffn = (_segments(mlp.gate_proj, mlp.up_proj), _segments(mlp.down_proj))
             router, per_expert = torch.empty(0), []
         else:
             moe = block.block_sparse_moe
@@ -131,21 +119,21 @@ def _expert_segments(moe: MoeFeedForward) -> list[list[tuple[Tensor, int]]] | No
     are on the native kernels."""
     if moe.expert_kernels is None:
         return None
+    kernels = moe.expert_kernels
     out = []
-    for gate_up, down in zip(moe.expert_kernels["gate_up"], moe.expert_kernels["down"], strict=True):
-        gate_up_kernels = list(gate_up) if isinstance(gate_up, nn.ModuleList) else [gate_up]
-        out += [_kernel_segments(gate_up_kernels), _kernel_segments([down])]
+    for gate, up, down in zip(kernels["gate"], kernels["up"], kernels["down"], strict=True):
+        out += [_kernel_segments([gate, up]), _kernel_segments([down])]
     return None if None in out else out
 
 
-def _segments(fused: nn.Module | None, *linears: nn.Module) -> list[tuple[Tensor, int]] | None:
-    """One map's rows for the native step: the fused kernel, or each map's own (maps of a block
-    may be in different formats, as q/k (Q4_K) and v (Q6_K) of a Q4_K_M file); None if any map
-    is not on the native kernels."""
-    return _kernel_segments([fused] if fused is not None else [linear.kernel for linear in linears])
+def _segments(*linears: Linear) -> list[tuple[Tensor, int]] | None:
+    """Maps that read the same input, as one product's rows for the native step (csrc/decode.h:
+    each map in its own format, as q/k (Q4_K) beside v (Q6_K) in a Q4_K_M file); None if any
+    map is not on the native kernels."""
+    return _kernel_segments([linear.weight for linear in linears])
 
 
-def _kernel_segments(kernels: list[nn.Module | None]) -> list[tuple[Tensor, int]] | None:
+def _kernel_segments(kernels: list[object]) -> list[tuple[Tensor, int]] | None:
     if not all(isinstance(k, PackedLinear) and k.kind == "ggml" for k in kernels):
         return None
     return [(k.weight, k.kernel_type) for k in kernels]

@@ -26,9 +26,10 @@ def load_model(
 
     `dtype` is the compute dtype. By default it is the dtype the weights are stored in for
     safetensors/.pth checkpoints and float32 for GGUF. GGUF matrices always stay as stored
-    (quantized blocks, F16, BF16). With `kernels="packed"` (on a CPU) their linear maps run on
-    PyTorch's int4/int8 kernels (see `autan.model.kernels`); with `kernels="exact"` they are
-    unpacked to `dtype` at every use, which computes exactly what the reference computes.
+    (quantized blocks, F16, BF16). With `kernels="packed"` (on a CPU) their linear maps are packed
+    at load for the native kernels, or PyTorch's int4/int8 where those are not built
+    (`autan.weights.packing`); with `kernels="exact"` they are unpacked to `dtype` at every use,
+    which computes exactly what the reference computes.
 
     `quantize` ("int8" or "int4") quantizes the dense (float) linear maps at load onto the same
     kernels, for float checkpoints on a CPU; docs/benchmarks.md gives its perplexity cost.
@@ -37,7 +38,8 @@ def load_model(
     removable storage), where it stays, beside the packed copy; mapped, the pages of each
     matrix are released once it is packed.
     """
-    from autan.model.kernels import check_quantize, quantize_model
+    from autan.model.kernels import check_quantize
+    from autan.weights.packing import quantize_model
 
     if kernels not in ("packed", "exact"):
         raise ValueError(f"kernels='{kernels}' must be 'packed' or 'exact'")
@@ -53,7 +55,7 @@ def load_model(
 
 
 def _load(path: Path, device: torch.device, dtype: torch.dtype | None, kernels: str, mmap: bool) -> Transformer:
-    from autan.model.kernels import use_packed_kernels
+    from autan.weights.packing import pack_model
 
     if path.is_file():
         gguf = GGUFFile.open(path, mmap=mmap)
@@ -67,7 +69,7 @@ def _load(path: Path, device: torch.device, dtype: torch.dtype | None, kernels: 
             keep_stored_dtype=True,
         )
         if kernels == "packed" and device.type == "cpu":
-            use_packed_kernels(model, release=gguf.release_pages)
+            pack_model(model, release=gguf.release_pages)
             gguf.release_pages()
         return model
     kind = directory_kind(path)
