@@ -2,7 +2,7 @@
 // few tokens (rows) of a decode step or a short prompt chunk.
 //
 //   for each layer:  h = rmsnorm(x) * w_in
-//                    q, k, v = h @ Wqkv^T                   (one product: the maps are stacked)
+//                    q, k, v = h @ Wqkv^T (+ bias, Qwen2)   (one product: the maps are stacked)
 //                    q, k = rope(q), rope(k)                (Hugging Face's halves layout)
 //                    out = attention(q, keys it may see, values)   (query heads grouped by KV head)
 //                    store k, v of the tokens the cache keeps
@@ -438,6 +438,11 @@ void decode_layers(const DecodeStep& step, float* x) {
     rms_norm(xp, lw.input_norm, n, dim, s.eps, h.data());
     timer.mark("norms");
     a.product(lw.qkv, h.data(), n, dim, qkv.data());
+    if (lw.qkv_bias != nullptr) {
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t i = 0; i < width; ++i) qkv[r * width + i] += lw.qkv_bias[i];
+      }
+    }
     timer.mark("qkv product");
     for (int64_t r = 0; r < n; ++r) {
       for (int64_t hh = 0; hh < n_heads + n_kv; ++hh) {

@@ -32,6 +32,7 @@ struct Experts {
 struct LayerWeights {
   const float* input_norm;
   const float* post_norm;
+  const float* qkv_bias = nullptr;  // (q, k, v widths) added to the qkv product (Qwen2); null: none
   Matrix qkv, o, gate_up, down;  // gate_up and down empty where the layer has experts
   Experts experts;
 };

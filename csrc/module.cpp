@@ -132,14 +132,21 @@ class Layers {
   // as segments (the maps fused, or stacked by rows in their own formats). A layer with experts
   // has empty gate_up and down, its router (experts, dim) float32 in `routers` (an empty tensor
   // for a dense layer) and in `experts` each expert's gate_up and down, expert after expert.
-  Layers(std::vector<torch::Tensor> norms, const std::vector<Segments>& maps, std::vector<torch::Tensor> routers,
+  // `biases`: per layer the q, k and v biases, float32 (width,), or an empty tensor.
+  Layers(std::vector<torch::Tensor> norms, const std::vector<Segments>& maps, std::vector<torch::Tensor> biases,
+         std::vector<torch::Tensor> routers,
          const std::vector<std::vector<Segments>>& experts, int64_t top_k, int64_t dim, int64_t n_heads, int64_t n_kv,
          int64_t head_dim, int64_t hidden, double eps)
-      : norms_(std::move(norms)), maps_(maps), routers_(std::move(routers)), experts_(experts) {
+      : norms_(std::move(norms)),
+        maps_(maps),
+        biases_(std::move(biases)),
+        routers_(std::move(routers)),
+        experts_(experts) {
     const int64_t layers = static_cast<int64_t>(norms_.size()) / 2;
     TORCH_CHECK(norms_.size() == static_cast<size_t>(layers * 2) && maps.size() == static_cast<size_t>(layers * 4) &&
-                    routers_.size() == static_cast<size_t>(layers) && experts.size() == static_cast<size_t>(layers),
-                "two norms, four maps, a router and a list of experts per layer");
+                    routers_.size() == static_cast<size_t>(layers) && experts.size() == static_cast<size_t>(layers) &&
+                    biases_.size() == static_cast<size_t>(layers),
+                "two norms, four maps, a bias, a router and a list of experts per layer");
     const int64_t width = (n_heads + 2 * n_kv) * head_dim;
     TORCH_CHECK(n_kv > 0 && n_heads % n_kv == 0 && head_dim % 2 == 0 && dim % QBLOCK == 0 && hidden % QBLOCK == 0 &&
                     dim % GROUP_ROWS == 0 && width % GROUP_ROWS == 0 && (n_heads * head_dim) % QBLOCK == 0,
@@ -157,6 +164,12 @@ class Layers {
       lw.post_norm = norm[1].data_ptr<float>();
       const Segments* m = &maps[l * 4];
       lw.qkv = matrix(m[0], width, dim, "qkv");
+      const torch::Tensor& bias = biases_[l];
+      if (bias.numel() > 0) {
+        TORCH_CHECK(bias.scalar_type() == torch::kFloat32 && bias.is_contiguous() && bias.numel() == width,
+                    "a qkv bias must be float32 (", width, ",)");
+        lw.qkv_bias = bias.data_ptr<float>();
+      }
       lw.o = matrix(m[1], dim, n_heads * head_dim, "o");
       const torch::Tensor& router = routers_[l];
       if (router.numel() == 0) {
@@ -236,7 +249,7 @@ class Layers {
  private:
   std::vector<torch::Tensor> norms_;  // kept alive: layers_ points into them and into maps_
   std::vector<Segments> maps_;
-  std::vector<torch::Tensor> routers_;
+  std::vector<torch::Tensor> biases_, routers_;
   std::vector<std::vector<Segments>> experts_;
   Shape shape_;
   std::vector<LayerWeights> layers_;
@@ -252,7 +265,7 @@ std::map<std::string, bool> features() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "autan's compiled CPU kernels";
-  m.attr("ABI") = 5;  // autan.native.ABI: a build left from older sources is not used
+  m.attr("ABI") = 6;  // autan.native.ABI: a build left from older sources is not used
   m.def("qmatmul", &autan::qmatmul, py::call_guard<py::gil_scoped_release>(),
         "y (M, N) = x (M, K) float32 @ W^T, W repacked GGML blocks (N / 4, group bytes)");
   m.def("repack", &autan::repack, py::call_guard<py::gil_scoped_release>(),
@@ -270,7 +283,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("quantize_activations", &autan::quantize_activations, "x (M, K) -> int8 q, scales d, scaled sums s");
   py::class_<autan::Layers>(m, "Layers", "every block of a model (dense or with experts), for one native call per step (decode.cpp)")
       .def(py::init<std::vector<torch::Tensor>, const std::vector<autan::Segments>&, std::vector<torch::Tensor>,
-                    const std::vector<std::vector<autan::Segments>>&, int64_t, int64_t, int64_t, int64_t, int64_t,
+                    std::vector<torch::Tensor>, const std::vector<std::vector<autan::Segments>>&, int64_t, int64_t, int64_t, int64_t, int64_t,
                     int64_t, double>())
       .def("forward", &autan::Layers::forward, py::call_guard<py::gil_scoped_release>(),
            "x after every block, for the step the visible-key lists describe");

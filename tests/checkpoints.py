@@ -56,13 +56,19 @@ def hf_model(arch: str, seed: int = 0, **overrides):
         extra = {"num_local_experts": 4, "num_experts_per_tok": 2, "sliding_window": None}
         config = transformers.MixtralConfig(**(common | extra | overrides))
         cls = transformers.MixtralForCausalLM
+    elif arch == "qwen2":  # Llama with q/k/v biases; the released models tie their embeddings
+        extra = {"rope_parameters": {"rope_type": "default", "rope_theta": 1e6}, "tie_word_embeddings": True}
+        config = transformers.Qwen2Config(**(common | extra | overrides))
+        cls = transformers.Qwen2ForCausalLM
     else:
         raise ValueError(arch)
     model = cls(config).eval()
-    with torch.no_grad():  # transformers initialises norms to 1; random norms test them too
+    with torch.no_grad():  # transformers initialises norms to 1 and biases to 0; random ones test them too
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
                 p.uniform_(0.5, 1.5)
+            elif name.endswith(".bias"):
+                p.normal_(0, 0.5)
     return model
 
 
@@ -150,7 +156,8 @@ def save_gguf(
     cfg = json.loads((hf_dir / "config.json").read_text())
     rng = np.random.default_rng(seed)
     default_qtype = qtype
-    w = gguf.GGUFWriter(path, "llama")
+    arch = "qwen2" if cfg["model_type"] == "qwen2" else "llama"
+    w = gguf.GGUFWriter(path, arch)
     w.add_block_count(cfg["num_hidden_layers"])
     w.add_context_length(cfg["max_position_embeddings"])
     w.add_embedding_length(cfg["hidden_size"])
@@ -174,7 +181,7 @@ def save_gguf(
         w.kv_data[0][f"llama.{key}"] = gguf.GGUFValue(value, kind)
     tensors = {}
     for name, t in hf_tensors(hf_dir).items():
-        if is_rope_projection(name):
+        if is_rope_projection(name) and arch == "llama":  # llama.cpp's converter; qwen2 keeps the halves
             heads = cfg["num_attention_heads"] if "q_proj" in name else cfg["num_key_value_heads"]
             t = halves_to_interleaved(t, heads)
         tensors[hf_to_gguf(name)] = t.float().numpy()
@@ -226,7 +233,7 @@ def dequantized_hf_state(gguf_path: Path, hf_model_) -> dict[str, torch.Tensor]:
         array = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
         tensor = torch.from_numpy(array.copy())
         kind = t.name.split(".")[2] if t.name.startswith("blk.") else t.name
-        if kind in ("attn_q", "attn_k"):
+        if kind in ("attn_q", "attn_k") and t.name.endswith(".weight") and cfg.model_type != "qwen2":
             heads = cfg.num_attention_heads if kind == "attn_q" else cfg.num_key_value_heads
             tensor = interleaved_to_halves(tensor, heads)
         per_expert[t.name] = tensor

@@ -16,8 +16,8 @@ from typing import Any
 
 from autan.errors import CheckpointError, UnsupportedModelError
 
-HF_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM")
-GGUF_ARCHITECTURES = ("llama",)
+HF_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM")
+GGUF_ARCHITECTURES = ("llama", "qwen2")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class ModelConfig:
     sliding_window: int | None = None
     moe: MoeConfig | None = None
     tie_embeddings: bool = False
+    qkv_bias: bool = False  # Qwen2: q, k and v maps add a bias
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -90,7 +91,7 @@ class ModelConfig:
 
     @classmethod
     def from_hf_config(cls, path: str | Path) -> ModelConfig:
-        """A Hugging Face `config.json` of a Llama, Mistral or Mixtral causal LM."""
+        """A Hugging Face `config.json` of a Llama, Mistral, Mixtral or Qwen2 causal LM."""
         with _invalid_values(path):
             return cls._from_hf_config(path)
 
@@ -102,7 +103,14 @@ class ModelConfig:
             raise UnsupportedModelError(path, f"architectures {archs} is not one of {list(HF_ARCHITECTURES)}")
         if hf.get("hidden_act", "silu") != "silu":
             raise UnsupportedModelError(path, f"hidden_act '{hf['hidden_act']}' is not supported (only 'silu')")
-        mixtral = "MixtralForCausalLM" in archs
+        mixtral, qwen2 = "MixtralForCausalLM" in archs, "Qwen2ForCausalLM" in archs
+        if hf.get("attention_bias") and not qwen2:  # Llama's flag puts a bias on o too
+            raise UnsupportedModelError(path, "attention_bias: biases on every attention map are not supported")
+        if qwen2 and hf.get("use_sliding_window"):
+            raise UnsupportedModelError(
+                path,
+                "use_sliding_window: Qwen2's window on some layers is not supported (the released models leave it off)",
+            )
         rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
         rope_type = rope.get("rope_type", rope.get("type", "default"))
         if rope_type != "default":
@@ -110,8 +118,10 @@ class ModelConfig:
         # Missing keys take transformers' defaults for the family.
         theta = rope.get("rope_theta", hf.get("rope_theta", 1e6 if mixtral else 1e4))
         n_heads = _need(path, hf, "num_attention_heads")
-        # Llama ignores a `sliding_window` key; Mistral and Mixtral apply it when it is set.
-        window = None if "LlamaForCausalLM" in archs else hf.get("sliding_window", None if mixtral else 4096)
+        # Llama (and Qwen2 without use_sliding_window) ignores a `sliding_window` key; Mistral and
+        # Mixtral apply it when it is set.
+        ignored = "LlamaForCausalLM" in archs or qwen2
+        window = None if ignored else hf.get("sliding_window", None if mixtral else 4096)
         moe = None
         if "num_local_experts" in hf:
             moe = MoeConfig(hf["num_local_experts"], hf["num_experts_per_tok"])
@@ -129,6 +139,7 @@ class ModelConfig:
             sliding_window=window,
             moe=moe,
             tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            qkv_bias=qwen2,
         )
 
     @classmethod
@@ -174,6 +185,7 @@ class ModelConfig:
             sliding_window=int(key("attention.sliding_window", 0) or 0) or None,
             moe=MoeConfig(n_experts, int(key("expert_used_count"))) if n_experts else None,
             tie_embeddings="output.weight" not in tensor_names,
+            qkv_bias="blk.0.attn_q.bias" in tensor_names,
         )
 
 

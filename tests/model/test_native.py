@@ -245,6 +245,7 @@ def tiny(tmp_path_factory):
         ("llama-q8", Q.Q8_0, {}, None),
         ("llama-k", Q.Q4_K, {"hidden_size": 256, "intermediate_size": 256}, k_mix),
         ("mixtral", Q.Q8_0, {}, None),  # 4 experts, 2 per token
+        ("qwen2", Q.Q4_0, {}, None),  # q/k/v biases, tied embeddings
     ):
         hf = hf_model(arch.split("-")[0], seed=len(paths), **({"intermediate_size": 128} | shape))
         hf_dir = save_hf(hf, root / f"{arch}-hf")
@@ -268,7 +269,7 @@ def _kl(reference: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return (p.exp() * (p - q)).sum(-1)
 
 
-@pytest.mark.parametrize("arch", ["llama", "mistral", "llama-q8", "llama-k", "mixtral"])
+@pytest.mark.parametrize("arch", ["llama", "mistral", "llama-q8", "llama-k", "mixtral", "qwen2"])
 def test_decoding_token_by_token_on_native_kernels_stays_close_to_the_exact_path(tiny, arch, isa):
     """Past the sliding window (8) too: the rolling cache's slots are reused while rows read them."""
     fast, exact = _load_both(tiny[arch])

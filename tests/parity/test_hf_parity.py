@@ -20,11 +20,30 @@ def load_pair(arch: str, tmp_path, **overrides):
     return hf, model
 
 
-@pytest.mark.parametrize("arch", ["llama", "mistral", "mixtral"])
+@pytest.mark.parametrize("arch", ["llama", "mistral", "mixtral", "qwen2"])
 def test_full_forward_matches_transformers(arch, tmp_path):
     hf, model = load_pair(arch, tmp_path)
     tokens = torch.randint(0, 128, (40,))
     torch.testing.assert_close(model.logits(tokens), reference_logits(hf, tokens), atol=ATOL, rtol=RTOL)
+
+
+def test_qwen2_biases_are_applied(tmp_path):
+    """Qwen2's q/k/v biases (random here) change the logits: a model that dropped them would
+    differ from transformers by far more than the tolerance. Token by token on the cache too."""
+    hf, model = load_pair("qwen2", tmp_path)
+    assert model.config.qkv_bias and model.config.tie_embeddings and model.config.sliding_window is None
+    tokens = torch.randint(0, 128, (24,))
+    expected = reference_logits(hf, tokens)
+    without = hf_model("qwen2")
+    with torch.no_grad():
+        for name, p in without.named_parameters():
+            if name.endswith(".bias"):
+                p.zero_()
+    assert not torch.allclose(reference_logits(without, tokens), expected, atol=1e-2)
+    cache = model.new_cache()
+    with torch.inference_mode():
+        steps = [model(tokens[i : i + 1], cache) for i in range(len(tokens))]
+    torch.testing.assert_close(torch.cat(steps), expected, atol=ATOL, rtol=RTOL)
 
 
 def test_sliding_window_is_exact_past_three_windows(tmp_path):

@@ -15,14 +15,17 @@ class Linear(nn.Module):
     """y = x W^T with W dense, GGML-quantized (unpacked at each use: `autan.model.quant`) or
     packed at load for a kernel that multiplies it as it is (`autan.model.kernels`)."""
 
-    def __init__(self, in_features: int, out_features: int):
+    def __init__(self, in_features: int, out_features: int, bias: bool = False):
         super().__init__()
         self.weight: Weight | PackedLinear = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias: Tensor | None = nn.Parameter(torch.empty(out_features)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
         if isinstance(self.weight, PackedLinear):
-            return self.weight(x)
-        return F.linear(x, materialize(self.weight, x.dtype))
+            y = self.weight(x)
+            return y if bias is None else y + bias
+        return F.linear(x, materialize(self.weight, x.dtype), bias)
 
 
 class Embedding(nn.Module):

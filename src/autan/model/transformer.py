@@ -1,10 +1,11 @@
-"""One decoder-only Transformer for Llama, Mistral and Mixtral.
+"""One decoder-only Transformer for Llama, Mistral, Mixtral and Qwen2.
 
 Mistral is Llama with a sliding attention window; Mixtral swaps each feed-forward block for a
-router and stacked experts. Parameter names are Hugging Face's, so its checkpoints load by name
-and the parity tests compare like with like. `forward` runs one sequence: tokens (T,) in, logits
-(T, vocab) out. `run` takes any `Step`, so the engine's paged cache runs the tokens of many
-sequences, packed into one (N,) tensor, through the same layers.
+router and stacked experts; Qwen2 adds a bias to the q, k and v maps. Parameter names are
+Hugging Face's, so its checkpoints load by name and the parity tests compare like with like.
+`forward` runs one sequence: tokens (T,) in, logits (T, vocab) out. `run` takes any `Step`, so
+the engine's paged cache runs the tokens of many sequences, packed into one (N,) tensor,
+through the same layers.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ class Attention(nn.Module):
         super().__init__()
         self.layer = layer
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
-        self.q_proj = Linear(config.dim, config.n_heads * config.head_dim)
-        self.k_proj = Linear(config.dim, config.n_kv_heads * config.head_dim)
-        self.v_proj = Linear(config.dim, config.n_kv_heads * config.head_dim)
+        bias = config.qkv_bias  # Qwen2
+        self.q_proj = Linear(config.dim, config.n_heads * config.head_dim, bias)
+        self.k_proj = Linear(config.dim, config.n_kv_heads * config.head_dim, bias)
+        self.v_proj = Linear(config.dim, config.n_kv_heads * config.head_dim, bias)
         self.o_proj = Linear(config.n_heads * config.head_dim, config.dim)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
@@ -86,7 +88,8 @@ def _native_layers(layers: nn.ModuleList, config: ModelConfig) -> Any | None:
     on the native kernels (kind "ggml"), experts included; else None."""
     if native.module() is None:
         return None
-    norms, maps, routers, experts = [], [], [], []
+    c = config
+    norms, maps, routers, experts, biases = [], [], [], [], []
     for block in layers:
         attn = block.self_attn
         attention = (_segments(attn.q_proj, attn.k_proj, attn.v_proj), _segments(attn.o_proj))
@@ -105,13 +108,13 @@ def _native_layers(layers: nn.ModuleList, config: ModelConfig) -> Any | None:
             block.post_attention_layernorm.weight.float().contiguous(),
         ]
         maps += [*attention, *ffn]
+        qkv = (attn.q_proj, attn.k_proj, attn.v_proj)
+        biases.append(torch.cat([m.bias.float() for m in qkv]).contiguous() if c.qkv_bias else torch.empty(0))
         routers.append(router)
         experts.append(per_expert)
-    c = config
     top_k = c.moe.num_experts_per_tok if c.moe else 1
-    return native.module().Layers(
-        norms, maps, routers, experts, top_k, c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.hidden_dim, c.norm_eps
-    )
+    shape = (c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.hidden_dim, c.norm_eps)
+    return native.module().Layers(norms, maps, biases, routers, experts, top_k, *shape)
 
 
 def _expert_segments(moe: MoeFeedForward) -> list[list[tuple[Tensor, int]]] | None:

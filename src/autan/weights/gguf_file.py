@@ -118,7 +118,9 @@ class GGUFFile:
         else:
             block, type_size = GGML_QUANT_SIZES[t.tensor_type]
             data = data.reshape(*shape[:-1], shape[-1] // block * type_size)
-        if is_rope_projection(name):
+        # llama.cpp's converter interleaves the rotary rows of Llama-family q/k maps (its RoPE
+        # pairs neighbours); Qwen2 files keep Hugging Face's halves, as its RoPE pairs halves.
+        if is_rope_projection(name) and self.metadata.get("general.architecture") == "llama":
             heads = config.n_heads if "q_proj" in name else config.n_kv_heads
             if len(shape) != 2 or shape[0] != heads * config.head_dim:
                 want = [heads * config.head_dim, config.dim]

@@ -43,6 +43,9 @@ GGUF_TO_HF_LAYER = {
     "attn_k.weight": "self_attn.k_proj.weight",
     "attn_v.weight": "self_attn.v_proj.weight",
     "attn_output.weight": "self_attn.o_proj.weight",
+    "attn_q.bias": "self_attn.q_proj.bias",  # Qwen2
+    "attn_k.bias": "self_attn.k_proj.bias",
+    "attn_v.bias": "self_attn.v_proj.bias",
     "ffn_gate.weight": "mlp.gate_proj.weight",
     "ffn_down.weight": "mlp.down_proj.weight",
     "ffn_up.weight": "mlp.up_proj.weight",
