@@ -265,7 +265,7 @@ std::map<std::string, bool> features() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "autan's compiled CPU kernels";
-  m.attr("ABI") = 6;  // autan.native.ABI: a build left from older sources is not used
+  m.attr("ABI") = 7;  // autan.native.ABI: a build left from older sources is not used
   m.def("qmatmul", &autan::qmatmul, py::call_guard<py::gil_scoped_release>(),
         "y (M, N) = x (M, K) float32 @ W^T, W repacked GGML blocks (N / 4, group bytes)");
   m.def("repack", &autan::repack, py::call_guard<py::gil_scoped_release>(),

@@ -294,6 +294,8 @@ bool repackable(int file_type) {
   switch (static_cast<FileType>(file_type)) {
     case FileType::Q4_0:
     case FileType::Q4_1:
+    case FileType::Q5_0:
+    case FileType::Q5_1:
     case FileType::Q8_0:
     case FileType::Q4_K:
     case FileType::Q5_K:
@@ -323,6 +325,10 @@ size_t file_block_bytes(FileType file) {
       return 18;
     case FileType::Q4_1:
       return 20;
+    case FileType::Q5_0:
+      return 22;
+    case FileType::Q5_1:
+      return 24;
     case FileType::Q8_0:
       return 34;
     case FileType::Q4_K:
@@ -370,8 +376,23 @@ void k_scale_min(const uint8_t* q, int j, int& sc, int& m) {
   }
 }
 
-// Block j (of eight) of a K-quant super-block as K8: d, the two half-block scales, m, 32 values.
+// Block j (of eight) of a K-quant super-block, or a Q5_0/Q5_1 block (j = 0), as K8: d, the two
+// half-block scales, m, 32 values.
 void k8_block(FileType file, const uint8_t* src, int j, uint8_t* d, int8_t* sc, float& m, int8_t* q) {
+  if (file == FileType::Q5_0 || file == FileType::Q5_1) {  // d | (m) | qh: bit e for value e | qs
+    const bool offset = file == FileType::Q5_1;
+    const uint8_t *qh = src + (offset ? 4 : 2), *qs = qh + 4;
+    uint32_t high;
+    std::memcpy(&high, qh, 4);
+    for (int e = 0; e < QBLOCK; ++e) {
+      const int low = e < 16 ? qs[e] & 0xF : qs[e - 16] >> 4;
+      q[e] = static_cast<int8_t>((low | ((high >> e) & 1) << 4) - (offset ? 0 : 16));
+    }
+    sc[0] = sc[1] = 1;
+    std::memcpy(d, src, 2);
+    m = offset ? half_to_float(f16_at(src, 1)) : 0.0f;
+    return;
+  }
   if (file == FileType::Q6_K) {  // ql[128] | qh[64] | scales[16] int8 | d: ggml's dequantize_row_q6_K
     const int half = j / 4, part = j % 4;  // a half of 128 values holds four blocks
     const uint8_t *ql = src + 64 * half + 32 * (part % 2), *qh = src + 128 + 32 * half;
@@ -434,7 +455,7 @@ void repack_group(FileType file, const uint8_t* const* rows, int64_t values, uin
           }
           break;
         }
-        default: {  // Q5_K, Q6_K -> K8
+        default: {  // Q5_0, Q5_1, Q5_K, Q6_K -> K8
           float m;
           k8_block(file, src, j, dst + 2 * r, reinterpret_cast<int8_t*>(dst + K8_SC + 2 * r), m,
                    reinterpret_cast<int8_t*>(dst + Group<QType::K8>::scales + 32 * r));

@@ -16,6 +16,7 @@
 //           2^-11 of the scale; the 4-bit values are kept)
 //   Q5_K -> K8x4:   d, sc twice, m = -dmin * m: exact
 //   Q6_K -> K8x4:   d, the two 16-value scales, m = 0, q - 32: exact
+//   Q5_0, Q5_1 -> K8x4: d, scales 1, m = 0 or m, the 5-bit values (Q5_0's less 16): exact
 // K8 (not a GGML type) weighs each half block by its own integer scale: w = d * sc[i / 16] * q + m.
 // So one load brings the four rows' scales, one conversion makes them floats, and one
 // horizontal add turns four rows' integer sums into one vector.
@@ -43,7 +44,7 @@ constexpr int GROUP_ROWS = 4;
 enum class QType : int { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, K8 = 1008 };
 
 // GGML's ids of the file types that repack_rows takes.
-enum class FileType : int { Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, Q4_K = 12, Q5_K = 13, Q6_K = 14 };
+enum class FileType : int { Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q4_K = 12, Q5_K = 13, Q6_K = 14 };
 
 bool supported(int qtype);  // a kernel format
 bool repackable(int file_type);

