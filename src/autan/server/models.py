@@ -86,7 +86,8 @@ def load_served(
 
     model_id, _, target = spec.rpartition("=")
     path = registry.resolve(target)
-    model_id = model_id or (target if target in registry.KNOWN_MODELS else path.stem if path.is_file() else path.name)
+    named = not Path(target).expanduser().exists()  # a registry or store name, not a path: clients use it
+    model_id = model_id or (target if named else path.stem if path.is_file() else path.name)
     tokenizer = load_tokenizer(path)
     engine = Engine(load_model(path, quantize=quantize, mmap=mmap), tokenizer, config)
     temperature = registry.recommended_sampling(path).get("temperature", 0.7)

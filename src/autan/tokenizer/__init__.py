@@ -17,8 +17,10 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
 
     A path to a tokenizer file itself (tokenizer.model.v3, tekken.json, tokenizer.json) works too.
     """
+    from autan.weights.gguf_reader import is_gguf
+
     path = Path(path)
-    if path.is_file() and path.suffix == ".gguf":
+    if is_gguf(path):  # by its magic: an Ollama blob has no suffix
         from autan.weights.gguf_file import GGUFFile
 
         return HFTokenizer.from_gguf_metadata(path, GGUFFile.open(path).metadata)

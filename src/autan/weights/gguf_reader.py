@@ -29,6 +29,16 @@ class RawTensor:
     data_offset: int  # from the start of the file
 
 
+def is_gguf(path: str | Path) -> bool:
+    """Whether `path` is a GGUF file, by its magic: Ollama keeps them as blobs without a suffix."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return path.is_file() and f.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
 def read_header(path: str | Path) -> tuple[dict[str, Any], list[RawTensor]]:
     """The metadata and tensor directory of a GGUF file, reading only the pages they are on."""
     path = Path(path)
