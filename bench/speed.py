@@ -1,4 +1,4 @@
-"""One stream on the default model, autan against llama.cpp, side by side in one run.
+"""One stream on the default model (or another packaged one), autan against llama.cpp, side by side in one run.
 
 For each engine, in its own process (so resident memory is its own): decode tokens/s over 128
 tokens, prefill tokens/s and time to first token on a 512-token prompt, and peak resident
@@ -7,7 +7,7 @@ runs, the engines taking turns (so a noisy minute on a shared machine hits both)
 runs through llama-cpp-python on the same GGUF file with the same threads, and as its own
 llama-bench (tg128, pp512) where bench/build-llama-cpp.sh has built it.
 
-    python bench/speed.py [--repeat 3]
+    python bench/speed.py [--repeat 3] [--model qwen2.5-coder-1.5b]
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ def rss_mib(field: str) -> float:
     raise RuntimeError(field)
 
 
-def measure_autan(repeat: int) -> dict:
+def measure_autan(name: str, repeat: int) -> dict:
     import autan
 
     base = rss_mib("VmRSS")
-    model = autan.load_model(registry.pull("smollm2", quiet=True))
+    model = autan.load_model(registry.pull(name, quiet=True))
     loaded = rss_mib("VmRSS") - base
     g = torch.Generator().manual_seed(0)
     prefill, decode = [], []
@@ -67,10 +67,10 @@ def measure_autan(repeat: int) -> dict:
     return _result(prefill, decode, rss_mib("VmHWM") - base, loaded) | {"decode_empty_tps": fresh}
 
 
-def measure_llama_cpp(repeat: int) -> dict:
+def measure_llama_cpp(name: str, repeat: int) -> dict:
     from llama_cpp import Llama
 
-    path = registry.pull("smollm2", quiet=True)
+    path = registry.pull(name, quiet=True)
     base = rss_mib("VmRSS")
     llm = Llama(str(path), n_threads=torch.get_num_threads(), n_ctx=1024, n_batch=512, verbose=False)
     loaded = rss_mib("VmRSS") - base
@@ -92,11 +92,11 @@ def measure_llama_cpp(repeat: int) -> dict:
     return _result(prefill, decode, rss_mib("VmHWM") - base, loaded)
 
 
-def measure_llama_bench(repeat: int) -> dict | str:
+def measure_llama_bench(name: str, repeat: int) -> dict | str:
     binary = Path(__file__).resolve().parent.parent / ".bench" / "llama.cpp" / "bin" / "llama-bench"
     if not binary.exists():
         return "not built (bench/build-llama-cpp.sh)"
-    path = registry.pull("smollm2", quiet=True)
+    path = registry.pull(name, quiet=True)
     threads = str(torch.get_num_threads())
     command = [str(binary), "-m", str(path), "-t", threads, "-p", str(PROMPT_TOKENS), "-n", str(DECODE_TOKENS)]
     run = subprocess.run([*command, "-r", str(repeat), "-o", "json"], capture_output=True, text=True)
@@ -127,22 +127,25 @@ def _median(runs: list[dict | str]) -> dict | str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--model", default=registry.DEFAULT_MODEL, choices=sorted(registry.KNOWN_MODELS))
     parser.add_argument("--engine", choices=["autan", "llama.cpp"], help="measure one engine (internal)")
     args = parser.parse_args()
     if args.engine:
         measure = measure_autan if args.engine == "autan" else measure_llama_cpp
-        print(json.dumps(measure(args.repeat)))
+        print(json.dumps(measure(args.model, args.repeat)))
         return
     runs: dict[str, list[dict]] = {"autan": [], "llama.cpp": []}
     for _ in range(args.repeat):  # the engines take turns
         for engine in runs:
             run = subprocess.run(
-                [sys.executable, __file__, "--engine", engine, "--repeat", "1"], capture_output=True, text=True
+                [sys.executable, __file__, "--engine", engine, "--repeat", "1", "--model", args.model],
+                capture_output=True,
+                text=True,
             )
             runs[engine].append(json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else run.stderr)
             print(engine, runs[engine][-1], flush=True)
     results = {engine: _median(r) for engine, r in runs.items()}
-    bench = measure_llama_bench(args.repeat)
+    bench = measure_llama_bench(args.model, args.repeat)
     print("llama-bench", bench, flush=True)
     a = results["autan"]
     rows = [
@@ -170,21 +173,24 @@ def main() -> None:
             else:
                 cells += ["", ""]
         rows.append(f"| {label} | {' | '.join(cells)} |")
-    file_mib = registry.pull("smollm2", quiet=True).stat().st_size / 2**20
+    file_mib = registry.pull(args.model, quiet=True).stat().st_size / 2**20
+    described = registry.KNOWN_MODELS[args.model].description.split(" (")[0]
     body = (
-        f"SmolLM2-135M-Instruct Q4_1 ({file_mib:.0f} MiB file), one stream, greedy, median of {args.repeat} runs; "
+        f"{described} ({file_mib:.0f} MiB file), one stream, greedy, median of {args.repeat} runs; "
         f"each engine in its own process. autan runs {native.describe()}. Memory is resident memory "
         "(RSS) above the interpreter with the engine's library imported: after loading the model (llama.cpp: "
         "with its 1024-token context allocated), and at its peak over all runs (prompts, KV cache, buffers).\n\n"
         + "\n".join(rows)
         + "\n\n"
         + (
-            f"Loaded, autan holds {a['loaded_mib'] / file_mib:.2f}x the file size (goal: at most 1.5x)."
+            f"Loaded, autan holds {a['loaded_mib'] / file_mib:.2f}x the file size"
+            + (" (goal: at most 1.5x)." if args.model == registry.DEFAULT_MODEL else ".")
             if not isinstance(a, str)
             else ""
         )
     )
-    write_section("One stream against llama.cpp", body)
+    default = args.model == registry.DEFAULT_MODEL
+    write_section("One stream against llama.cpp" + ("" if default else f": {args.model}"), body)
 
 
 if __name__ == "__main__":

@@ -126,11 +126,11 @@ def random_blocks(qtype: Q, rows: int, cols: int, rng: np.random.Generator) -> n
     block, type_size = gguf.GGML_QUANT_SIZES[qtype]
     data = rng.integers(0, 256, size=(rows * cols // block, type_size), dtype=np.uint8)
     scale_offsets = {
-        Q.Q8_0: [0], Q.Q4_0: [0], Q.Q4_1: [0, 2], Q.Q5_0: [0], Q.Q5_1: [0, 2],
+        Q.Q8_0: [0], Q.Q8_1: [0, 2], Q.Q4_0: [0], Q.Q4_1: [0, 2], Q.Q5_0: [0], Q.Q5_1: [0, 2],
         Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [208],
     }  # fmt: skip
     magnitude = {
-        Q.Q8_0: 1e-3, Q.Q4_0: 1e-2, Q.Q4_1: 1e-2, Q.Q5_0: 5e-3, Q.Q5_1: 5e-3,
+        Q.Q8_0: 1e-3, Q.Q8_1: 1e-3, Q.Q4_0: 1e-2, Q.Q4_1: 1e-2, Q.Q5_0: 5e-3, Q.Q5_1: 5e-3,
         Q.Q4_K: 1e-3, Q.Q5_K: 5e-4, Q.Q6_K: 2e-4,
     }[qtype]  # fmt: skip
     for offset in scale_offsets[qtype]:

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from autan import registry
 from checkpoints import hf_model, save_gguf, save_hf
 
+pytestmark = pytest.mark.default_model
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -117,6 +119,7 @@ def hub(tmp_path):
         "someone/tiny-GGUF": {"tiny.Q8.gguf": gguf, "README.md": b"# tiny\n"},
         "someone/tiny-two": {"a.gguf": gguf, "b.gguf": gguf},
         "someone/tiny-mistral": {**checkpoint, "picture.png": b"not fetched"},
+        "someone/smol-GGUF": {"smol.Q4_1.gguf": registry.pull("smollm2", quiet=True).read_bytes()},
     }
     server = FakeHub(repos)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -153,6 +156,15 @@ def test_a_gguf_is_fetched_into_the_cache_and_runs_by_name(hub):
     assert autan(hub, "pull", "hf:someone/tiny-GGUF").stdout.strip().splitlines()[-1] == str(path)
     inspected = autan(hub, "inspect", "hf:someone/tiny-GGUF:tiny.Q8.gguf")
     assert inspected.returncode == 0 and "2 layers, dim 64" in inspected.stdout, inspected.stderr
+
+
+def test_a_pulled_model_answers_by_its_hub_name(hub):
+    pulled = autan(hub, "pull", "hf:someone/smol-GGUF")
+    assert pulled.returncode == 0, pulled.stderr
+    name = "hf:someone/smol-GGUF:smol.Q4_1.gguf"
+    run = autan(hub, "run", name, "What is the capital of France?", "--temperature", "0", "--max-tokens", "30")
+    assert run.returncode == 0, run.stderr
+    assert "Paris" in run.stdout
 
 
 def test_an_interrupted_transfer_resumes_where_it_stopped(hub):

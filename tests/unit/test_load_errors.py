@@ -140,10 +140,10 @@ def test_a_gguf_header_is_checked_against_its_tensors_before_anything_is_built(h
 
 
 def test_gguf_unsupported_type_and_architecture(hf_dir, tmp_path):
-    path = save_gguf(hf_dir, tmp_path / "q5.gguf", qtype=gguf.GGMLQuantizationType.Q5_0)
+    path = save_gguf(hf_dir, tmp_path / "q8_1.gguf", qtype=gguf.GGMLQuantizationType.Q8_1, random_quant=True)
     with pytest.raises(
         UnsupportedModelError,
-        match=r"q5\.gguf: tensor '[\w.]+': type Q5_0 is not supported \(supported: F32, F16, BF16, Q8_0",
+        match=r"q8_1\.gguf: tensor '[\w.]+': type Q8_1 is not supported \(supported: F32, F16, BF16, Q8_0",
     ):
         autan.load_model(path)
     writer = gguf.GGUFWriter(tmp_path / "gpt2.gguf", "gpt2")
@@ -154,7 +154,7 @@ def test_gguf_unsupported_type_and_architecture(hf_dir, tmp_path):
     writer.write_tensors_to_file()
     writer.close()
     with pytest.raises(
-        UnsupportedModelError, match=r"gpt2.gguf: general.architecture 'gpt2' is not one of \['llama'\]"
+        UnsupportedModelError, match=r"gpt2.gguf: general.architecture 'gpt2' is not one of \['llama', 'qwen2'\]"
     ):
         autan.load_model(tmp_path / "gpt2.gguf")
 
