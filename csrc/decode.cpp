@@ -116,8 +116,9 @@ struct Activations {
 
 struct Buffers {
   std::vector<float> h, qkv, attn, proj, gate_up, act;
-  std::vector<float> logits, weights, gathered, expert_out;  // the sparse layers'
+  std::vector<float> logits, weights, gathered, expert_gate_up, expert_act, expert_out;  // the sparse layers'
   std::vector<int64_t> chosen, rows;
+  std::vector<char> taken;
   Activations a;
 };
 
@@ -315,6 +316,7 @@ void sparse_ffn(const Experts& e, const float* h, int64_t n, const Shape& s, Buf
                 float* out) {
   const int64_t dim = s.dim, hidden = s.hidden, k = e.top_k;
   b.logits.resize(e.count);
+  b.taken.resize(e.count);
   b.chosen.resize(n * k);
   b.weights.resize(n * k);
   for (int64_t r = 0; r < n; ++r) {
@@ -329,16 +331,17 @@ void sparse_ffn(const Experts& e, const float* h, int64_t n, const Shape& s, Buf
     }
     float total = 0;
     for (auto& l : b.logits) total += (l = std::exp(l - top));
+    std::fill(b.taken.begin(), b.taken.end(), 0);
     float kept = 0;
     for (int64_t slot = 0; slot < k; ++slot) {  // the k largest, the lower index first among equals
       int64_t best = -1;
-      for (int64_t j = 0; j < e.count; ++j) {
-        if (b.logits[j] >= 0 && (best < 0 || b.logits[j] > b.logits[best])) best = j;
+      for (int64_t j = 0; j < e.count; ++j) {  // NaN never wins over a number, but an expert is always chosen
+        if (!b.taken[j] && (best < 0 || b.logits[j] > b.logits[best])) best = j;
       }
+      b.taken[best] = 1;
       b.chosen[r * k + slot] = best;
       b.weights[r * k + slot] = b.logits[best] / total;
       kept += b.weights[r * k + slot];
-      b.logits[best] = -1;  // taken
     }
     for (int64_t slot = 0; slot < k; ++slot) b.weights[r * k + slot] /= kept;
   }
@@ -351,16 +354,18 @@ void sparse_ffn(const Experts& e, const float* h, int64_t n, const Shape& s, Buf
     const int64_t m = static_cast<int64_t>(b.rows.size());
     if (m == 0) continue;
     b.gathered.resize(m * dim);
-    for (int64_t i = 0; i < m; ++i) std::copy(h + b.rows[i] / k * dim, h + (b.rows[i] / k + 1) * dim, b.gathered.data() + i * dim);
-    b.gate_up.resize(m * 2 * hidden);
-    b.a.product(e.gate_up[expert], b.gathered.data(), m, dim, b.gate_up.data());
-    b.act.resize(m * hidden);
     for (int64_t i = 0; i < m; ++i) {
-      const float* g = b.gate_up.data() + i * 2 * hidden;
-      silu_mul(g, g + hidden, hidden, b.act.data() + i * hidden);
+      std::copy(h + b.rows[i] / k * dim, h + (b.rows[i] / k + 1) * dim, b.gathered.data() + i * dim);
+    }
+    b.expert_gate_up.resize(m * 2 * hidden);
+    b.a.product(e.gate_up[expert], b.gathered.data(), m, dim, b.expert_gate_up.data());
+    b.expert_act.resize(m * hidden);
+    for (int64_t i = 0; i < m; ++i) {
+      const float* g = b.expert_gate_up.data() + i * 2 * hidden;
+      silu_mul(g, g + hidden, hidden, b.expert_act.data() + i * hidden);
     }
     b.expert_out.resize(m * dim);
-    b.a.product(e.down[expert], b.act.data(), m, hidden, b.expert_out.data());
+    b.a.product(e.down[expert], b.expert_act.data(), m, hidden, b.expert_out.data());
     for (int64_t i = 0; i < m; ++i) {
       const float w = b.weights[b.rows[i]];
       float* o = out + b.rows[i] / k * dim;

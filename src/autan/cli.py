@@ -315,7 +315,12 @@ def _list(_: argparse.Namespace) -> None:
             arch = f"{family} {c.n_layers}x{c.dim}"
         except AutanError as e:
             arch = f"unreadable: {e}"[:20]
-        size = path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        try:
+            size = (
+                path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            )
+        except OSError:
+            size = 0
         print(f"{name:<{width}} {size / 1e6:7.1f}MB  {arch:<20} {source:<18} {path}")
 
 

@@ -171,6 +171,9 @@ class ModelConfig:
         if not vocab:
             raise CheckpointError(path, f"neither '{arch}.vocab_size' nor 'tokenizer.ggml.tokens' is present")
         n_experts = int(key("expert_count", 0) or 0)
+        qkv_bias = "blk.0.attn_q.bias" in tensor_names
+        if qkv_bias and arch == "llama":  # its converter permutes q/k rows, and would their biases
+            raise UnsupportedModelError(path, "q/k/v biases in a 'llama' GGUF are not supported (Qwen2's are 'qwen2')")
         return cls(
             dim=dim,
             n_layers=int(key("block_count")),
@@ -185,7 +188,7 @@ class ModelConfig:
             sliding_window=int(key("attention.sliding_window", 0) or 0) or None,
             moe=MoeConfig(n_experts, int(key("expert_used_count"))) if n_experts else None,
             tie_embeddings="output.weight" not in tensor_names,
-            qkv_bias="blk.0.attn_q.bias" in tensor_names,
+            qkv_bias=qkv_bias,
         )
 
 

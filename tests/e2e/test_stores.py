@@ -42,6 +42,7 @@ def ollama_store(root: Path, gguf: Path) -> Path:
     manifest("registry.ollama.ai/someone/smol-copy/q4", f"sha256:{digest}")
     manifest("registry.ollama.ai/library/gone/latest", "sha256:" + "1" * 64)  # its blob was removed
     manifest("registry.ollama.ai/library/escape/latest", "sha256:../../../etc/passwd")  # not a digest
+    manifest("registry.ollama.ai/library/escape2/latest", "../../../../tmp/x:abc")  # nor this
     (root / "manifests" / "registry.ollama.ai" / "library" / "broken").mkdir(parents=True)
     (root / "manifests" / "registry.ollama.ai" / "library" / "broken" / "latest").write_text("{not json")
     return root
@@ -88,7 +89,7 @@ def test_each_store_is_read_as_its_tool_writes_it(stores_env, gguf):
         "ollama:someone/smol-copy:q4",
         "lmstudio:someone/SmolLM2-GGUF/smol.Q4_1.gguf",
         "hf:someone/smol:smol.Q4_1.gguf",
-    }  # not the manifest whose blob is gone, nor the one whose digest walks out, nor the broken one
+    }  # not the manifest whose blob is gone, nor those whose digests walk out, nor the broken one
     assert {m.source for m in found.values()} == {"ollama", "lm studio", "hugging face cache"}
     assert all(m.path.resolve() == gguf.resolve() and m.size == gguf.stat().st_size for m in found.values())
     assert stores.find("smol").name == "ollama:smol:latest"  # Ollama's own name, and its latest tag

@@ -403,3 +403,18 @@ def test_quantize_at_load_writes_llama_cpp_blocks_for_the_native_step(arch, kind
         stepped = torch.cat([quantized(tokens[i : i + 1], cache) for i in range(len(tokens))])
         expected = reference.logits(tokens)
     torch.testing.assert_close(stepped, expected, rtol=0, atol=1e-3 * expected.abs().max().item())
+
+
+def test_a_router_that_gives_nan_still_picks_its_experts(tiny):
+    """NaN logits (a corrupt router, an overflowed activation) must not leave a row without its
+    top k: the step carries the NaN through instead of reading outside the experts."""
+    fast = autan.load_model(tiny["mixtral"])
+    gate = fast.model.layers[0].block_sparse_moe.gate
+    shape = tuple(gate.weight.shape)
+    delattr(gate, "weight")
+    gate.weight = torch.nn.Parameter(torch.full(shape, float("nan")), requires_grad=False)
+    fast.kernels_changed()
+    assert fast._native_step() is not None
+    with torch.inference_mode():
+        logits = fast(torch.tensor([1, 2, 3]), fast.new_cache())
+    assert logits.shape == (3, 128) and torch.isnan(logits).all()

