@@ -315,12 +315,7 @@ def _list(_: argparse.Namespace) -> None:
             arch = f"{family} {c.n_layers}x{c.dim}"
         except AutanError as e:
             arch = f"unreadable: {e}"[:20]
-        try:
-            size = (
-                path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-            )
-        except OSError:
-            size = 0
+        size = stores.disk_size(path)
         print(f"{name:<{width}} {size / 1e6:7.1f}MB  {arch:<20} {source:<18} {path}")
 
 

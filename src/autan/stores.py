@@ -35,9 +35,15 @@ class StoredModel:
 
     @property
     def size(self) -> int:
-        if self.path.is_file():
-            return self.path.stat().st_size
-        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return disk_size(self.path)
+
+
+def disk_size(path: Path) -> int:
+    """Bytes of a model file, or of every file in a checkpoint directory; 0 where unreadable."""
+    try:
+        return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    except OSError:
+        return 0
 
 
 def ollama_root() -> Path:

@@ -59,9 +59,10 @@ class PackedLinear(nn.Module):
         out_features: int,
         qtype: Q | None = None,
         kernel_type: int | None = None,
+        in_features: int | None = None,
     ):
         super().__init__()
-        self.kind, self.out_features, self.qtype = kind, out_features, qtype
+        self.kind, self.out_features, self.in_features, self.qtype = kind, out_features, in_features, qtype
         self.kernel_type = kernel_type  # "ggml": the native format its blocks were repacked into (csrc/qgemm.h)
         self.logits = False  # the output head: float32 results even for one row (see `product`)
         self.register_buffer("weight", weight)
@@ -122,8 +123,8 @@ class PackedLinear(nn.Module):
         block of B outputs, the high nibble output n + B / 2 (B from `int4_block_n`). The nibbles
         are put in (K, N) order while still bytes, the cheapest time to move them."""
         if self.kind == "ggml":
-            k = self.weight.shape[1] // GROUP_BLOCK_BYTES[self.kernel_type] * 32
-            return native.module().dequantize(self.weight, self.kernel_type, k, 0, len(self.weight)).to(dtype).t()
+            groups = len(self.weight)
+            return native.module().dequantize(self.weight, self.kernel_type, self.in_features, 0, groups).to(dtype).t()
         n, k, block = self.out_features, self.weight.shape[1] * 2, int4_block_n()
         assert block is not None, "no known int4 layout on this CPU: _unpackable is False"
         blocks = self.weight.view(n // block, k, block // 2)
@@ -228,15 +229,16 @@ def _ggml(weight: QuantizedWeight) -> PackedLinear:
     module = native.module()
     groups = module.repack([weight.packed], int(weight.qtype))
     kernel_type = module.kernel_type(int(weight.qtype))
-    return PackedLinear("ggml", groups, torch.empty(0), weight.shape[0], qtype=weight.qtype, kernel_type=kernel_type)
+    rows, cols = weight.shape
+    return PackedLinear(
+        "ggml", groups, torch.empty(0), rows, qtype=weight.qtype, kernel_type=kernel_type, in_features=cols
+    )
 
 
 GROUP_ROWS = 4  # rows the native kernels take together (csrc/qgemm.h)
 TILE_FLOATS = 1 << 22  # a full-width product unpacks at most this many weights at a time (16 MiB)
 # per GGML type: bytes of a block, and of its scales (d, or d and m) before the quantized values
 BLOCK_PARTS = {Q.Q4_0: (18, 2), Q.Q4_1: (20, 4), Q.Q8_0: (34, 2)}
-K8 = 1008  # the native format of Q5_K and Q6_K values (csrc/qgemm.h): not a GGML type
-GROUP_BLOCK_BYTES = {int(Q.Q4_0): 72, int(Q.Q4_1): 80, int(Q.Q8_0): 136, K8: 160}  # four rows' blocks of 32
 
 
 def repack(blocks: Tensor, qtype: Q) -> Tensor:
