@@ -59,6 +59,19 @@ class ModelConfig:
         if self.moe and not 0 < self.moe.num_experts_per_tok <= self.moe.num_experts:
             raise ValueError(f"num_experts_per_tok={self.moe.num_experts_per_tok} must be in 1..{self.moe.num_experts}")
 
+    @property
+    def parameters(self) -> int:
+        """How many weights the model has, counted from its shape as transformers counts them
+        (a tied output matrix once), whatever format or quantization they are stored in."""
+        q, kv = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        attention = self.dim * (q + 2 * kv) + q * self.dim + ((q + 2 * kv) if self.qkv_bias else 0)
+        ffn = 3 * self.dim * self.hidden_dim
+        if self.moe:
+            ffn = self.moe.num_experts * ffn + self.dim * self.moe.num_experts  # experts and router
+        layer = attention + ffn + 2 * self.dim  # and its two norms
+        embeddings = self.vocab_size * self.dim * (1 if self.tie_embeddings else 2)
+        return embeddings + self.n_layers * layer + self.dim
+
     @classmethod
     def from_params_json(cls, path: str | Path) -> ModelConfig:
         """Mistral's own `params.json`."""

@@ -108,3 +108,14 @@ def test_bfloat16_stays_close(tmp_path):
     logits = model.logits(tokens)
     assert logits.dtype == torch.float32
     torch.testing.assert_close(logits, reference_logits(hf, tokens), atol=0.1, rtol=0.05)
+
+
+@pytest.mark.parametrize(
+    "arch, overrides",
+    [("llama", {}), ("llama", {"tie_word_embeddings": True}), ("mistral", {}), ("mixtral", {}), ("qwen2", {})],
+)
+def test_parameter_count_is_transformers_count(arch, overrides, tmp_path):
+    """What `GET /v1/models` reports as a model's size, from its config alone."""
+    hf = hf_model(arch, **overrides)
+    config = autan.load_config(save_hf(hf, tmp_path / arch))
+    assert config.parameters == hf.num_parameters()

@@ -120,3 +120,23 @@ def test_json_mode_returns_json(openai):
         assert isinstance(json.loads(free.choices[0].message.content), dict)
     else:  # cut by max_tokens: still a valid prefix, so it starts as an object
         assert free.choices[0].message.content.lstrip().startswith("{")
+
+
+def test_model_cards_give_size_and_storage(server):
+    """The model picker's figures, against the file as gguf-py reads it: every tensor's elements
+    (the output matrix is tied), the file type it records, and its bytes on disk."""
+    import math
+
+    import gguf
+    import httpx
+
+    cards = httpx.get(f"{server}/v1/models", headers={"Authorization": f"Bearer {API_KEY}"}).json()["data"]
+    card = next(c for c in cards if c["id"] == "smollm2")
+    path = registry.resolve("smollm2")
+    reader = gguf.GGUFReader(path)
+    assert card["parameters"] == sum(math.prod(int(d) for d in t.shape) for t in reader.tensors)
+    file_type = gguf.LlamaFileType(int(reader.fields["general.file_type"].parts[-1][0]))
+    assert "MOSTLY_" + card["quantization"] == file_type.name
+    assert card["size_bytes"] == path.stat().st_size
+    tiny = next(c for c in cards if c["id"] == "tiny-mistral")
+    assert tiny["quantization"] in ("float32", "bfloat16", "float16") and tiny["size_bytes"] > 0

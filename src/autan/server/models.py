@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gguf import GGMLQuantizationType, LlamaFileType
+
 from autan import registry
 from autan.engine.async_engine import AsyncEngine
 from autan.engine.engine import Engine, EngineConfig
+from autan.stores import disk_size
 from autan.tokenizer import MistralCommonTokenizer, Tokenizer, load_tokenizer
+from autan.weights.gguf_reader import is_gguf, read_header
 
 
 @dataclass
@@ -22,6 +27,7 @@ class ServedModel:
     path: Path
     created: int = field(default_factory=lambda: int(time.time()))
     default_temperature: float = 0.7  # for requests that leave temperature out: the file's recommendation
+    quantization: str = ""  # how the weights are stored: a GGUF file type ("Q4_1"), a dtype, or --quantize
     admitting: int = 0  # requests past the queue check, on their way into the engine (counted as waiting)
 
     @functools.cached_property
@@ -64,6 +70,10 @@ class ServedModel:
             "max_context_length": self.context,
             "aliases": [],
             "default_model_temperature": self.default_temperature,
+            # beyond Mistral's card, as Ollama's /api/tags gives them: the chat app's model picker shows them
+            "parameters": self.engine.engine.model.config.parameters,
+            "quantization": self.quantization,
+            "size_bytes": disk_size(self.path),
             "type": "base",
             "capabilities": {
                 "completion_chat": getattr(self.tokenizer, "template", True) is not None,
@@ -91,4 +101,20 @@ def load_served(
     tokenizer = load_tokenizer(path)
     engine = Engine(load_model(path, quantize=quantize, mmap=mmap), tokenizer, config)
     temperature = registry.recommended_sampling(path).get("temperature", 0.7)
-    return ServedModel(model_id, AsyncEngine(engine), tokenizer, path, default_temperature=temperature)
+    stored = quantize or stored_quantization(path, engine.model.dtype)
+    return ServedModel(
+        model_id, AsyncEngine(engine), tokenizer, path, default_temperature=temperature, quantization=stored
+    )
+
+
+def stored_quantization(path: Path, dtype: Any) -> str:
+    """How a checkpoint's weights are stored: a GGUF's file type as llama.cpp names it (Q4_K_M),
+    else the dtype its matrices load in (bfloat16)."""
+    if not is_gguf(path):
+        return str(dtype).removeprefix("torch.")
+    metadata, tensors = read_header(path)
+    try:
+        return LlamaFileType(metadata["general.file_type"]).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    except (KeyError, ValueError):  # no file type, or a newer one: the type most of the matrices have
+        counts = Counter(t.type for t in tensors if len(t.shape) == 2)
+        return GGMLQuantizationType(counts.most_common(1)[0][0]).name if counts else "unknown"
