@@ -1,4 +1,5 @@
-"""Screenshots of the chat app for docs/screenshots: light and dark, desktop and phone width.
+"""Screenshots of the chat app for docs/screenshots: light and dark, desktop and phone width, a
+conversation and the welcome of an empty chat.
 
     .venv/bin/python scripts/screenshots.py      (needs `make setup-test` for Chromium)
 
@@ -95,6 +96,9 @@ def main() -> None:
                     page.goto(f"{url}/#{conversation}")
                     page.wait_for_selector("article.assistant .markdown pre")
                     page.screenshot(path=OUT / f"chat-{scheme}-{name}.png")
+                    page.goto(url)
+                    page.wait_for_selector(".welcome .model-line strong")
+                    page.screenshot(path=OUT / f"welcome-{scheme}-{name}.png")
                     context.close()
             browser.close()
         print(f"screenshots in {OUT}")

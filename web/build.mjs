@@ -17,6 +17,7 @@ await build({
 });
 
 cpSync("src/index.html", `${out}/index.html`);
+cpSync("src/favicon.svg", `${out}/favicon.svg`);
 const themes =
   `@media (prefers-color-scheme: light) {\n${readFileSync("node_modules/highlight.js/styles/github.min.css", "utf8")}\n}\n` +
   `@media (prefers-color-scheme: dark) {\n${readFileSync("node_modules/highlight.js/styles/github-dark.min.css", "utf8")}\n}\n`;

@@ -1,79 +1,59 @@
 // autan's chat app. Conversations live on the server (/api/...); answers stream from
 // /v1/chat/completions like any client's, and are saved as they grow, so a crash keeps them.
-import DOMPurify from "dompurify";
-import hljs from "highlight.js/lib/common";
-import { Marked } from "marked";
-import markedKatex from "marked-katex-extension";
+// This file holds the state and what the user can do; api.js talks to the server, tree.js keeps
+// the messages, view.js draws, saving.js and titles.js do one job each.
+import { loadAdmin, showLogin, signIn, wireAdmin } from "./accounts.js";
+import { api, complete, listModels, onUnauthorized, streamChat } from "./api.js";
+import { Saver } from "./saving.js";
+import { cleanTitle, titleFromMessage, titleRequest } from "./titles.js";
+import { MessageTree } from "./tree.js";
+import * as view from "./view.js";
 
-const $ = (id) => document.getElementById(id);
+const { $ } = view;
 const SAVE_EVERY_MS = 500;
-const AUTH_PATHS = ["/api/login", "/api/register", "/api/session"];
-
-const escapeHtml = (text) =>
-  text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-
-// Raw HTML in a model's answer is shown as the text it is; DOMPurify still cleans the rest.
-const markdown = new Marked({ gfm: true, breaks: false, renderer: { html: (token) => escapeHtml(token.text) } });
-markdown.use(markedKatex({ throwOnError: false, nonStandard: true }));
+const DEFAULTS = { model: "", system_prompt: "", temperature: 0.7, top_p: 1, max_tokens: null, safe_prompt: false };
 
 const state = {
   conversations: [],
-  conversation: null, // the open conversation, with all its messages
+  conversation: null, // the open conversation's settings and title
+  tree: new MessageTree(), // and its messages
   draft: {}, // settings chosen before the first message: they go into the new conversation
-  models: [],
-  streaming: null, // { controller, messageId }
+  models: [], // the served models' cards
+  streaming: null, // { controller, messageId } while an answer is written
   me: null, // what /api/me said: locked, signed in, admin
 };
 
-// ---- server calls ---------------------------------------------------------------------------
+const chosenModel = () => $("model").value || state.conversation?.model || state.models[0]?.id || "";
+const chosenCard = () => state.models.find((m) => m.id === chosenModel());
 
-async function api(path, options = {}) {
-  const response = await fetch(path, {
-    ...options,
-    headers: { "Content-Type": "application/json", ...(options.headers || {}) },
-    body: options.body && typeof options.body !== "string" ? JSON.stringify(options.body) : options.body,
-  });
-  if (response.status === 401 && path.startsWith("/api/") && !AUTH_PATHS.includes(path)) {
-    showLogin();
-    throw new Error("sign in first");
-  }
-  if (!response.ok) {
-    let message = response.statusText;
-    try {
-      message = (await response.json()).message || message;
-    } catch {}
-    throw new Error(message);
-  }
-  return response.json();
+function showNotice(text) {
+  $("notice").textContent = text;
+  $("notice").hidden = !text;
 }
 
-// /v1 is called with the session cookie the sign-in set (an account, or an API key typed once):
-// the key itself is never kept in the page.
-async function loadModels() {
-  const response = await fetch("/v1/models");
-  state.models = response.ok ? (await response.json()).data.map((m) => m.id) : [];
-  $("model").replaceChildren(...state.models.map((id) => new Option(id, id)));
+// ---- conversations --------------------------------------------------------------------------
+
+function setConversation(conversation) {
+  state.conversation = conversation;
+  state.tree = new MessageTree(conversation?.messages || [], conversation?.current_leaf_id ?? null);
 }
 
 async function loadConversations() {
   const query = $("search").value.trim();
   state.conversations = await api(`/api/conversations?q=${encodeURIComponent(query)}`);
-  renderSidebar();
+  view.renderSidebar(state.conversations, { openId: state.conversation?.id, query, actions: sidebarActions });
 }
 
 async function openConversation(id) {
-  state.conversation = await api(`/api/conversations/${id}`);
+  setConversation(await api(`/api/conversations/${id}`));
   location.hash = id;
-  renderConversation();
-  renderSidebar();
+  render();
+  await loadConversations();
 }
 
 async function ensureConversation() {
   if (state.conversation) return state.conversation;
-  state.conversation = await api("/api/conversations", {
-    method: "POST",
-    body: { model: $("model").value || state.models[0] || "", ...state.draft },
-  });
+  setConversation(await api("/api/conversations", { method: "POST", body: { model: chosenModel(), ...state.draft } }));
   state.draft = {};
   location.hash = state.conversation.id;
   await loadConversations();
@@ -85,46 +65,74 @@ async function saveSettings(changes) {
     Object.assign(state.draft, changes); // kept for the conversation the first message starts
     return;
   }
-  state.conversation = await api(`/api/conversations/${state.conversation.id}`, { method: "PATCH", body: changes });
-}
-
-// ---- the message tree -----------------------------------------------------------------------
-
-function byId() {
-  return new Map(state.conversation.messages.map((m) => [m.id, m]));
-}
-
-function children(parentId) {
-  return state.conversation.messages.filter((m) => m.parent_id === parentId);
-}
-
-function branch() {
-  // from the first message to the current leaf
-  const messages = byId();
-  const path = [];
-  let at = state.conversation.current_leaf_id;
-  while (at && messages.has(at)) {
-    path.push(messages.get(at));
-    at = messages.get(at).parent_id;
-  }
-  return path.reverse();
-}
-
-function deepestLeaf(messageId) {
-  // the newest path down from a message: where switching to that branch lands
-  let at = messageId;
-  for (;;) {
-    const kids = children(at);
-    if (!kids.length) return at;
-    at = kids[kids.length - 1].id;
-  }
+  const saved = await api(`/api/conversations/${state.conversation.id}`, { method: "PATCH", body: changes });
+  delete saved.messages; // the tree keeps its own: an answer may be growing in it
+  state.conversation = saved;
+  if ("current_leaf_id" in changes) state.tree.leafId = saved.current_leaf_id;
 }
 
 async function addMessage(message) {
-  const saved = await api(`/api/conversations/${state.conversation.id}/messages`, { method: "POST", body: message });
-  state.conversation.messages.push(saved);
-  state.conversation.current_leaf_id = saved.id;
-  return saved;
+  const body = { ...message, parent_id: message.parent_id ?? null };
+  return state.tree.add(await api(`/api/conversations/${state.conversation.id}/messages`, { method: "POST", body }));
+}
+
+function newChat() {
+  closeSidebar();
+  setConversation(null);
+  state.draft = {};
+  history.replaceState(null, "", location.pathname);
+  render();
+  view.renderSidebar(state.conversations, { openId: null, query: $("search").value.trim(), actions: sidebarActions });
+  $("input").focus();
+}
+
+const sidebarActions = {
+  open(id) {
+    closeSidebar();
+    openConversation(id).catch((error) => showNotice(error.message));
+  },
+  async rename(c) {
+    const title = prompt("Rename the chat:", c.title);
+    if (!title) return;
+    await api(`/api/conversations/${c.id}`, { method: "PATCH", body: { title } });
+    if (state.conversation?.id === c.id) state.conversation.title = title;
+    await loadConversations();
+  },
+  async remove(c) {
+    if (!confirm(`Delete "${c.title}"? This cannot be undone.`)) return;
+    await api(`/api/conversations/${c.id}`, { method: "DELETE" });
+    if (state.conversation?.id === c.id) newChat();
+    await loadConversations();
+  },
+};
+
+// ---- drawing --------------------------------------------------------------------------------
+
+const messageActions = {
+  switchVersion: (message, step) => switchVersion(message, step),
+  startEdit: (message) => view.editElement(message, (text) => edit(message, text), render),
+  regenerate: (message) => regenerate(message),
+};
+
+const messageView = () => ({ tree: state.tree, streaming: state.streaming, actions: messageActions });
+
+function render() {
+  const c = state.conversation;
+  const settings = c || { ...DEFAULTS, ...state.draft };
+  if (settings.model && state.models.some((m) => m.id === settings.model)) $("model").value = settings.model;
+  $("system-prompt").value = settings.system_prompt;
+  $("temperature").value = settings.temperature;
+  $("top-p").value = settings.top_p;
+  $("max-tokens").value = settings.max_tokens ?? "";
+  $("safe-prompt").checked = settings.safe_prompt;
+  for (const format of ["md", "json"]) {
+    $(`export-${format}`).hidden = !c;
+    if (c) $(`export-${format}`).href = `/api/conversations/${c.id}/export?format=${format}`;
+  }
+  $("send").hidden = Boolean(state.streaming);
+  $("stop").hidden = !state.streaming;
+  if (c) view.renderMessages(state.tree.branch(), messageView());
+  else view.renderWelcome(chosenCard(), (text) => ask(text));
 }
 
 // ---- generation -----------------------------------------------------------------------------
@@ -141,110 +149,92 @@ async function busy(work) {
   }
 }
 
+function ask(text) {
+  $("input").value = text;
+  return send();
+}
+
 function send() {
   const text = $("input").value;
   if (state.streaming || document.body.dataset.busy || !text.trim()) return;
   return busy(async () => {
     let user;
+    let first = false;
     try {
       const conversation = await ensureConversation();
-      const parent = branch().at(-1);
-      user = await addMessage({ role: "user", content: text, parent_id: parent ? parent.id : null });
-      if (conversation.title === "New chat") conversation.naming = text;
+      first = conversation.title === "New chat" && !state.tree.messages.size;
+      user = await addMessage({ role: "user", content: text, parent_id: state.tree.branch().at(-1)?.id });
     } catch (error) {
       showNotice(`Not sent: ${error.message}. Your message is still in the box.`);
       throw error; // the text stays in the box: nothing the user typed is lost
     }
     if ($("input").value === text) $("input").value = ""; // saved: now it may go
     showNotice("");
-    renderConversation();
+    render();
     await answer(user);
-    const conversation = state.conversation;
-    if (conversation.naming) {
-      const first = conversation.naming;
-      delete conversation.naming;
-      await nameConversation(first).catch(() => {});
-    }
+    if (first) await nameConversation(state.conversation.id, text);
   });
 }
 
-function showNotice(text) {
-  $("notice").textContent = text;
-  $("notice").hidden = !text;
+function requestFor(conversation, model) {
+  const messages = [];
+  if (conversation.system_prompt) messages.push({ role: "system", content: conversation.system_prompt });
+  for (const m of state.tree.branch()) if (m.content) messages.push({ role: m.role, content: m.content });
+  return {
+    model,
+    messages,
+    stream_options: { continuous_usage_stats: true }, // the token count so far, even when stopped
+    temperature: conversation.temperature,
+    top_p: conversation.top_p,
+    max_tokens: conversation.max_tokens || undefined,
+    safe_prompt: conversation.safe_prompt,
+  };
 }
 
 async function answer(userMessage) {
   const conversation = state.conversation;
-  const model = $("model").value || conversation.model;
+  const model = chosenModel();
+  state.tree.leafId = userMessage.id;
+  const body = requestFor(conversation, model);
   const controller = new AbortController();
   state.streaming = { controller, messageId: null }; // before the answer is drawn: it is live, not interrupted
-  setStreaming(true);
+  render();
   let reply;
   try {
     reply = await addMessage({ role: "assistant", content: "", parent_id: userMessage.id, status: "streaming", model });
   } catch (error) {
     state.streaming = null;
-    setStreaming(false);
+    render();
     showNotice(`The answer could not be started: ${error.message}`);
     return;
   }
   state.streaming.messageId = reply.id;
-  renderConversation();
-  const history = branch().filter((m) => m.id !== reply.id);
-  const messages = [];
-  if (conversation.system_prompt) messages.push({ role: "system", content: conversation.system_prompt });
-  for (const m of history) if (m.content) messages.push({ role: m.role, content: m.content });
+  render();
 
+  const saver = new Saver((changes) => api(`/api/messages/${reply.id}`, { method: "PATCH", body: changes }));
+  const painter = new view.FramePainter(view.paintBody);
   const started = performance.now();
   let firstAt = null;
   let lastAt = null;
+  let lastSave = 0;
   let usage = null;
   let finish = null;
   let failure = null;
-  let lastSave = 0;
   let status = "complete";
-  // Saves go one after another: a partial save can never land after the final one.
-  let saving = Promise.resolve();
-  const save = (extra = {}) => {
-    const body = { content: reply.content, ...extra };
-    saving = saving.then(() => api(`/api/messages/${reply.id}`, { method: "PATCH", body }).catch(() => {}));
-    return saving;
-  };
-
   try {
-    const response = await fetch("/v1/chat/completions", {
-      method: "POST",
-      signal: controller.signal,
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({
-        model,
-        messages,
-        stream: true,
-        stream_options: { continuous_usage_stats: true }, // the token count so far, even when stopped
-        temperature: conversation.temperature,
-        top_p: conversation.top_p,
-        max_tokens: conversation.max_tokens || undefined,
-        safe_prompt: conversation.safe_prompt,
-      }),
-    });
-    if (!response.ok) {
-      const body = await response.json().catch(() => ({}));
-      throw new Error(body.message || response.statusText);
-    }
-    for await (const chunk of events(response)) {
-      if (chunk.object === "error") throw new Error(chunk.message);
+    for await (const chunk of streamChat(body, controller.signal)) {
       const choice = chunk.choices[0];
-      if (choice && choice.delta.content) {
-        firstAt = firstAt ?? performance.now();
+      if (choice?.delta.content) {
+        firstAt ??= performance.now();
         lastAt = performance.now();
         reply.content += choice.delta.content;
-        updateMessage(reply);
+        painter.request(reply);
       }
-      if (choice && choice.finish_reason) finish = choice.finish_reason;
+      if (choice?.finish_reason) finish = choice.finish_reason;
       if (chunk.usage) usage = chunk.usage;
       if (performance.now() - lastSave > SAVE_EVERY_MS) {
         lastSave = performance.now();
-        save();
+        saver.save({ content: reply.content });
       }
     }
   } catch (error) {
@@ -256,6 +246,7 @@ async function answer(userMessage) {
       failure = error.message;
     }
   }
+  painter.flush();
   const tokens = usage ? usage.completion_tokens : null;
   reply.stats = {
     tokens,
@@ -265,328 +256,63 @@ async function answer(userMessage) {
     error: failure,
   };
   reply.status = status;
-  await save({ status, stats: reply.stats });
+  try {
+    await saver.finish({ content: reply.content, status, stats: reply.stats });
+  } catch (error) {
+    showNotice(`The answer is shown but could not be saved: ${error.message}`);
+  }
   state.streaming = null;
-  setStreaming(false);
-  updateMessage(reply);
+  render();
   loadConversations().catch(() => {}); // the server may be gone; the answer is already shown
 }
 
-// Server-sent events of a response, parsed by the browser's own stream decoder: one JSON chunk each.
-async function* events(response) {
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value;
-    const parts = buffer.split("\n\n");
-    buffer = parts.pop();
-    for (const part of parts) {
-      const data = part.replace(/^data: /, "");
-      if (data && data !== "[DONE]") yield JSON.parse(data);
-    }
+function stop() {
+  state.streaming?.controller.abort();
+}
+
+// An immediate title from the question, then the model's, once cleaned, if it gives a real one.
+async function nameConversation(id, firstMessage) {
+  const rename = async (title) => {
+    if (state.conversation?.id !== id) {
+      await api(`/api/conversations/${id}`, { method: "PATCH", body: { title } });
+    } else await saveSettings({ title });
+    await loadConversations();
+  };
+  try {
+    await rename(titleFromMessage(firstMessage));
+    const reply = await complete({ model: chosenModel(), temperature: 0, max_tokens: 16, messages: titleRequest(firstMessage) });
+    const choice = reply.choices[0];
+    const title = cleanTitle(choice.message.content || "", { cut: choice.finish_reason === "length" });
+    if (title) await rename(title);
+  } catch (error) {
+    console.warn("no title from the model:", error);
   }
 }
 
-function stop() {
-  if (state.streaming) state.streaming.controller.abort();
-}
-
-async function nameConversation(firstMessage) {
-  // an immediate title from the question, then a better one from the model if it gives one
-  await saveSettings({ title: firstMessage.slice(0, 60).replace(/\s+/g, " ") });
-  await loadConversations();
-  try {
-    const response = await fetch("/v1/chat/completions", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({
-        model: $("model").value,
-        temperature: 0,
-        max_tokens: 12,
-        messages: [
-          { role: "user", content: `Write a title of at most five words for a chat that begins:\n\n${firstMessage}` },
-        ],
-      }),
-    });
-    if (!response.ok) return;
-    const title = (await response.json()).choices[0].message.content.replace(/["*#\n]/g, " ").trim();
-    if (title && title.length <= 80 && !state.streaming) {
-      await saveSettings({ title });
-      await loadConversations();
-    }
-  } catch {}
-}
-
 function regenerate(assistantMessage) {
-  return busy(async () => {
-    const user = byId().get(assistantMessage.parent_id);
-    state.conversation.current_leaf_id = user.id;
-    await answer(user);
-  });
+  return busy(() => answer(state.tree.get(assistantMessage.parent_id)));
 }
 
 function edit(userMessage, text) {
   return busy(async () => {
     const user = await addMessage({ role: "user", content: text, parent_id: userMessage.parent_id });
-    renderConversation();
+    render();
     await answer(user);
   });
 }
 
-async function switchBranch(message, step) {
-  const siblings = children(message.parent_id);
-  const index = siblings.findIndex((m) => m.id === message.id) + step;
-  if (index < 0 || index >= siblings.length) return;
-  const leaf = deepestLeaf(siblings[index].id);
+async function switchVersion(message, step) {
+  const leaf = state.tree.stepVersion(message, step);
+  if (!leaf) return;
   await saveSettings({ current_leaf_id: leaf });
-  renderConversation();
+  render();
 }
 
-const DEFAULTS = { model: "", system_prompt: "", temperature: 0.7, top_p: 1, max_tokens: null, safe_prompt: false };
-
-// ---- rendering ------------------------------------------------------------------------------
-
-function renderMarkdown(text) {
-  // the model's text is untrusted: marked renders, DOMPurify removes anything that could run
-  const html = DOMPurify.sanitize(markdown.parse(text), { USE_PROFILES: { html: true, mathMl: true, svg: true } });
-  const holder = document.createElement("div");
-  holder.className = "markdown";
-  holder.innerHTML = html;
-  for (const block of holder.querySelectorAll("pre > code")) {
-    hljs.highlightElement(block);
-    const copy = document.createElement("button");
-    copy.className = "copy";
-    copy.textContent = "Copy";
-    copy.setAttribute("aria-label", "Copy code");
-    copy.onclick = () => {
-      navigator.clipboard?.writeText(block.textContent);
-      copy.textContent = "Copied";
-      setTimeout(() => (copy.textContent = "Copy"), 1500);
-    };
-    block.parentElement.prepend(copy);
-  }
-  return holder;
-}
-
-function statsLine(message) {
-  const s = message.stats;
-  if (!s) {
-    if (message.status !== "streaming") return "";
-    const live = state.streaming && [message.id, null].includes(state.streaming.messageId);
-    return live ? "…" : "interrupted: the server stopped while writing this";
-  }
-  const parts = [];
-  if (s.tokens != null) parts.push(`${s.tokens} tokens`);
-  if (s.tokens_per_second) parts.push(`${s.tokens_per_second.toFixed(1)} tok/s`);
-  if (s.first_token_seconds != null) parts.push(`first token ${s.first_token_seconds.toFixed(2)} s`);
-  if (s.finish_reason) parts.push(s.finish_reason);
-  if (s.error) parts.push(`error: ${s.error}`);
-  if (message.status === "streaming") parts.push("interrupted");
-  return parts.join(" · ");
-}
-
-function messageElement(message) {
-  const article = document.createElement("article");
-  article.className = `message ${message.role}`;
-  article.dataset.id = message.id;
-  article.setAttribute("aria-label", `${message.role} message`);
-  const body = document.createElement("div");
-  body.className = "body";
-  if (message.role === "user") body.textContent = message.content;
-  else body.append(renderMarkdown(message.content));
-  article.append(body);
-
-  const tools = document.createElement("div");
-  tools.className = "tools";
-  const siblings = children(message.parent_id);
-  if (siblings.length > 1) {
-    const index = siblings.findIndex((m) => m.id === message.id);
-    const back = button("‹", "Previous version", () => switchBranch(message, -1));
-    const next = button("›", "Next version", () => switchBranch(message, 1));
-    const count = document.createElement("span");
-    count.className = "branch";
-    count.textContent = `${index + 1}/${siblings.length}`;
-    tools.append(back, count, next);
-  }
-  if (message.role === "user") {
-    tools.append(button("Edit", "Edit this message", () => startEdit(article, message)));
-  } else {
-    tools.append(button("Regenerate", "Regenerate this answer", () => regenerate(message)));
-    const stats = document.createElement("span");
-    stats.className = "stats";
-    stats.textContent = statsLine(message);
-    tools.append(stats);
-  }
-  article.append(tools);
-  return article;
-}
-
-function button(text, label, onclick) {
-  const b = document.createElement("button");
-  b.textContent = text;
-  b.setAttribute("aria-label", label);
-  b.onclick = onclick;
-  b.disabled = Boolean(state.streaming);
-  return b;
-}
-
-function startEdit(article, message) {
-  const area = document.createElement("textarea");
-  area.value = message.content;
-  area.setAttribute("aria-label", "Edit message");
-  const save = button("Save & send", "Save the edit and send", () => edit(message, area.value));
-  const cancel = button("Cancel", "Cancel the edit", () => renderConversation());
-  article.replaceChildren(area, save, cancel);
-  area.focus();
-}
-
-function updateMessage(message) {
-  const old = document.querySelector(`article[data-id="${message.id}"]`);
-  if (old) old.replaceWith(messageElement(message));
-  scrollDown();
-}
-
-function scrollDown() {
-  const box = $("messages");
-  box.scrollTop = box.scrollHeight;
-}
-
-function renderConversation() {
-  const c = state.conversation;
-  $("messages").replaceChildren(...(c ? branch().map(messageElement) : []));
-  const settings = c || { ...DEFAULTS, ...state.draft };
-  if (settings.model && state.models.includes(settings.model)) $("model").value = settings.model;
-  $("system-prompt").value = settings.system_prompt;
-  $("temperature").value = settings.temperature;
-  $("top-p").value = settings.top_p;
-  $("max-tokens").value = settings.max_tokens ?? "";
-  $("safe-prompt").checked = settings.safe_prompt;
-  if (c) {
-    $("export-md").href = `/api/conversations/${c.id}/export?format=md`;
-    $("export-json").href = `/api/conversations/${c.id}/export?format=json`;
-  }
-  $("export-md").hidden = $("export-json").hidden = !c;
-  scrollDown();
-}
-
-function renderSidebar() {
-  const items = state.conversations.map((c) => {
-    const li = document.createElement("li");
-    li.className = state.conversation && state.conversation.id === c.id ? "active" : "";
-    const open = document.createElement("button");
-    open.className = "title";
-    open.textContent = c.title;
-    open.onclick = () => {
-      closeSidebar();
-      openConversation(c.id);
-    };
-    const rename = button("✎", `Rename ${c.title}`, async () => {
-      const title = prompt("Rename the chat:", c.title);
-      if (!title) return;
-      await api(`/api/conversations/${c.id}`, { method: "PATCH", body: { title } });
-      if (state.conversation && state.conversation.id === c.id) state.conversation.title = title;
-      loadConversations();
-    });
-    const remove = button("×", `Delete ${c.title}`, async () => {
-      if (!confirm(`Delete "${c.title}"? This cannot be undone.`)) return;
-      await api(`/api/conversations/${c.id}`, { method: "DELETE" });
-      if (state.conversation && state.conversation.id === c.id) newChat();
-      loadConversations();
-    });
-    rename.disabled = remove.disabled = false;
-    li.append(open, rename, remove);
-    return li;
-  });
-  $("conversations").replaceChildren(...items);
-}
-
-function setStreaming(on) {
-  $("send").hidden = on;
-  $("stop").hidden = !on;
-  for (const b of document.querySelectorAll(".messages button")) b.disabled = on;
-}
+// ---- wiring ---------------------------------------------------------------------------------
 
 function closeSidebar() {
   document.body.classList.remove("sidebar-open");
 }
-
-function newChat() {
-  closeSidebar();
-  state.conversation = null;
-  state.draft = {};
-  history.replaceState(null, "", location.pathname);
-  renderConversation();
-  renderSidebar();
-  $("input").focus();
-}
-
-// ---- accounts ---------------------------------------------------------------------------
-
-// A locked server asks first: a name and password (accounts), or its API key, typed once.
-function showLogin() {
-  const me = state.me || {};
-  $("login").hidden = false;
-  $("app").hidden = true;
-  $("account-fields").hidden = !me.multi_user;
-  $("key-fields").hidden = Boolean(me.multi_user);
-  for (const input of $("account-fields").querySelectorAll("input")) input.required = Boolean(me.multi_user);
-  $("api-key").required = !me.multi_user;
-  $("register").hidden = !me.signup;
-}
-
-async function signIn(path) {
-  const form = new FormData($("login-form"));
-  const body = path === "/api/session"
-    ? { api_key: form.get("api_key") }
-    : { username: form.get("username"), password: form.get("password") };
-  try {
-    await api(path, { method: "POST", body });
-    $("login-form").reset();
-    $("login-error").textContent = "";
-    await begin();
-  } catch (error) {
-    $("login-error").textContent = error.message;
-  }
-}
-
-// The admin's users and keys, in the settings panel.
-async function loadAdmin() {
-  if (!(state.me && state.me.admin && state.me.multi_user)) return;
-  $("admin").hidden = false;
-  const [users, keys] = await Promise.all([api("/api/admin/users"), api("/api/admin/keys")]);
-  $("users").replaceChildren(
-    ...users.map((u) => {
-      const li = document.createElement("li");
-      li.textContent = `${u.username}${u.admin ? " (admin)" : ""} `;
-      li.append(button("Remove", `Remove ${u.username}`, () => confirmThen(`Remove ${u.username} and their chats?`, () =>
-        api(`/api/admin/users/${u.id}`, { method: "DELETE" }))));
-      return li;
-    }),
-  );
-  $("keys").replaceChildren(
-    ...keys.map((k) => {
-      const li = document.createElement("li");
-      li.textContent = `${k.name || "(no name)"} · ${k.created_at.slice(0, 10)} `;
-      li.append(button("Revoke", `Revoke ${k.name || k.id}`, () => confirmThen("Revoke this key?", () =>
-        api(`/api/admin/keys/${k.id}`, { method: "DELETE" }))));
-      return li;
-    }),
-  );
-}
-
-async function confirmThen(question, work) {
-  if (!confirm(question)) return;
-  try {
-    await work();
-  } catch (error) {
-    showNotice(error.message);
-  }
-  loadAdmin();
-}
-
-// ---- wiring ---------------------------------------------------------------------------------
 
 function wire() {
   $("composer").onsubmit = (event) => {
@@ -610,87 +336,70 @@ function wire() {
   let searchTimer;
   $("search").oninput = () => {
     clearTimeout(searchTimer);
-    searchTimer = setTimeout(loadConversations, 200);
+    searchTimer = setTimeout(() => loadConversations().catch((error) => showNotice(error.message)), 200);
   };
   $("toggle-settings").onclick = () => {
     const panel = $("settings");
     panel.hidden = !panel.hidden;
     $("toggle-settings").setAttribute("aria-expanded", String(!panel.hidden));
-    if (!panel.hidden) loadAdmin().catch((error) => showNotice(error.message));
+    if (!panel.hidden) loadAdmin(state.me, showNotice).catch((error) => showNotice(error.message));
   };
   $("toggle-sidebar").onclick = () => document.body.classList.toggle("sidebar-open");
   $("close-sidebar").onclick = closeSidebar;
   $("backdrop").onclick = closeSidebar;
-  $("model").onchange = () => saveSettings({ model: $("model").value });
-  $("system-prompt").onchange = () => saveSettings({ system_prompt: $("system-prompt").value });
-  $("temperature").onchange = () => saveSettings({ temperature: Number($("temperature").value) });
-  $("top-p").onchange = () => saveSettings({ top_p: Number($("top-p").value) });
-  $("max-tokens").onchange = () => {
-    const value = $("max-tokens").value;
-    saveSettings({ max_tokens: value ? Number(value) : null });
+  const setting = (id, read) => {
+    $(id).onchange = () => saveSettings(read()).catch((error) => showNotice(error.message));
   };
-  $("safe-prompt").onchange = () => saveSettings({ safe_prompt: $("safe-prompt").checked });
+  $("model").onchange = () => {
+    const saved = saveSettings({ model: $("model").value }).catch((error) => showNotice(error.message));
+    if (!state.conversation) render(); // the welcome names the model chosen (kept in the draft by now)
+    return saved;
+  };
+  setting("system-prompt", () => ({ system_prompt: $("system-prompt").value }));
+  setting("temperature", () => ({ temperature: Number($("temperature").value) }));
+  setting("top-p", () => ({ top_p: Number($("top-p").value) }));
+  setting("max-tokens", () => ({ max_tokens: $("max-tokens").value ? Number($("max-tokens").value) : null }));
+  setting("safe-prompt", () => ({ safe_prompt: $("safe-prompt").checked }));
+  $("import-button").onclick = () => $("import").click();
   $("import").onchange = async () => {
     const file = $("import").files[0];
     if (!file) return;
     try {
       const imported = await api("/api/conversations/import", { method: "POST", body: await file.text() });
-      await loadConversations();
       await openConversation(imported.id);
     } catch (error) {
-      alert(`Import failed: ${error.message}`);
+      showNotice(`Import failed: ${error.message}`);
     }
     $("import").value = "";
   };
   $("login-form").onsubmit = (event) => {
     event.preventDefault();
-    signIn(state.me && state.me.multi_user ? "/api/login" : "/api/session");
+    signIn(state.me?.multi_user ? "/api/login" : "/api/session", begin);
   };
-  $("register").onclick = () => signIn("/api/register");
+  $("register").onclick = () => signIn("/api/register", begin);
   $("logout").onclick = async () => {
     await api("/api/logout", { method: "POST" });
     location.reload();
   };
-  $("add-user").onsubmit = async (event) => {
-    event.preventDefault();
-    const form = new FormData($("add-user"));
-    const body = { username: form.get("username"), password: form.get("password"), admin: form.get("admin") === "on" };
-    try {
-      await api("/api/admin/users", { method: "POST", body });
-      $("add-user").reset();
-    } catch (error) {
-      showNotice(error.message);
-    }
-    loadAdmin();
-  };
-  $("add-key").onsubmit = async (event) => {
-    event.preventDefault();
-    const form = new FormData($("add-key"));
-    try {
-      const made = await api("/api/admin/keys", { method: "POST", body: { name: form.get("name") } });
-      $("new-key").textContent = `New key (shown once): ${made.key}`;
-      $("add-key").reset();
-    } catch (error) {
-      showNotice(error.message);
-    }
-    loadAdmin();
-  };
+  wireAdmin(() => state.me, showNotice);
+  onUnauthorized(() => showLogin(state.me || {}));
 }
 
 async function begin() {
   state.me = await api("/api/me");
   if (!state.me.signed_in) {
-    showLogin();
+    showLogin(state.me);
     return;
   }
   $("login").hidden = true;
   $("app").hidden = false;
   $("logout").hidden = !state.me.locked;
-  await loadModels();
+  state.models = await listModels();
+  view.renderModels(state.models);
   await loadConversations();
   const id = location.hash.slice(1);
   if (id) await openConversation(id).catch(() => newChat());
-  else renderConversation();
+  else render();
 }
 
 wire();
