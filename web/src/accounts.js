@@ -49,14 +49,16 @@ export async function loadAdmin(me, notice) {
     } catch (error) {
       notice(error.message);
     }
-    loadAdmin(me, notice);
+    await loadAdmin(me, notice).catch((error) => notice(error.message));
   };
   $("users").replaceChildren(
     ...users.map((u) =>
       listItem(
         `${u.username}${u.admin ? " (admin)" : ""}`,
         button("Remove", `Remove ${u.username}`, () =>
-          confirmThen(`Remove ${u.username} and their chats?`, () => api(`/api/admin/users/${u.id}`, { method: "DELETE" })),
+          confirmThen(`Remove ${u.username} and their chats?`, () =>
+            api(`/api/admin/users/${u.id}`, { method: "DELETE" }),
+          ),
         ),
       ),
     ),
@@ -84,7 +86,7 @@ export function wireAdmin(me, notice) {
     } catch (error) {
       notice(error.message);
     }
-    loadAdmin(me(), notice);
+    await loadAdmin(me(), notice).catch((error) => notice(error.message));
   };
   $("add-key").onsubmit = async (event) => {
     event.preventDefault();
@@ -96,6 +98,6 @@ export function wireAdmin(me, notice) {
     } catch (error) {
       notice(error.message);
     }
-    loadAdmin(me(), notice);
+    await loadAdmin(me(), notice).catch((error) => notice(error.message));
   };
 }

@@ -58,9 +58,10 @@ export async function listModels() {
   }
 }
 
-// One chat completion, whole.
-export function complete(body) {
-  return api("/v1/chat/completions", { method: "POST", body: { ...body, stream: false } });
+// One chat completion, whole; given up after `timeoutMs` if that is given.
+export function complete(body, timeoutMs) {
+  const signal = timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined;
+  return api("/v1/chat/completions", { method: "POST", body: { ...body, stream: false }, signal });
 }
 
 // A streamed chat completion: its chunks, parsed, as they come; an error chunk is thrown.

@@ -11,6 +11,8 @@ import * as view from "./view.js";
 
 const { $ } = view;
 const SAVE_EVERY_MS = 500;
+const SAVE_TIMEOUT_MS = 30_000; // a server that hangs on a save must not hold the answer forever
+const TITLE_TIMEOUT_MS = 30_000;
 const DEFAULTS = { model: "", system_prompt: "", temperature: 0.7, top_p: 1, max_tokens: null, safe_prompt: false };
 
 const state = {
@@ -31,11 +33,24 @@ function showNotice(text) {
   $("notice").hidden = !text;
 }
 
+// Work started by a click: a failure is shown, never left as an uncaught rejection.
+async function noticed(work) {
+  try {
+    return await work();
+  } catch (error) {
+    showNotice(error.message);
+  }
+}
+
 // ---- conversations --------------------------------------------------------------------------
 
+// The conversation's settings and its tree; an answer still being written in it is the live one,
+// not the partial copy the server has saved so far.
 function setConversation(conversation) {
-  state.conversation = conversation;
-  state.tree = new MessageTree(conversation?.messages || [], conversation?.current_leaf_id ?? null);
+  const live = state.streaming?.reply;
+  const messages = (conversation?.messages || []).map((m) => (live && m.id === live.id ? live : m));
+  state.conversation = conversation && { ...conversation, messages: undefined };
+  state.tree = new MessageTree(messages, conversation?.current_leaf_id ?? null);
 }
 
 async function loadConversations() {
@@ -47,15 +62,20 @@ async function loadConversations() {
 async function openConversation(id) {
   setConversation(await api(`/api/conversations/${id}`));
   location.hash = id;
-  render();
+  renderSettings();
+  render({ toBottom: true });
   await loadConversations();
 }
 
 async function ensureConversation() {
   if (state.conversation) return state.conversation;
-  setConversation(await api("/api/conversations", { method: "POST", body: { model: chosenModel(), ...state.draft } }));
-  state.draft = {};
+  const draft = state.draft;
+  state.draft = {}; // what is chosen while the POST is out is saved after it
+  setConversation(await api("/api/conversations", { method: "POST", body: { model: chosenModel(), ...draft } }));
   location.hash = state.conversation.id;
+  const later = state.draft;
+  state.draft = {};
+  if (Object.keys(later).length) await saveSettings(later);
   await loadConversations();
   return state.conversation;
 }
@@ -66,14 +86,17 @@ async function saveSettings(changes) {
     return;
   }
   const saved = await api(`/api/conversations/${state.conversation.id}`, { method: "PATCH", body: changes });
+  if (state.conversation?.id !== saved.id) return; // another chat was opened meanwhile
   delete saved.messages; // the tree keeps its own: an answer may be growing in it
   state.conversation = saved;
   if ("current_leaf_id" in changes) state.tree.leafId = saved.current_leaf_id;
 }
 
-async function addMessage(message) {
+// A message stored in conversation `id`, and put in the tree if that chat is still the one open.
+async function addMessage(id, message) {
   const body = { ...message, parent_id: message.parent_id ?? null };
-  return state.tree.add(await api(`/api/conversations/${state.conversation.id}/messages`, { method: "POST", body }));
+  const saved = await api(`/api/conversations/${id}/messages`, { method: "POST", body });
+  return state.conversation?.id === id ? state.tree.add(saved) : saved;
 }
 
 function newChat() {
@@ -81,6 +104,7 @@ function newChat() {
   setConversation(null);
   state.draft = {};
   history.replaceState(null, "", location.pathname);
+  renderSettings();
   render();
   view.renderSidebar(state.conversations, { openId: null, query: $("search").value.trim(), actions: sidebarActions });
   $("input").focus();
@@ -91,48 +115,58 @@ const sidebarActions = {
     closeSidebar();
     openConversation(id).catch((error) => showNotice(error.message));
   },
-  async rename(c) {
-    const title = prompt("Rename the chat:", c.title);
+  rename(c) {
+    const title = prompt("Rename the chat:", c.title)?.trim();
     if (!title) return;
-    await api(`/api/conversations/${c.id}`, { method: "PATCH", body: { title } });
-    if (state.conversation?.id === c.id) state.conversation.title = title;
-    await loadConversations();
+    return noticed(async () => {
+      await api(`/api/conversations/${c.id}`, { method: "PATCH", body: { title } });
+      if (state.conversation?.id === c.id) state.conversation.title = title;
+      await loadConversations();
+    });
   },
-  async remove(c) {
+  remove(c) {
     if (!confirm(`Delete "${c.title}"? This cannot be undone.`)) return;
-    await api(`/api/conversations/${c.id}`, { method: "DELETE" });
-    if (state.conversation?.id === c.id) newChat();
-    await loadConversations();
+    return noticed(async () => {
+      if (state.streaming?.conversationId === c.id) stop(); // its answer has nowhere to go
+      await api(`/api/conversations/${c.id}`, { method: "DELETE" });
+      if (state.conversation?.id === c.id) newChat();
+      await loadConversations();
+    });
   },
 };
 
 // ---- drawing --------------------------------------------------------------------------------
 
 const messageActions = {
-  switchVersion: (message, step) => switchVersion(message, step),
+  switchVersion: (message, step) => noticed(() => switchVersion(message, step)),
   startEdit: (message) => view.editElement(message, (text) => edit(message, text), render),
   regenerate: (message) => regenerate(message),
 };
 
 const messageView = () => ({ tree: state.tree, streaming: state.streaming, actions: messageActions });
 
-function render() {
-  const c = state.conversation;
-  const settings = c || { ...DEFAULTS, ...state.draft };
+// The settings panel, from the open conversation (or the draft of a new one): on opening a chat
+// only, so what the user is typing there is never overwritten by a redraw.
+function renderSettings() {
+  const settings = state.conversation || { ...DEFAULTS, ...state.draft };
   if (settings.model && state.models.some((m) => m.id === settings.model)) $("model").value = settings.model;
   $("system-prompt").value = settings.system_prompt;
   $("temperature").value = settings.temperature;
   $("top-p").value = settings.top_p;
   $("max-tokens").value = settings.max_tokens ?? "";
   $("safe-prompt").checked = settings.safe_prompt;
+}
+
+function render({ toBottom = false } = {}) {
+  const c = state.conversation;
   for (const format of ["md", "json"]) {
     $(`export-${format}`).hidden = !c;
     if (c) $(`export-${format}`).href = `/api/conversations/${c.id}/export?format=${format}`;
   }
   $("send").hidden = Boolean(state.streaming);
   $("stop").hidden = !state.streaming;
-  if (c) view.renderMessages(state.tree.branch(), messageView());
-  else view.renderWelcome(chosenCard(), (text) => ask(text));
+  if (c) view.renderMessages(state.tree.branch(), messageView(), toBottom);
+  else view.renderWelcome(chosenCard(), (text) => send(text), Boolean(state.streaming || document.body.dataset.busy));
 }
 
 // ---- generation -----------------------------------------------------------------------------
@@ -149,30 +183,31 @@ async function busy(work) {
   }
 }
 
-function ask(text) {
-  $("input").value = text;
-  return send();
-}
+const idle = () => !state.streaming && !document.body.dataset.busy;
 
-function send() {
-  const text = $("input").value;
-  if (state.streaming || document.body.dataset.busy || !text.trim()) return;
+// Sends the box's text, or a suggestion's (which leaves the box as it is).
+function send(suggestion) {
+  const typed = suggestion === undefined;
+  const text = typed ? $("input").value : suggestion;
+  if (!idle() || !text.trim()) return;
   return busy(async () => {
     let user;
     let first = false;
+    let id;
     try {
       const conversation = await ensureConversation();
+      id = conversation.id;
       first = conversation.title === "New chat" && !state.tree.messages.size;
-      user = await addMessage({ role: "user", content: text, parent_id: state.tree.branch().at(-1)?.id });
+      user = await addMessage(id, { role: "user", content: text, parent_id: state.tree.branch().at(-1)?.id });
     } catch (error) {
-      showNotice(`Not sent: ${error.message}. Your message is still in the box.`);
+      showNotice(`Not sent: ${error.message}.${typed ? " Your message is still in the box." : ""}`);
       throw error; // the text stays in the box: nothing the user typed is lost
     }
-    if ($("input").value === text) $("input").value = ""; // saved: now it may go
+    if (typed && $("input").value === text) $("input").value = ""; // saved: now it may go
     showNotice("");
-    render();
+    render({ toBottom: true });
     await answer(user);
-    if (first) await nameConversation(state.conversation.id, text);
+    if (first) await nameConversation(id, text);
   });
 }
 
@@ -197,11 +232,13 @@ async function answer(userMessage) {
   state.tree.leafId = userMessage.id;
   const body = requestFor(conversation, model);
   const controller = new AbortController();
-  state.streaming = { controller, messageId: null }; // before the answer is drawn: it is live, not interrupted
-  render();
+  // before the answer is drawn: it is live, not interrupted
+  state.streaming = { controller, messageId: null, reply: null, conversationId: conversation.id };
+  render({ toBottom: true });
   let reply;
   try {
-    reply = await addMessage({ role: "assistant", content: "", parent_id: userMessage.id, status: "streaming", model });
+    const draft = { role: "assistant", content: "", parent_id: userMessage.id, status: "streaming", model };
+    reply = await addMessage(conversation.id, draft);
   } catch (error) {
     state.streaming = null;
     render();
@@ -209,9 +246,12 @@ async function answer(userMessage) {
     return;
   }
   state.streaming.messageId = reply.id;
-  render();
+  state.streaming.reply = reply;
+  render({ toBottom: true });
 
-  const saver = new Saver((changes) => api(`/api/messages/${reply.id}`, { method: "PATCH", body: changes }));
+  const saver = new Saver((changes) =>
+    api(`/api/messages/${reply.id}`, { method: "PATCH", body: changes, signal: AbortSignal.timeout(SAVE_TIMEOUT_MS) }),
+  );
   const painter = new view.FramePainter(view.paintBody);
   const started = performance.now();
   let firstAt = null;
@@ -261,6 +301,8 @@ async function answer(userMessage) {
   } catch (error) {
     showNotice(`The answer is shown but could not be saved: ${error.message}`);
   }
+  const shown = state.tree.get(reply.id); // the chat may have been closed and opened again meanwhile
+  if (shown && shown !== reply) Object.assign(shown, reply);
   state.streaming = null;
   render();
   loadConversations().catch(() => {}); // the server may be gone; the answer is already shown
@@ -270,32 +312,38 @@ function stop() {
   state.streaming?.controller.abort();
 }
 
-// An immediate title from the question, then the model's, once cleaned, if it gives a real one.
+// An immediate title from the question, then the model's, once cleaned, if it gives a real one
+// and nobody renamed the chat meanwhile.
 async function nameConversation(id, firstMessage) {
+  const placeholder = titleFromMessage(firstMessage);
   const rename = async (title) => {
-    if (state.conversation?.id !== id) {
-      await api(`/api/conversations/${id}`, { method: "PATCH", body: { title } });
-    } else await saveSettings({ title });
+    if (state.conversation?.id === id) await saveSettings({ title });
+    else await api(`/api/conversations/${id}`, { method: "PATCH", body: { title } });
     await loadConversations();
   };
   try {
-    await rename(titleFromMessage(firstMessage));
-    const reply = await complete({ model: chosenModel(), temperature: 0, max_tokens: 16, messages: titleRequest(firstMessage) });
+    await rename(placeholder);
+    const messages = titleRequest(firstMessage);
+    const reply = await complete({ model: chosenModel(), temperature: 0, max_tokens: 16, messages }, TITLE_TIMEOUT_MS);
     const choice = reply.choices[0];
     const title = cleanTitle(choice.message.content || "", { cut: choice.finish_reason === "length" });
-    if (title) await rename(title);
+    const now = (await api(`/api/conversations/${id}`)).title;
+    if (title && now === placeholder) await rename(title);
   } catch (error) {
     console.warn("no title from the model:", error);
   }
 }
 
 function regenerate(assistantMessage) {
+  if (!idle()) return;
   return busy(() => answer(state.tree.get(assistantMessage.parent_id)));
 }
 
 function edit(userMessage, text) {
+  if (!idle()) return;
   return busy(async () => {
-    const user = await addMessage({ role: "user", content: text, parent_id: userMessage.parent_id });
+    const message = { role: "user", content: text, parent_id: userMessage.parent_id };
+    const user = await addMessage(state.conversation.id, message);
     render();
     await answer(user);
   });
@@ -377,10 +425,11 @@ function wire() {
     signIn(state.me?.multi_user ? "/api/login" : "/api/session", begin);
   };
   $("register").onclick = () => signIn("/api/register", begin);
-  $("logout").onclick = async () => {
-    await api("/api/logout", { method: "POST" });
-    location.reload();
-  };
+  $("logout").onclick = () =>
+    noticed(async () => {
+      await api("/api/logout", { method: "POST" });
+      location.reload();
+    });
   wireAdmin(() => state.me, showNotice);
   onUnauthorized(() => showLogin(state.me || {}));
 }
@@ -399,8 +448,14 @@ async function begin() {
   await loadConversations();
   const id = location.hash.slice(1);
   if (id) await openConversation(id).catch(() => newChat());
-  else render();
+  else {
+    renderSettings();
+    render();
+  }
 }
 
 wire();
-await begin();
+await begin().catch((error) => {
+  $("app").hidden = false;
+  showNotice(`The server could not be reached: ${error.message}. Reload the page to try again.`);
+});

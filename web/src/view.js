@@ -54,7 +54,7 @@ const SUGGESTIONS = [
   "What is the difference between weather and climate?",
 ];
 
-export function welcomeElement(card, pick) {
+export function welcomeElement(card, pick, busy = false) {
   const welcome = element("section", "welcome");
   welcome.setAttribute("aria-label", "Welcome");
   welcome.append(element("h1", "", "What can I help with?"));
@@ -70,7 +70,7 @@ export function welcomeElement(card, pick) {
   const list = element("div", "suggestions");
   list.setAttribute("aria-label", "Suggested prompts");
   for (const text of SUGGESTIONS) {
-    const b = button(text, `Ask: ${text}`, () => pick(text), !card);
+    const b = button(text, `Ask: ${text}`, () => pick(text), !card || busy);
     b.className = "suggestion";
     list.append(b);
   }
@@ -124,8 +124,11 @@ export function messageElement(message, view) {
     );
   }
   const copy = button("Copy", "Copy this message", () => copyText(message.content, copy));
-  if (message.role === "user") tools.append(button("Edit", "Edit this message", () => actions.startEdit(message), busy));
-  else tools.append(button("Regenerate", "Regenerate this answer", () => actions.regenerate(message), busy));
+  if (message.role === "user") {
+    tools.append(button("Edit", "Edit this message", () => actions.startEdit(message), busy));
+  } else {
+    tools.append(button("Regenerate", "Regenerate this answer", () => actions.regenerate(message), busy));
+  }
   tools.append(copy);
   if (message.created_at) {
     const time = element("time", "when", formatMoment(message.created_at));
@@ -146,11 +149,11 @@ export function editElement(message, save, cancel) {
   const area = document.createElement("textarea");
   area.value = message.content;
   area.setAttribute("aria-label", "Edit message");
-  article.replaceChildren(
-    area,
-    button("Save & send", "Save the edit and send", () => save(area.value)),
-    button("Cancel", "Cancel the edit", cancel),
-  );
+  const send = button("Save & send", "Save the edit and send", () => {
+    send.disabled = true; // one click, one answer
+    save(area.value);
+  });
+  article.replaceChildren(area, send, button("Cancel", "Cancel the edit", cancel));
   area.focus();
 }
 
@@ -162,19 +165,15 @@ function stickToBottom(update) {
   if (atBottom) box.scrollTop = box.scrollHeight;
 }
 
-export function renderMessages(messages, view) {
+// The branch's messages; `toBottom` on opening a chat, else the reader's place is kept.
+export function renderMessages(messages, view, toBottom) {
   const box = $("messages");
-  box.replaceChildren(...messages.map((m) => messageElement(m, view)));
-  box.scrollTop = box.scrollHeight;
+  stickToBottom(() => box.replaceChildren(...messages.map((m) => messageElement(m, view))));
+  if (toBottom) box.scrollTop = box.scrollHeight;
 }
 
-export function renderWelcome(card, pick) {
-  $("messages").replaceChildren(welcomeElement(card, pick));
-}
-
-export function replaceMessage(message, view) {
-  const old = document.querySelector(`article[data-id="${message.id}"]`);
-  if (old) stickToBottom(() => old.replaceWith(messageElement(message, view)));
+export function renderWelcome(card, pick, busy) {
+  $("messages").replaceChildren(welcomeElement(card, pick, busy));
 }
 
 // A streaming answer is drawn at most once per animation frame, however many pieces arrive in
@@ -216,7 +215,8 @@ export function renderSidebar(conversations, { openId, query, actions }) {
     open.type = "button";
     open.title = c.title;
     open.onclick = () => actions.open(c.id);
-    li.append(open, button("✎", `Rename ${c.title}`, () => actions.rename(c)), button("×", `Delete ${c.title}`, () => actions.remove(c)));
+    const rename = button("✎", `Rename ${c.title}`, () => actions.rename(c));
+    li.append(open, rename, button("×", `Delete ${c.title}`, () => actions.remove(c)));
     return li;
   });
   $("conversations").replaceChildren(...items);

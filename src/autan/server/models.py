@@ -28,6 +28,7 @@ class ServedModel:
     created: int = field(default_factory=lambda: int(time.time()))
     default_temperature: float = 0.7  # for requests that leave temperature out: the file's recommendation
     quantization: str = ""  # how the weights are stored: a GGUF file type ("Q4_1"), a dtype, or --quantize
+    size_bytes: int = 0  # the checkpoint on disk, measured at load
     admitting: int = 0  # requests past the queue check, on their way into the engine (counted as waiting)
 
     @functools.cached_property
@@ -73,7 +74,7 @@ class ServedModel:
             # beyond Mistral's card, as Ollama's /api/tags gives them: the chat app's model picker shows them
             "parameters": self.engine.engine.model.config.parameters,
             "quantization": self.quantization,
-            "size_bytes": disk_size(self.path),
+            "size_bytes": self.size_bytes,
             "type": "base",
             "capabilities": {
                 "completion_chat": getattr(self.tokenizer, "template", True) is not None,
@@ -103,7 +104,13 @@ def load_served(
     temperature = registry.recommended_sampling(path).get("temperature", 0.7)
     stored = quantize or stored_quantization(path, engine.model.dtype)
     return ServedModel(
-        model_id, AsyncEngine(engine), tokenizer, path, default_temperature=temperature, quantization=stored
+        model_id,
+        AsyncEngine(engine),
+        tokenizer,
+        path,
+        default_temperature=temperature,
+        quantization=stored,
+        size_bytes=disk_size(path),
     )
 
 
