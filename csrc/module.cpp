@@ -49,6 +49,7 @@ torch::Tensor qmatmul(const torch::Tensor& x, const torch::Tensor& w, int64_t qt
   const auto xc = x.contiguous();
   const int64_t m = x.size(0), n = w.size(0) * GROUP_ROWS;
   auto y = torch::empty({m, n}, torch::kFloat32);
+  if (m == 0) return y;  // no rows (a prefill chunk that needs no logits): nothing to split between threads
   activation_product(static_cast<QType>(qtype), w.data_ptr<uint8_t>(), w.size(0), xc.data_ptr<float>(), m, x.size(1),
                      y.data_ptr<float>());
   return y;

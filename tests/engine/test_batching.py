@@ -84,3 +84,23 @@ def test_preemption_recomputes_and_changes_nothing(models):
 def _bytes(model, tokens: int) -> int:
     c = model.config
     return tokens * 2 * c.n_layers * c.n_kv_heads * c.head_dim * 4
+
+
+@pytest.mark.default_model
+def test_a_prompt_longer_than_one_step_on_the_quantized_default_model():
+    """Prefill chunks before the last need no logits: the output head gets no rows, which the
+    native kernel once divided among its threads (a floating point exception that killed the
+    server on any prompt over 256 tokens)."""
+    import autan
+    from autan import registry
+    from autan.tokenizer import load_tokenizer
+
+    path = registry.pull("smollm2", quiet=True)
+    model = autan.load_model(path)  # packed: the native kernels where they are built
+    prompt = torch.randint(100, 40_000, (300,), generator=torch.Generator().manual_seed(0)).tolist()
+    engine = Engine(model, load_tokenizer(path), EngineConfig(max_batched_tokens=64))
+    stream = engine.add_request(prompt, SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))
+    engine.run_until_idle()
+    done = stream.events[-1]
+    reference = model.logits(prompt + done.token_ids[:-1])[len(prompt) - 1 :]
+    assert done.token_ids == reference.argmax(-1).tolist()

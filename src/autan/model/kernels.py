@@ -70,6 +70,8 @@ class PackedLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         flat = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
+        if not len(flat):  # no rows: a prefill chunk whose logits nobody needs
+            return x.new_zeros(*x.shape[:-1], self.out_features)
         wide = len(flat) >= FULL_WIDTH_FROM and x.dtype == torch.float32
         if wide and (self.kind == "ggml" or (self.kind == "int4" and self._unpackable)):
             y = self._full_width_product(flat)
