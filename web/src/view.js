@@ -91,7 +91,10 @@ export function statsLine(message, live) {
   if (s.tokens != null) parts.push(`${s.tokens} tokens`);
   if (s.tokens_per_second) parts.push(`${s.tokens_per_second.toFixed(1)} tok/s`);
   if (s.first_token_seconds != null) parts.push(`first token ${s.first_token_seconds.toFixed(2)} s`);
-  if (s.finish_reason) parts.push(s.finish_reason);
+  if (s.rail) {
+    const why = (s.categories || []).map((c) => c.replaceAll("_", " ")).join(", ") || "unsafe content";
+    parts.push(s.rail === "input" ? `refused by the guardrails: ${why}` : `stopped by the guardrails: ${why}`);
+  } else if (s.finish_reason) parts.push(s.finish_reason);
   if (s.error) parts.push(`error: ${s.error}`);
   if (message.status === "streaming") parts.push("interrupted");
   return parts.join(" · ");

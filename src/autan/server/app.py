@@ -1,11 +1,12 @@
 """The HTTP API: Mistral's routes and shapes (which OpenAI's clients also speak), on the engine.
 
     POST /v1/chat/completions   POST /v1/completions   POST /v1/fim/completions
+    POST /v1/moderations        POST /v1/chat/moderations
     GET  /v1/models             GET  /v1/models/{id}   GET  /health   GET /metrics   GET /docs
 
 Generation runs in each model's engine thread; this module only routes. Who may call what is
 `autan.http.auth`, what every request passes first `autan.http.guard`, one request's work
-`generation`, the bodies it answers with `responses`.
+`generation`, the bodies it answers with `responses`, the guardrails around it `autan.guard.rails`.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from autan.guard.policy import GuardPolicy
+from autan.guard.rails import GuardRails, OutputWatch, last_user_turn
 from autan.http import errors
 from autan.http.auth import Access, Policy
 from autan.http.errors import APIError
 from autan.http.guard import MAX_BODY_BYTES, Guard, HostNames
+from autan.server import moderation
 from autan.server.generation import ClientGone, Generation, until_disconnected
 from autan.server.metrics import CountAndLog, Metrics
 from autan.server.models import ServedModel
-from autan.server.responses import events, full_response, observe
+from autan.server.responses import events, full_response, observe, refusal
 from autan.server.schemas import ChatCompletionRequest, CompletionRequest, FIMCompletionRequest, SamplingFields
 from autan.store.db import Store
 
@@ -47,11 +51,14 @@ def create_app(
     limits: Limits | None = None,
     log_prompts: bool = False,
     store: Store | None = None,
+    guard: GuardPolicy | None = None,
 ) -> FastAPI:
-    """The API for `models`; with a `store`, also the chat app at `/` and its `/api` routes."""
+    """The API for `models`; with a `store`, also the chat app at `/` and its `/api` routes; with a
+    `guard` policy, rails around every generation (a request may also ask for them)."""
     policy, limits = policy or Policy(), limits or Limits()
     served = {m.id: m for m in models}
     metrics = Metrics(lambda: {name: m.engine.engine for name, m in served.items()})
+    rails = GuardRails(guard, served, metrics)
     access = Access(policy, store.accounts if store is not None else None)
     app = FastAPI(
         title="autan",
@@ -84,7 +91,7 @@ def create_app(
             return HTMLResponse("<p>The API docs are built with the chat app: run <code>make setup</code>.</p>")
         return HTMLResponse(page.read_text())
 
-    app.include_router(_v1(served, access, metrics, limits, log_prompts))
+    app.include_router(_v1(served, access, metrics, limits, log_prompts, rails))
     if store is not None:
         from autan.web.routes import install
 
@@ -93,9 +100,15 @@ def create_app(
 
 
 def _v1(
-    served: dict[str, ServedModel], access: Access, metrics: Metrics, limits: Limits, log_prompts: bool
+    served: dict[str, ServedModel],
+    access: Access,
+    metrics: Metrics,
+    limits: Limits,
+    log_prompts: bool,
+    rails: GuardRails,
 ) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(access.v1)])
+    router.include_router(moderation.router(rails))
 
     def model_named(name: str) -> ServedModel:
         if name not in served:
@@ -103,27 +116,51 @@ def _v1(
             raise APIError(404, f"model '{shown}' is not served here; available: {', '.join(served)}")
         return served[name]
 
-    async def answer(request: Request, generation: Generation, body: SamplingFields, **start: Any) -> Response:
-        """Start `generation`, then stream it or answer it whole; it is closed on every way out."""
+    def stream(chunks: Any) -> StreamingResponse:
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
+
+    async def answer(
+        request: Request, generation: Generation, body: SamplingFields, question: str, **start: Any
+    ) -> Response:
+        """Run the input rail, start `generation`, then stream it or answer it whole (through the
+        output rail); the generation is closed on every way out."""
         streaming = False
+        policy = rails.for_request(body.guardrails)
+        options = body.stream_options
+        include_usage = bool(options and options.include_usage)
         try:
+            if policy is not None and policy.input and question.strip():
+                verdict = await rails.check(policy, generation.served, "input", [question])
+                if verdict is not None:
+                    shape = refusal(generation, verdict, policy.refusal, body.n, body.stream, include_usage)
+                    return stream(shape) if body.stream else JSONResponse(shape)
+            watch = None
+            if policy is not None and policy.output:
+                watch = OutputWatch(rails, policy, generation.served, question, body.n)
             await until_disconnected(request, generation.start(body, max_waiting=limits.max_waiting, **start))
             if body.stream:
-                options = body.stream_options
                 streaming = True  # from here the stream owns the generation and closes it
-                return StreamingResponse(
+                continuous = bool(options and options.continuous_usage_stats)
+                return stream(
                     events(
                         generation,
                         metrics,
-                        include_usage=bool(options and options.include_usage),
-                        continuous_usage=bool(options and options.continuous_usage_stats),
-                    ),
-                    media_type="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                        include_usage=include_usage,
+                        continuous_usage=continuous,
+                        watch=watch,
+                        refusal_text=policy.refusal if policy else "",
+                    )
                 )
             done = await until_disconnected(request, generation.drain())
             observe(metrics, generation, done)
-            return JSONResponse(full_response(generation, done))
+            verdicts = {}
+            if watch is not None:
+                for i, completion in enumerate(done):
+                    watch.feed(i, completion.text, completion.usage.completion_tokens)
+                    if (verdict := await watch.finish(i)) is not None:
+                        verdicts[i] = verdict
+            return JSONResponse(full_response(generation, done, verdicts, policy.refusal if policy else ""))
         except ClientGone:
             return Response(status_code=499)  # nobody reads this; the work is already aborted
         finally:
@@ -154,6 +191,7 @@ def _v1(
             request,
             generation,
             body,
+            last_user_turn(messages),
             encode=lambda: model.tokenizer.encode_chat(messages, tools=tools),
             text_bytes=sum(len(m["content"].encode()) for m in messages),
             schema=schema,
@@ -179,7 +217,7 @@ def _v1(
             start["text_bytes"] = len(text.encode()) + len((body.suffix or "").encode())
         if body.echo:
             generation.echo = text if text is not None else model.tokenizer.decode(start["prompt"])
-        return await answer(request, generation, body, logprobs=body.logprobs, **start)
+        return await answer(request, generation, body, text or "", logprobs=body.logprobs, **start)
 
     @router.post("/fim/completions")
     async def fim_completions(body: FIMCompletionRequest, request: Request) -> Response:
@@ -189,7 +227,7 @@ def _v1(
         generation = Generation.new(model, "cmpl", "chat")
         size = len(body.prompt.encode()) + len((body.suffix or "").encode())
         encode = lambda: _encode_fim(model, body.prompt, body.suffix or "")  # noqa: E731
-        return await answer(request, generation, body, encode=encode, text_bytes=size)
+        return await answer(request, generation, body, body.prompt, encode=encode, text_bytes=size)
 
     return router
 

@@ -35,6 +35,7 @@ class Settings:
     engine: dict = field(default_factory=dict)  # EngineConfig fields
     quantize: str | None = None
     mmap: bool = True
+    guard: str | None = None  # a guard policy's TOML file
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, api_keys: Sequence[str]) -> Settings:
@@ -59,6 +60,7 @@ class Settings:
             },
             quantize=args.quantize,
             mmap=args.mmap,
+            guard=args.guard,
         )
 
 
@@ -80,6 +82,7 @@ def serve(settings: Settings) -> None:
 
     from autan import native
     from autan.engine.engine import EngineConfig
+    from autan.guard.policy import GuardPolicy
     from autan.http.auth import Policy
     from autan.server.app import Limits, create_app
     from autan.server.models import load_served
@@ -87,6 +90,7 @@ def serve(settings: Settings) -> None:
 
     if settings.allow_signup and not settings.multi_user:
         raise AutanError("--allow-signup opens accounts, which need --multi-user")
+    guard = GuardPolicy.load(settings.guard) if settings.guard else None  # a bad policy fails before the load
     sock = bind(settings.host, settings.port)
     config = EngineConfig(**settings.engine)
     served = [load_served(spec, config, quantize=settings.quantize, mmap=settings.mmap) for spec in settings.models]
@@ -96,7 +100,9 @@ def serve(settings: Settings) -> None:
     store = Store(settings.db)
     policy = Policy(settings.api_keys, settings.multi_user, settings.allow_signup, settings.public_metrics)
     limits = Limits(settings.max_waiting, settings.max_body_bytes, settings.allowed_hosts)
-    app = create_app(served, policy=policy, limits=limits, log_prompts=settings.log_prompts, store=store)
+    app = create_app(served, policy=policy, limits=limits, log_prompts=settings.log_prompts, store=store, guard=guard)
+    if guard is not None:
+        print(f"guard: {guard.moderator}, input rail {guard.input}, output rail {guard.output}", file=sys.stderr)
     port = sock.getsockname()[1]
     print(f"chat app on http://{settings.host}:{port}/ (conversations in {store.engine.url})", file=sys.stderr)
     if settings.multi_user and not store.accounts.has_users():

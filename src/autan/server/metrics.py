@@ -45,6 +45,15 @@ class Metrics:
         self.duration = Histogram(
             "autan_request_duration_seconds", "Arrival to last token", ["model"], buckets=LATENCY_BUCKETS, registry=r
         )
+        self.guard_decisions = Counter(
+            "autan_guard_decisions",
+            "Rail decisions, by rail, category found ('none' when nothing) and action (pass, log, block)",
+            ["rail", "category", "action"],
+            registry=r,
+        )
+        self.guard_seconds = Histogram(
+            "autan_guard_seconds", "Time a rail's moderation took", ["rail"], buckets=LATENCY_BUCKETS, registry=r
+        )
         r.register(_EngineCollector(engines))
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from autan.engine.request import Completion, TokenLogprob
+from autan.guard.rails import OutputWatch, Verdict
 from autan.http.errors import envelope
 from autan.server.generation import Generation, failure
 from autan.server.metrics import Metrics
@@ -30,9 +31,20 @@ def usage(generation: Generation, done: Sequence[Completion]) -> dict:
     }
 
 
-def full_response(generation: Generation, done: Sequence[Completion]) -> dict:
+FILTERED = "content_filter"  # OpenAI's finish reason for an answer a moderation stopped
+
+
+def full_response(
+    generation: Generation,
+    done: Sequence[Completion],
+    verdicts: Mapping[int, Verdict] | None = None,
+    refusal_text: str = "",
+) -> dict:
+    """The whole answer. A choice the output rail flagged is withheld: the refusal stands in its
+    place, with finish reason `content_filter` and the rail's `moderation`."""
     base = {"id": generation.id, "created": int(time.time()), "model": generation.served.id}
     tokenizer = generation.served.tokenizer
+    verdicts = verdicts or {}
     choices = []
     for i, c in enumerate(done):
         lp = logprobs(tokenizer, c.logprobs) if c.logprobs is not None else None
@@ -42,16 +54,66 @@ def full_response(generation: Generation, done: Sequence[Completion]) -> dict:
             if (parsed := generation.tool_calls(c)) is not None:
                 message["content"], message["tool_calls"] = parsed
                 finish = "tool_calls"
-            choices.append({"index": i, "message": message, "finish_reason": finish, "logprobs": lp})
+            choice = {"index": i, "message": message, "finish_reason": finish, "logprobs": lp}
+            if i in verdicts:
+                message["content"], message["tool_calls"] = refusal_text, None
         else:
-            text = generation.echo + c.text
-            choices.append({"index": i, "text": text, "finish_reason": c.finish_reason, "logprobs": lp})
+            text = generation.echo + c.text if i not in verdicts else refusal_text
+            choice = {"index": i, "text": text, "finish_reason": c.finish_reason, "logprobs": lp}
+        if i in verdicts:
+            choice.update(finish_reason=FILTERED, logprobs=None, moderation=verdicts[i].body())
+        choices.append(choice)
     kind = "chat.completion" if generation.kind == "chat" else "text_completion"
     return {**base, "object": kind, "choices": choices, "usage": usage(generation, done)}
 
 
+def refusal(
+    generation: Generation, verdict: Verdict, text: str, n: int, stream: bool, include_usage: bool
+) -> dict | AsyncIterator[str]:
+    """The answer to a prompt the input rail flagged: the refusal for every choice, finish
+    reason `content_filter`, the rail's `moderation`; nothing was generated."""
+    chat = generation.kind == "chat"
+    base = {"id": generation.id, "created": int(time.time()), "model": generation.served.id}
+    nothing = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    why = {"finish_reason": FILTERED, "moderation": verdict.body()}
+    if not stream:
+        if chat:
+            message = {"role": "assistant", "content": text, "tool_calls": None}
+            choices = [{"index": i, "message": message, "logprobs": None, **why} for i in range(n)]
+        else:
+            choices = [{"index": i, "text": text, "logprobs": None, **why} for i in range(n)]
+        kind = "chat.completion" if chat else "text_completion"
+        return {**base, "object": kind, "choices": choices, "usage": nothing}
+
+    async def chunks() -> AsyncIterator[str]:
+        kind = {"object": "chat.completion.chunk" if chat else "text_completion"}
+
+        def event(choices: list[dict], **extra: Any) -> str:
+            return f"data: {json.dumps({**base, **kind, 'choices': choices, **extra}, ensure_ascii=False)}\n\n"
+
+        piece = (
+            (lambda i: {"index": i, "delta": {"role": "assistant", "content": text}})
+            if chat
+            else (lambda i: {"index": i, "text": text})
+        )
+        yield event([{**piece(i), "finish_reason": None} for i in range(n)])
+        end = (lambda i: {"index": i, "delta": {}}) if chat else (lambda i: {"index": i, "text": ""})
+        yield event([{**end(i), **why} for i in range(n)], usage=nothing)
+        if include_usage:
+            yield event([], usage=nothing)
+        yield "data: [DONE]\n\n"
+
+    return chunks()
+
+
 async def events(
-    generation: Generation, metrics: Metrics, *, include_usage: bool, continuous_usage: bool
+    generation: Generation,
+    metrics: Metrics,
+    *,
+    include_usage: bool,
+    continuous_usage: bool,
+    watch: OutputWatch | None = None,
+    refusal_text: str = "",
 ) -> AsyncIterator[str]:
     """Chunks of every choice as they come, then the finish chunks with usage, then [DONE].
 
@@ -59,6 +121,10 @@ async def events(
     the usage so far, so a client that stops reading still knows how many tokens it got. This
     generator owns the generation: whatever ends it (the last token, an error, the client going
     away and the response being cancelled) closes it, which aborts every unfinished choice.
+
+    With `watch` (the output rail), the answer is checked every few tokens before they are sent;
+    a choice it flags is stopped there: nothing more of it is sent, and its finish chunk says
+    `content_filter` and why.
     """
     chat = generation.kind == "chat"
     base = {
@@ -87,6 +153,7 @@ async def events(
 
     marker = getattr(tokenizer, "tool_call_id", None) if generation.tools else None
     calling: set[int] = set()  # choices answering with function calls: sent whole at the end
+    stopped: dict[int, Verdict] = {}  # choices the output rail flagged
     try:
         n = len(generation.streams)
         if chat:
@@ -104,14 +171,28 @@ async def events(
             if isinstance(event, list):  # every choice has ended
                 done = event
                 break
+            if i in stopped:
+                continue  # stopped by the rail; its abort is on its way
             counts[i] += len(event.token_ids)
             if marker is not None and marker in event.token_ids:
                 calling.add(i)
+            due = watch is not None and watch.feed(i, event.text, len(event.token_ids))
+            if due and (verdict := await watch.check(i)) is not None:  # this piece is withheld, and all after
+                stopped[i] = verdict
+                generation.streams[i].abort()
+                continue
             if i not in calling and (event.text or event.logprobs):
                 yield chunk([choice(i, event.text, None, event.logprobs)])
         if done is not None:
+            if watch is not None:
+                for i in range(len(done)):
+                    if i not in stopped and (verdict := await watch.finish(i)) is not None:
+                        stopped[i] = verdict
             total = usage(generation, done)
             finals = [choice(i, "", c.finish_reason) for i, c in enumerate(done)]
+            for i, verdict in stopped.items():
+                finals[i].update(finish_reason=FILTERED, moderation=verdict.body())
+                calling.discard(i)
             for i in sorted(calling):
                 parsed = generation.tool_calls(done[i])
                 if parsed is None:  # not a well-formed call after all: the text it held back

@@ -115,6 +115,9 @@ class SamplingFields(BaseModel):
     presence_penalty: Penalty = 0.0
     frequency_penalty: Penalty = 0.0
     n: Annotated[int, Field(ge=1, le=16)] = 1
+    # autan's: run this request under the server's guard policy (or the default one) with true, or
+    # without rails with false (where the policy allows); unset, as the server is started
+    guardrails: bool | None = None
 
     @model_validator(mode="after")
     def _min_within_max(self) -> SamplingFields:

@@ -31,6 +31,8 @@ class Stats(BaseModel):
     first_token_seconds: Number | None = None
     finish_reason: Annotated[CleanStr, Field(max_length=32)] | None = None
     error: Annotated[CleanStr, Field(max_length=2000)] | None = None  # why the answer ended early, shown apart
+    rail: Literal["input", "output"] | None = None  # a guardrail refused (input) or stopped (output) it
+    categories: Annotated[list[Annotated[CleanStr, Field(max_length=64)]], Field(max_length=16)] | None = None
 
     @classmethod
     def read(cls, stored: Any) -> dict[str, Any] | None:

@@ -1,0 +1,127 @@
+"""The moderation classifier: a small head over the sentence encoder, one score per category.
+
+The head (`head.safetensors`, trained by `autan guard train` on the prompts `guard.data` loads)
+maps an embedding to a probability per category; a text scores the highest of its windows. A
+category is flagged at or above its threshold: the trained ones (chosen on a validation split,
+`head.json`), or an operator's. `pii` is also raised to 1 by the pattern detector (`guard.pii`)
+whenever the text carries personal data.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from autan.guard import pii
+from autan.guard.categories import CATEGORIES
+from autan.guard.encoder import DIM, Encoder
+
+HEAD_DIR = Path(__file__).parent
+HIDDEN = 256
+
+
+class Head(nn.Module):
+    """Embedding -> a logit per category and one for "unsafe at all" (the last): a hidden layer,
+    then a linear map."""
+
+    def __init__(self, categories: int = len(CATEGORIES) + 1, hidden: int = HIDDEN, dropout: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(DIM, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, categories))
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.net(embeddings)
+
+
+@dataclass
+class Result:
+    """One text's moderation: a score and a decision per category, and whether any was flagged."""
+
+    category_scores: dict[str, float]
+    categories: dict[str, bool]
+    pii: list[pii.Finding] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> bool:
+        return any(self.categories.values())
+
+    @property
+    def flagged_categories(self) -> list[str]:
+        return [c for c, on in self.categories.items() if on]
+
+
+def load_head(directory: Path = HEAD_DIR) -> tuple[Head, dict]:
+    from safetensors.torch import load_file
+
+    info = json.loads((directory / "head.json").read_text())
+    if tuple(info["categories"]) != CATEGORIES:
+        raise ValueError(f"{directory / 'head.json'} was trained for {info['categories']}, not {list(CATEGORIES)}")
+    head = Head(hidden=info.get("hidden", HIDDEN))
+    head.load_state_dict(load_file(directory / "head.safetensors"))
+    return head.eval(), info
+
+
+class Classifier:
+    def __init__(
+        self,
+        encoder: Encoder | None = None,
+        head_dir: Path = HEAD_DIR,
+        thresholds: Mapping[str, float] | None = None,
+    ):
+        from autan.guard.encoder import shared
+
+        self.encoder = encoder or shared()
+        self.head, self.info = load_head(head_dir)
+        self.thresholds = dict(self.info["thresholds"])
+        for name, value in (thresholds or {}).items():
+            if name not in (*CATEGORIES, "unsafe"):
+                known = ", ".join((*CATEGORIES, "unsafe"))
+                raise ValueError(f"threshold for '{name}': not a category or 'unsafe' (known: {known})")
+            if not 0 < value <= 1:
+                raise ValueError(f"threshold for '{name}' is {value}; it must be in (0, 1]")
+            self.thresholds[name] = float(value)
+
+    @torch.inference_mode()
+    def scores(self, texts: Sequence[str]) -> torch.Tensor:
+        """[len(texts), categories + 1] probabilities (the last: unsafe at all), each text's
+        highest of its whole (its windows' mean) and each of its windows."""
+        if not texts:
+            return torch.zeros(0, len(CATEGORIES) + 1)
+        windows = self.encoder.windows(list(texts))
+        vectors = self.encoder.embed_windows(windows)
+        owner = torch.tensor(windows.owner)
+        whole = torch.zeros(len(texts), vectors.shape[1]).index_add_(0, owner, vectors)
+        whole = torch.sigmoid(self.head(nn.functional.normalize(whole, dim=-1)))
+        parts = torch.sigmoid(self.head(vectors))
+        return whole.scatter_reduce(0, owner[:, None].expand_as(parts), parts, "amax", include_self=True)
+
+    def moderate(self, texts: Sequence[str]) -> list[Result]:
+        results = []
+        for text, row in zip(texts, self.scores(texts).tolist(), strict=True):
+            scores = dict(zip(CATEGORIES, row[:-1], strict=True))
+            found = pii.find(text)
+            if found:
+                scores["pii"] = 1.0
+            scores = {c: round(s, 6) for c, s in scores.items()}
+            results.append(Result(scores, decide(list(scores.values()), row[-1], self.thresholds), found))
+        return results
+
+
+def decide(scores: Sequence[float], unsafe: float, thresholds: Mapping[str, float]) -> dict[str, bool]:
+    """A category is flagged at or over its own threshold; and when the text is unsafe (its
+    `unsafe` score at or over that threshold), its likeliest category is flagged too."""
+    decisions = {c: s >= thresholds[c] for c, s in zip(CATEGORIES, scores, strict=True)}
+    if unsafe >= thresholds["unsafe"]:
+        likeliest = max(range(len(CATEGORIES)), key=lambda k: scores[k])
+        decisions[CATEGORIES[likeliest]] = True
+    return decisions
+
+
+@functools.cache
+def shared() -> Classifier:
+    return Classifier()

@@ -1,0 +1,322 @@
+"""Training the moderation head: `autan guard train` (one command, a few minutes on a CPU).
+
+1. The labelled prompts of `guard.data`, split by source and by near-copy group (seeded).
+2. Each text's windows embedded by the encoder (cached under `$AUTAN_HOME/guard`, keyed by the
+   texts, so a retrain with new hyperparameters does not embed again).
+3. The head trained on the training split: binary cross-entropy per category, each text's windows
+   sharing its weight, AdamW, the epoch with the lowest validation loss kept.
+4. A threshold per category, on the validation split: the lowest that keeps the safe prompts
+   flagged (by any category) at or under `--safe-flag-rate`.
+5. The held-out test split scored per source, with its ROC curve; the head, its thresholds and
+   these figures written beside the classifier (`head.safetensors`, `head.json`), the figures
+   also to docs/safety.md and the curve to docs/guard-roc.svg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from autan.guard import data
+from autan.guard.categories import CATEGORIES
+from autan.guard.classifier import HEAD_DIR, HIDDEN, Head
+from autan.guard.encoder import WHEEL, Encoder
+from autan.registry import home
+
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+
+
+@dataclass
+class Embedded:
+    examples: list[data.Example]
+    vectors: torch.Tensor  # one row per window
+    owner: torch.Tensor  # the example each window belongs to
+
+    def labels(self) -> torch.Tensor:
+        return torch.tensor([[c in e.labels for c in CATEGORIES] for e in self.examples], dtype=torch.float32)
+
+
+def embed(encoder: Encoder, examples: list[data.Example], quiet: bool = False) -> Embedded:
+    key = hashlib.sha256((WHEEL.sha256 + "\0".join(e.text for e in examples)).encode()).hexdigest()[:16]
+    cache = home() / "guard" / f"embeddings-{key}.pt"
+    if cache.is_file():
+        saved = torch.load(cache)
+        return Embedded(examples, saved["vectors"], saved["owner"])
+    started = time.perf_counter()
+    windows = encoder.windows([e.text for e in examples])
+    vectors = []
+    for at in range(0, len(windows.owner), 256):
+        part = data_slice(windows, at, at + 256)
+        vectors.append(encoder.embed_windows(part))
+        if not quiet:
+            print(
+                f"\rembedding {min(at + 256, len(windows.owner))}/{len(windows.owner)} windows", end="", file=sys.stderr
+            )
+    if not quiet:
+        print(f" in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    embedded = Embedded(examples, torch.cat(vectors), torch.tensor(windows.owner))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"vectors": embedded.vectors, "owner": embedded.owner}, cache)
+    return embedded
+
+
+def data_slice(windows, start: int, end: int):
+    from autan.guard.encoder import Windows
+
+    return Windows(windows.input_ids[start:end], windows.attention_mask[start:end], windows.owner[start:end])
+
+
+def subset(embedded: Embedded, indices: list[int]) -> Embedded:
+    chosen = {i: n for n, i in enumerate(indices)}
+    rows = [r for r, o in enumerate(embedded.owner.tolist()) if o in chosen]
+    owner = torch.tensor([chosen[embedded.owner[r].item()] for r in rows])
+    return Embedded([embedded.examples[i] for i in indices], embedded.vectors[rows], owner)
+
+
+def text_vectors(embedded: Embedded) -> torch.Tensor:
+    """Each text's windows averaged (and made unit length again): what the head is trained on."""
+    out = torch.zeros(len(embedded.examples), embedded.vectors.shape[1]).index_add_(0, embedded.owner, embedded.vectors)
+    return torch.nn.functional.normalize(out, dim=-1)
+
+
+def text_scores(head: Head, embedded: Embedded) -> torch.Tensor:
+    """[examples, categories + 1] probabilities (the last: unsafe at all), each text's highest of
+    its whole (the windows' mean) and each of its windows, as the classifier scores it."""
+    with torch.no_grad():
+        whole = torch.sigmoid(head.eval()(text_vectors(embedded)))
+        windows = torch.sigmoid(head(embedded.vectors))
+    return whole.scatter_reduce(0, embedded.owner[:, None].expand_as(windows), windows, "amax", include_self=True)
+
+
+def targets(embedded: Embedded) -> torch.Tensor:
+    labels = embedded.labels()
+    return torch.cat([labels, (labels.sum(1, keepdim=True) > 0).float()], 1)
+
+
+def auc_binary(scores: torch.Tensor, positive: torch.Tensor) -> float:
+    """The area under the ROC curve, by ranks (Mann-Whitney)."""
+    order = torch.argsort(scores)
+    ranks = torch.empty_like(scores)
+    ranks[order] = torch.arange(1, len(scores) + 1, dtype=scores.dtype)
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    if not n1 or not n0:
+        return float("nan")
+    return ((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)).item()
+
+
+def fit(train: Embedded, validation: Embedded, seed: int, epochs: int = 1500) -> tuple[Head, int]:
+    """Full-batch AdamW on the texts' vectors; kept: the epoch whose validation split ranks
+    unsafe over safe best (checked every 25)."""
+    torch.manual_seed(seed)
+    head = Head()
+    optimiser = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=0.1)
+    x, y = text_vectors(train), targets(train)
+    pos_weight = ((len(y) - y.sum(0)) / y.sum(0).clamp(min=1)).clamp(max=20)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    unsafe_val = targets(validation)[:, -1] > 0
+    best, best_state, best_epoch = -1.0, None, 0
+    for epoch in range(epochs):
+        head.train()
+        optimiser.zero_grad()
+        loss_fn(head(x), y).backward()
+        optimiser.step()
+        if epoch % 25 == 0 or epoch == epochs - 1:
+            auc = auc_binary(text_scores(head, validation)[:, -1], unsafe_val)
+            if auc > best:
+                best, best_epoch = auc, epoch
+                best_state = {k: v.clone() for k, v in head.state_dict().items()}
+    head.load_state_dict(best_state)
+    return head.eval(), best_epoch
+
+
+def choose_thresholds(scores: torch.Tensor, labels: torch.Tensor, safe_flag_rate: float) -> dict[str, float]:
+    """`unsafe`: the lowest threshold that flags at most `safe_flag_rate` of the safe validation
+    prompts. Each category: the lowest that, alone, flags at most a tenth of that (a category is
+    also flagged, below it, when the text is unsafe and that category is its likeliest)."""
+    safe = labels.sum(1) == 0
+
+    def lowest(column: torch.Tensor, rate: float) -> float:
+        if not safe.any():
+            return 0.5
+        return min(max(torch.quantile(column[safe], 1 - rate).item() + 1e-6, 0.5), 0.999)
+
+    chosen = {c: round(lowest(scores[:, k], safe_flag_rate / 10), 4) for k, c in enumerate(CATEGORIES)}
+    chosen["unsafe"] = round(lowest(scores[:, -1], safe_flag_rate), 4)
+    return chosen
+
+
+def decide(scores: torch.Tensor, thresholds: dict[str, float]) -> torch.Tensor:
+    """[texts, categories] booleans, as the classifier decides (`classifier.decide`)."""
+    from autan.guard.classifier import decide as one
+
+    return torch.tensor([list(one(row[:-1], row[-1], thresholds).values()) for row in scores.tolist()])
+
+
+def margin(scores: torch.Tensor, thresholds: dict[str, float]) -> torch.Tensor:
+    """How far over its threshold a text's unsafe score is, in logits (for the ROC curve)."""
+    p, t = scores[:, -1].clamp(1e-7, 1 - 1e-7), thresholds["unsafe"]
+    return torch.log(p / (1 - p)) - math.log(t / (1 - t))
+
+
+def evaluate(scores: torch.Tensor, embedded: Embedded, thresholds: dict[str, float]) -> dict:
+    decisions = decide(scores, thresholds)
+    flagged = decisions.any(1)
+    unsafe = embedded.labels().sum(1) > 0
+    by_source: dict[str, dict] = {}
+    for name in sorted({e.source for e in embedded.examples}):
+        mine = torch.tensor([e.source == name for e in embedded.examples])
+        row = {}
+        if (mine & unsafe).any():
+            row["unsafe"] = int((mine & unsafe).sum())
+            row["unsafe_flagged"] = round(flagged[mine & unsafe].float().mean().item(), 4)
+        if (mine & ~unsafe).any():
+            row["safe"] = int((mine & ~unsafe).sum())
+            row["safe_flagged"] = round(flagged[mine & ~unsafe].float().mean().item(), 4)
+        by_source[name] = row
+    per_category = {}
+    labels = embedded.labels()
+    for k, c in enumerate(CATEGORIES):
+        has = labels[:, k] > 0
+        if has.any():
+            per_category[c] = {
+                "n": int(has.sum()),
+                "flagged": round(flagged[has].float().mean().item(), 4),  # by any category
+                "as_this": round(decisions[has, k].float().mean().item(), 4),  # by this one
+            }
+    return {
+        "unsafe": int(unsafe.sum()),
+        "safe": int((~unsafe).sum()),
+        "unsafe_flagged": round(flagged[unsafe].float().mean().item(), 4),
+        "safe_flagged": round(flagged[~unsafe].float().mean().item(), 4),
+        "by_source": by_source,
+        "by_category": per_category,
+    }
+
+
+def roc(scores: torch.Tensor, embedded: Embedded, thresholds: dict[str, float]) -> list[tuple[float, float]]:
+    """Safe and unsafe prompts flagged as the unsafe threshold moves (categories left out)."""
+    m = margin(scores, thresholds)
+    unsafe = embedded.labels().sum(1) > 0
+    points = [(0.0, 0.0)]
+    for cut in torch.sort(m.unique(), descending=True).values.tolist():
+        points.append((((m >= cut) & ~unsafe).float().sum().item() / max(int((~unsafe).sum()), 1),
+                       ((m >= cut) & unsafe).float().sum().item() / max(int(unsafe.sum()), 1)))  # fmt: skip
+    points.append((1.0, 1.0))
+    return points
+
+
+def roc_svg(points: list[tuple[float, float]], operating: tuple[float, float], auc: float) -> str:
+    """The curve as a small SVG (no plotting library needed)."""
+    size, pad = 320, 40
+    x = lambda f: pad + f * size  # noqa: E731
+    y = lambda t: pad + (1 - t) * size  # noqa: E731
+    path = " ".join(f"{'M' if i == 0 else 'L'}{x(f):.1f},{y(t):.1f}" for i, (f, t) in enumerate(points))
+    ticks = "".join(
+        f'<text x="{x(v):.0f}" y="{pad + size + 16}" text-anchor="middle">{v:g}</text>'
+        f'<text x="{pad - 6}" y="{y(v) + 4:.0f}" text-anchor="end">{v:g}</text>'
+        for v in (0, 0.25, 0.5, 0.75, 1)
+    )
+    return f"""<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size + 2 * pad} {size + 2 * pad + 10}" \
+font-family="sans-serif" font-size="11">
+<rect x="{pad}" y="{pad}" width="{size}" height="{size}" fill="none" stroke="#999"/>
+<path d="M{x(0)},{y(0)} L{x(1)},{y(1)}" stroke="#ccc" stroke-dasharray="4 4"/>
+<path d="{path}" fill="none" stroke="#e8590c" stroke-width="2"/>
+<circle cx="{x(operating[0]):.1f}" cy="{y(operating[1]):.1f}" r="4" fill="#1d1d1f"/>
+{ticks}
+<text x="{pad + size / 2}" y="{pad + size + 34}" text-anchor="middle">safe prompts flagged</text>
+<text x="12" y="{pad + size / 2}" transform="rotate(-90 12 {pad + size / 2})" \
+text-anchor="middle">unsafe prompts flagged</text>
+<text x="{pad + size / 2}" y="24" text-anchor="middle" font-size="13">\
+Moderation ROC, held-out prompts (AUC {auc:.3f})</text>
+</svg>
+"""
+
+
+def auc_of(points: list[tuple[float, float]]) -> float:
+    return sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in itertools.pairwise(points))
+
+
+def held_out_table(info: dict) -> str:
+    """The test split's figures as Markdown: per source, then per category."""
+    held = info["held_out"]
+    rows = ["| source | unsafe prompts | flagged | safe prompts | flagged |", "|---|---|---|---|---|"]
+    for name, r in held["by_source"].items():
+        unsafe = f"{r['unsafe']} | {r['unsafe_flagged']:.1%}" if "unsafe" in r else "- | -"
+        safe = f"{r['safe']} | {r['safe_flagged']:.1%}" if "safe" in r else "- | -"
+        rows.append(f"| {name} | {unsafe} | {safe} |")
+    rows.append(f"| **all** | {held['unsafe']} | **{held['unsafe_flagged']:.1%}** | {held['safe']} | "
+                f"**{held['safe_flagged']:.1%}** |")  # fmt: skip
+    rows += ["", "| category | held-out prompts | flagged at all | flagged as this category |", "|---|---|---|---|"]
+    for name, r in held["by_category"].items():
+        rows.append(f"| {name} | {r['n']} | {r['flagged']:.1%} | {r['as_this']:.1%} |")
+    made = info["trained"]
+    return (
+        f"`{made['command'].strip()}`: {made['examples']['train']} training, {made['examples']['validation']} "
+        f"validation and {made['examples']['test']} held-out prompts; ROC AUC {held['auc']:.3f} "
+        "([curve](guard-roc.svg)).\n\n" + "\n".join(rows)
+    )
+
+
+def write_held_out(doc: Path, info: dict) -> None:
+    start, end = "<!-- held-out -->", "<!-- /held-out -->"
+    text = doc.read_text() if doc.exists() else f"# Safety\n\n{start}\n{end}\n"
+    if start not in text:
+        text = text.rstrip() + f"\n\n{start}\n{end}\n"
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    doc.write_text(f"{before}{start}\n{held_out_table(info)}\n{end}{after}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="autan guard train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--safe-flag-rate", type=float, default=0.03, help="on the validation split (0.03)")
+    parser.add_argument("--out", type=Path, default=HEAD_DIR, help="where head.safetensors and head.json go")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="where safety.md and guard-roc.svg go ('' for none)")
+    args = parser.parse_args(argv)
+    from safetensors.torch import save_file
+
+    examples = data.load_all()
+    train, validation, test = data.split(examples, seed=args.seed)
+    index = {id(e): i for i, e in enumerate(examples)}
+    embedded = embed(Encoder(), examples)
+    parts = [subset(embedded, [index[id(e)] for e in part]) for part in (train, validation, test)]
+    head, epoch = fit(parts[0], parts[1], args.seed)
+    thresholds = choose_thresholds(text_scores(head, parts[1]), parts[1].labels(), args.safe_flag_rate)
+    test_scores = text_scores(head, parts[2])
+    held_out = evaluate(test_scores, parts[2], thresholds)
+    points = roc(test_scores, parts[2], thresholds)
+    auc = auc_of(points)
+    info = {
+        "categories": list(CATEGORIES),
+        "hidden": HIDDEN,
+        "thresholds": thresholds,
+        "encoder": {"package": WHEEL.package, "sha256": WHEEL.sha256, "license": WHEEL.license},
+        "trained": {
+            "command": "autan guard train " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "seed": args.seed,
+            "safe_flag_rate": args.safe_flag_rate,
+            "epoch": epoch,
+            "examples": {"train": len(train), "validation": len(validation), "test": len(test)},
+            "sources": {s.name: {"license": s.license, "files": list(s.members)} for s in data.SOURCES},
+        },
+        "held_out": held_out | {"auc": round(auc, 4)},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, args.out / "head.safetensors")
+    (args.out / "head.json").write_text(json.dumps(info, indent=1) + "\n")
+    if str(args.docs):
+        operating = (held_out["safe_flagged"], held_out["unsafe_flagged"])
+        (args.docs / "guard-roc.svg").write_text(roc_svg(points, operating, auc))
+        write_held_out(args.docs / "safety.md", info)
+    print(json.dumps(info["held_out"], indent=1))
+    return 0

@@ -1,0 +1,90 @@
+"""`POST /v1/moderations` and `POST /v1/chat/moderations`, in Mistral's shapes (which the
+`mistralai` SDK's `classifiers.moderate` and `moderate_chat` read) with OpenAI's `flagged` beside
+them (which `openai.moderations.create` reads).
+
+`model` chooses the moderator: the classifier (`autan-moderation`, or Mistral's and OpenAI's
+names for theirs), or a served model's id for that model's self-reflection.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from autan.guard.classifier import Result
+from autan.guard.rails import GuardRails, merge
+
+MAX_INPUTS = 128
+Text = Annotated[str, Field(max_length=1_000_000)]
+
+
+class ModerationRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: Annotated[str, Field(max_length=200)] | None = None
+    input: Text | Annotated[list[Text], Field(min_length=1, max_length=MAX_INPUTS)]
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class ChatTurn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: Text | None = ""
+
+
+Conversation = Annotated[list[ChatTurn], Field(min_length=1, max_length=1000)]
+
+
+class ChatModerationRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: Annotated[str, Field(max_length=200)] | None = None
+    input: Conversation | Annotated[list[Conversation], Field(min_length=1, max_length=MAX_INPUTS)]
+
+    def conversations(self) -> list[list[ChatTurn]]:
+        return [self.input] if isinstance(self.input[0], ChatTurn) else self.input  # type: ignore[list-item]
+
+
+def last_turn_texts(conversation: list[ChatTurn]) -> list[str]:
+    """The last turn, judged in its context: alone, and, for an answer, after the question it
+    answers (what makes "Sure, step one..." harmful is what was asked)."""
+    last = conversation[-1].content or ""
+    texts = [last]
+    if conversation[-1].role == "assistant":
+        asked = next((t.content for t in reversed(conversation[:-1]) if t.role == "user" and t.content), None)
+        if asked:
+            texts.append(f"{asked}\n\n{last}")
+    return texts
+
+
+def result_body(result: Result) -> dict[str, Any]:
+    return {"categories": result.categories, "category_scores": result.category_scores, "flagged": result.flagged}
+
+
+def router(guard: GuardRails) -> APIRouter:
+    routes = APIRouter()
+
+    def envelope(model: str | None, moderator_name: str, results: list[Result]) -> dict[str, Any]:
+        body = [result_body(r) for r in results]
+        return {"id": f"modr-{uuid.uuid4().hex}", "model": model or moderator_name, "results": body}
+
+    @routes.post("/moderations")
+    async def moderations(body: ModerationRequest) -> dict:
+        moderator = guard.moderator(body.model)
+        return envelope(body.model, moderator.name, await moderator.moderate(body.texts()))
+
+    @routes.post("/chat/moderations")
+    async def chat_moderations(body: ChatModerationRequest) -> dict:
+        moderator = guard.moderator(body.model)
+        results = []
+        for conversation in body.conversations():
+            results.append(merge(await moderator.moderate(last_turn_texts(conversation))))
+        return envelope(body.model, moderator.name, results)
+
+    return routes
