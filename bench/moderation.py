@@ -10,11 +10,27 @@ import statistics
 import time
 
 import torch
-
-from autan.guard.classifier import Classifier
 from report import write_section
 
-WORDS = "please explain how the rolling cache of a sliding window attention model keeps memory bounded".split()
+from autan.guard.classifier import Classifier
+
+WORDS = [
+    "please",
+    "explain",
+    "how",
+    "the",
+    "rolling",
+    "cache",
+    "of",
+    "a",
+    "sliding",
+    "window",
+    "attention",
+    "model",
+    "keeps",
+    "memory",
+    "bounded",
+]
 
 
 def text_of(tokens: int, classifier: Classifier) -> str:
