@@ -132,6 +132,10 @@ def _parser() -> argparse.ArgumentParser:
     for p in (user, key):
         p.add_argument("--db", default=None, help="database URL (default: SQLite in $AUTAN_HOME)")
 
+    evaluate = commands.add_parser("eval", help="evaluate a served model: safety (see `autan eval safety -h`)")
+    evaluate.add_argument("suite", choices=["safety"])
+    evaluate.add_argument("options", nargs=argparse.REMAINDER, help="--base-url, --model, --modes, --limit, ...")
+
     guard = commands.add_parser("guard", help="moderation: score texts, or retrain the classifier")
     guard_commands = guard.add_subparsers(dest="action", required=True)
     moderate = guard_commands.add_parser("moderate", help="each text's categories and scores, as /v1/moderations")
@@ -442,6 +446,13 @@ def _guard(args: argparse.Namespace) -> None:
         print(json.dumps({"input": text, **result_body(result)}))
 
 
+def _eval(args: argparse.Namespace) -> None:
+    from autan.guard.evaluation import main as safety
+
+    if safety([a for a in args.options if a != "--"]) != 0:
+        raise AutanError("every request failed: is a server answering at --base-url?")
+
+
 COMMANDS = {
     "pull": _pull,
     "list": _list,
@@ -453,6 +464,7 @@ COMMANDS = {
     "user": _user,
     "key": _key,
     "guard": _guard,
+    "eval": _eval,
 }
 
 if __name__ == "__main__":
