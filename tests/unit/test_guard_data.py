@@ -7,14 +7,14 @@ import collections
 import csv
 import io
 import json
-import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autan import packages
-from autan.guard import data
+from autan.guard import data, grouping
+from autan.guard.contrast import CONTRAST_PAIRS
 
 _VOCABULARY = [f"w{i}" for i in range(400)]
 
@@ -220,36 +220,29 @@ def test_every_category_has_twenty_harmful_examples(everything):
 
 
 def test_load_all_keeps_each_text_once_with_the_union_of_labels(everything):
-    keys = [data.normalise(e.text) for e in everything]
+    keys = [grouping.normalise(e.text) for e in everything]
     assert len(keys) == len(set(keys))
     total = sum(len(data.load(s.name)) for s in data.SOURCES)
     assert len(everything) < total  # Do-Not-Answer and the jailbreaks repeat themselves
     first = {}
     for source in data.SOURCES:
         for e in data.load(source.name):
-            first.setdefault(data.normalise(e.text), set()).update(e.labels)
-    assert all(set(e.labels) == first[data.normalise(e.text)] for e in everything)
+            first.setdefault(grouping.normalise(e.text), set()).update(e.labels)
+    assert all(set(e.labels) == first[grouping.normalise(e.text)] for e in everything)
 
 
 def test_contrast_pairs_have_exactly_one_harmful_side():
-    assert len(data.CONTRAST_PAIRS) >= 60
+    assert len(CONTRAST_PAIRS) >= 60
     examples = {e.text: e for e in data.load("contrast")}
     covered = set()
-    for benign, harmful, labels in data.CONTRAST_PAIRS:
+    for benign, harmful, labels in CONTRAST_PAIRS:
         assert labels and labels <= set(data.CATEGORIES)
         assert examples[benign].labels == frozenset() and examples[harmful].labels == labels
         assert examples[benign].group == examples[harmful].group
-        assert data.normalise(benign) != data.normalise(harmful)
+        assert grouping.normalise(benign) != grouping.normalise(harmful)
         covered |= labels
     assert covered == set(data.CATEGORIES)
-    assert len(examples) == 2 * len(data.CONTRAST_PAIRS)
-
-
-def test_everything_loads_quickly():
-    data._load.cache_clear()
-    start = time.monotonic()
-    data.load_all()
-    assert time.monotonic() - start < 10
+    assert len(examples) == 2 * len(CONTRAST_PAIRS)
 
 
 # -- splits ----------------------------------------------------------------------------------------
@@ -262,7 +255,7 @@ def test_split_keeps_groups_and_texts_on_one_side(everything):
     for k, part in enumerate(parts):
         for e in part:
             assert side_of_group.setdefault(e.group, k) == k, e.group
-            assert side_of_text.setdefault(data.normalise(e.text), k) == k, e.text
+            assert side_of_text.setdefault(grouping.normalise(e.text), k) == k, e.text
     train, validation, test = (len(p) / len(everything) for p in parts)
     assert 0.5 < train < 0.7 and 0.1 < validation < 0.2 and 0.2 < test < 0.3
 
@@ -297,7 +290,7 @@ def test_split_joins_groups_that_hold_the_same_text():
 # -- grouping --------------------------------------------------------------------------------------
 
 
-def _reference(texts, threshold=data.THRESHOLD):
+def _reference(texts, threshold=grouping.THRESHOLD):
     """Brute force: every pair compared."""
     parent = list(range(len(texts)))
 
@@ -306,16 +299,16 @@ def _reference(texts, threshold=data.THRESHOLD):
             i = parent[i]
         return i
 
-    sets = [data.shingles(t) for t in texts]
-    words = [data._words(t) for t in texts]
+    sets = [grouping.shingles(t) for t in texts]
+    words = [grouping._words(t) for t in texts]
     for i in range(len(texts)):
         for j in range(i):
             swap = (
                 len(words[i]) == len(words[j])
-                and data.SWAP_WORDS[0] <= len(words[i]) <= data.SWAP_WORDS[1]
+                and grouping.SWAP_WORDS[0] <= len(words[i]) <= grouping.SWAP_WORDS[1]
                 and sum(a != b for a, b in zip(words[i], words[j], strict=True)) <= 1
             )
-            if swap or data.jaccard(sets[i], sets[j]) >= threshold:
+            if swap or grouping.jaccard(sets[i], sets[j]) >= threshold:
                 a, b = find(i), find(j)
                 parent[max(a, b)] = min(a, b)
     return [find(i) for i in range(len(texts))]
@@ -327,7 +320,7 @@ _texts = st.lists(st.sampled_from(_VOCABULARY[:30]), min_size=0, max_size=25).ma
 @settings(max_examples=150, deadline=None)
 @given(st.lists(_texts, min_size=1, max_size=14), st.sampled_from([0.3, 0.5, 0.6, 0.8, 1.0]))
 def test_grouping_matches_brute_force(texts, threshold):
-    assert data.near_copy_groups(texts, threshold=threshold) == _reference(texts, threshold)
+    assert grouping.near_copy_groups(texts, threshold=threshold) == _reference(texts, threshold)
 
 
 _long = st.lists(st.sampled_from(_VOCABULARY), min_size=20, max_size=60, unique=True)
@@ -350,7 +343,7 @@ def test_near_copies_are_always_grouped(words, draw):
     text = " ".join(words)
     other = " ".join(variant) if edit != "punctuation" else ",  ".join(words) + "!"
     unrelated = " ".join(f"u{i}" for i in range(30))
-    groups = data.near_copy_groups([unrelated, text, other])
+    groups = grouping.near_copy_groups([unrelated, text, other])
     assert groups[1] == groups[2] != groups[0]
 
 
@@ -359,7 +352,7 @@ def test_near_copies_are_always_grouped(words, draw):
 def test_short_texts_differing_in_one_word_are_grouped(words, draw):
     k = draw.draw(st.integers(0, len(words) - 1))
     variant = [*words[:k], "zz", *words[k + 1 :]]
-    assert data.near_copy_groups([" ".join(words), " ".join(variant)]) == [0, 0]
+    assert grouping.near_copy_groups([" ".join(words), " ".join(variant)]) == [0, 0]
 
 
 @settings(max_examples=200, deadline=None)
@@ -367,7 +360,7 @@ def test_short_texts_differing_in_one_word_are_grouped(words, draw):
 def test_unrelated_texts_are_not_grouped(words, draw):
     cut = draw.draw(st.integers(1, len(words) - 1))
     a, b = words[:cut], words[cut:]  # no word in common
-    assert data.near_copy_groups([" ".join(a), " ".join(b)]) == [0, 1]
+    assert grouping.near_copy_groups([" ".join(a), " ".join(b)]) == [0, 1]
 
 
 @settings(max_examples=100, deadline=None)
@@ -379,13 +372,13 @@ def test_near_copy_chains_are_one_group(bases):
         step = list(chain[-1])
         step[(7 * i) % len(step)] = f"c{i}"
         chain.append(step)
-    groups = data.near_copy_groups([" ".join(t) for t in chain])
+    groups = grouping.near_copy_groups([" ".join(t) for t in chain])
     assert groups == [0] * len(chain)
 
 
 def test_keys_join_texts_and_groups_are_named_by_their_first():
     texts = ["alpha beta gamma", "delta epsilon zeta", "eta theta iota", "alpha beta gamma"]
-    assert data.near_copy_groups(texts) == [0, 1, 2, 0]
-    assert data.near_copy_groups(texts, keys=[None, "k", None, None]) == [0, 1, 2, 0]
-    assert data.near_copy_groups(texts, keys=[None, "k", "k", None]) == [0, 1, 1, 0]
-    assert data.near_copy_groups(["", " ", "x"]) == [0, 0, 2]
+    assert grouping.near_copy_groups(texts) == [0, 1, 2, 0]
+    assert grouping.near_copy_groups(texts, keys=[None, "k", None, None]) == [0, 1, 2, 0]
+    assert grouping.near_copy_groups(texts, keys=[None, "k", "k", None]) == [0, 1, 1, 0]
+    assert grouping.near_copy_groups(["", " ", "x"]) == [0, 0, 2]

@@ -49,7 +49,7 @@ def embed(encoder: Encoder, examples: list[data.Example], quiet: bool = False) -
     key = hashlib.sha256((WHEEL.sha256 + "\0".join(e.text for e in examples)).encode()).hexdigest()[:16]
     cache = home() / "guard" / f"embeddings-{key}.pt"
     if cache.is_file():
-        saved = torch.load(cache)
+        saved = torch.load(cache, weights_only=True)
         return Embedded(examples, saved["vectors"], saved["owner"])
     started = time.perf_counter()
     windows = encoder.windows([e.text for e in examples])
