@@ -29,6 +29,10 @@ def test_a_policy_file_sets_what_it_names_and_keeps_the_rest(tmp_path):
         ("colour = 1", ["unknown key", "colour"]),
         ("input = ", ["not valid TOML"]),
         ('refusal = "  "', ["refusal", "empty"]),
+        ("refusal = 5", ["refusal", "string"]),
+        ("check_every = true", ["check_every", "True"]),
+        ("[thresholds]\nunsafe = true", ["unsafe", "True"]),
+        ('self_reflection_prompt = "Is this bad?"', ["self_reflection_prompt", "{text}"]),
     ],
 )
 def test_a_bad_policy_names_the_key_and_the_value(tmp_path, text, words):

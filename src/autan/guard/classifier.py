@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,11 @@ from autan.guard.encoder import DIM, Encoder
 
 HEAD_DIR = Path(__file__).parent
 HIDDEN = 256
+# letters that look like Latin ones (Cyrillic, Greek), as a confusables table maps them; with
+# NFKC (fullwidth, ligatures, styled letters) and the invisible characters dropped, a text
+# spelled to slip past the encoder reads as what it says
+LOOKALIKES = str.maketrans("асеіјорхуАВСЕНІЈКМОРТХΑΒΕΗΙΚΜΝΟΡΤΧΥΖаеоο", "aceijopxyABCEHIJKMOPTXABEHIKMNOPTXYZaeoo")
+INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\U000e0000-\U000e007f]")
 
 
 class Head(nn.Module):
@@ -92,13 +99,15 @@ class Classifier:
         highest of its whole (its windows' mean) and each of its windows."""
         if not texts:
             return torch.zeros(0, len(CATEGORIES) + 1)
-        windows = self.encoder.windows(list(texts))
+        texts = [clean(t) for t in texts]
+        windows = self.encoder.windows(texts)
         vectors = self.encoder.embed_windows(windows)
         owner = torch.tensor(windows.owner)
         whole = torch.zeros(len(texts), vectors.shape[1]).index_add_(0, owner, vectors)
         whole = torch.sigmoid(self.head(nn.functional.normalize(whole, dim=-1)))
         parts = torch.sigmoid(self.head(vectors))
-        return whole.scatter_reduce(0, owner[:, None].expand_as(parts), parts, "amax", include_self=True)
+        out = whole.scatter_reduce(0, owner[:, None].expand_as(parts), parts, "amax", include_self=True)
+        return out
 
     def moderate(self, texts: Sequence[str]) -> list[Result]:
         results = []
@@ -110,6 +119,11 @@ class Classifier:
             scores = {c: round(s, 6) for c, s in scores.items()}
             results.append(Result(scores, decide(list(scores.values()), row[-1], self.thresholds), found))
         return results
+
+
+def clean(text: str) -> str:
+    """The text as the encoder should read it (see LOOKALIKES)."""
+    return INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).translate(LOOKALIKES)
 
 
 def decide(scores: Sequence[float], unsafe: float, thresholds: Mapping[str, float]) -> dict[str, bool]:

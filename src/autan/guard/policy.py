@@ -56,17 +56,28 @@ class GuardPolicy:
     thresholds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("refusal", "moderator"):
+            if not isinstance(getattr(self, name), str):
+                raise PolicyError(f"{name} = {getattr(self, name)!r}: must be a string")
+        if self.self_reflection_prompt is not None and (
+            not isinstance(self.self_reflection_prompt, str) or "{text}" not in self.self_reflection_prompt
+        ):
+            raise PolicyError("self_reflection_prompt must be a string with {text} where the judged text goes")
         if self.moderator not in MODERATORS:
             raise PolicyError(f"moderator = '{self.moderator}': must be one of {', '.join(MODERATORS)}")
-        if not isinstance(self.check_every, int) or not 1 <= self.check_every <= 4096:
+        if (
+            isinstance(self.check_every, bool)
+            or not isinstance(self.check_every, int)
+            or not 1 <= self.check_every <= 4096
+        ):
             raise PolicyError(f"check_every = {self.check_every!r}: must be a whole number of tokens in 1..4096")
         for name in self.block:
-            if name not in CATEGORIES:
+            if not isinstance(name, str) or name not in CATEGORIES:
                 raise PolicyError(f"block: '{name}' is not a category ({', '.join(CATEGORIES)})")
         for name, value in self.thresholds.items():
             if name not in (*CATEGORIES, "unsafe"):
                 raise PolicyError(f"[thresholds] {name}: not a category or 'unsafe' ({', '.join(CATEGORIES)})")
-            if not isinstance(value, int | float) or not 0 < value <= 1:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
                 raise PolicyError(f"[thresholds] {name} = {value!r}: must be a number in (0, 1]")
         if not self.refusal.strip():
             raise PolicyError("refusal is empty: a refused request must be told something")

@@ -1,6 +1,7 @@
 """The rails the server runs around a generation, and the moderators behind `/v1/moderations`.
 
-The input rail moderates the prompt's last user turn before anything is generated; a flagged
+The input rail moderates the prompt before anything is generated (every turn of a conversation,
+newest first, up to INPUT_CHARS; a completion's prompt and suffix); a flagged
 prompt is answered with the policy's refusal, finish reason `content_filter` and the categories
 that caused it (never a silent drop). The output rail moderates the answer as it streams, every
 `check_every` tokens and once more at its end, with the question it answers as context; an answer
@@ -120,6 +121,22 @@ def merge(results: Sequence[Result]) -> Result:
     return Result(scores, flagged, [f for r in results for f in r.pii])
 
 
+INPUT_CHARS = 16_000  # of a conversation, from its end, that the input rail reads
+
+
+def conversation_texts(messages: Sequence[Mapping[str, Any]], budget: int = INPUT_CHARS) -> list[str]:
+    """What the input rail reads of a conversation: every turn's text (system, user, tool, an
+    assistant prefix: a harmful request can sit in any of them), from the newest back, until
+    `budget` characters; each turn is one text."""
+    texts: list[str] = []
+    for m in reversed(messages):
+        content = m.get("content")
+        if isinstance(content, str) and content.strip() and budget > 0:
+            texts.append(content[-budget:])
+            budget -= len(content)
+    return texts
+
+
 def last_user_turn(messages: Sequence[Mapping[str, Any]]) -> str:
     for m in reversed(messages):
         if m.get("role") == "user" and isinstance(m.get("content"), str):
@@ -129,9 +146,10 @@ def last_user_turn(messages: Sequence[Mapping[str, Any]]) -> str:
 
 @dataclass
 class OutputWatch:
-    """The output rail over one request's choices. Every `check_every` tokens the answer so far is
-    moderated before any more of it is sent, so a flagged answer has sent at most the tokens of
-    the checks it passed; what comes after is withheld. The engine keeps generating meanwhile."""
+    """The output rail over one request's choices. The stream holds each choice's pieces back
+    until a check has passed over them (every `check_every` tokens, and once at the end), so a
+    flagged answer has sent only what its earlier checks passed. The engine keeps generating
+    meanwhile."""
 
     guard: GuardRails
     policy: GuardPolicy

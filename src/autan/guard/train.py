@@ -28,7 +28,7 @@ import torch
 
 from autan.guard import data
 from autan.guard.categories import CATEGORIES
-from autan.guard.classifier import HEAD_DIR, HIDDEN, Head
+from autan.guard.classifier import HEAD_DIR, HIDDEN, Classifier, Head
 from autan.guard.encoder import WHEEL, Encoder
 from autan.registry import home
 
@@ -45,34 +45,32 @@ class Embedded:
         return torch.tensor([[c in e.labels for c in CATEGORIES] for e in self.examples], dtype=torch.float32)
 
 
-def embed(encoder: Encoder, examples: list[data.Example], quiet: bool = False) -> Embedded:
-    key = hashlib.sha256((WHEEL.sha256 + "\0".join(e.text for e in examples)).encode()).hexdigest()[:16]
-    cache = home() / "guard" / f"embeddings-{key}.pt"
-    if cache.is_file():
-        saved = torch.load(cache, weights_only=True)
-        return Embedded(examples, saved["vectors"], saved["owner"])
-    started = time.perf_counter()
-    windows = encoder.windows([e.text for e in examples])
-    vectors = []
-    for at in range(0, len(windows.owner), 256):
-        part = data_slice(windows, at, at + 256)
-        vectors.append(encoder.embed_windows(part))
+def embed(encoder: Encoder | None, examples: list[data.Example], quiet: bool = False) -> Embedded:
+    """Each example's windows embedded; kept per text under `$AUTAN_HOME/guard`, so a retrain
+    embeds only the texts it has not seen (keyed by the encoder's pin and the text)."""
+    cache = home() / "guard" / "embeddings.pt"
+    known: dict[str, torch.Tensor] = torch.load(cache, weights_only=True) if cache.is_file() else {}
+    keys = [hashlib.sha256(f"{WHEEL.sha256}\0{e.text}".encode()).hexdigest() for e in examples]
+    missing = [i for i, k in enumerate(keys) if k not in known]
+    if missing:
+        encoder = encoder or Encoder()
+        started = time.perf_counter()
+        for at in range(0, len(missing), 64):
+            part = missing[at : at + 64]
+            windows = encoder.windows([examples[i].text for i in part])
+            vectors = encoder.embed_windows(windows)
+            owner = torch.tensor(windows.owner)
+            for n, i in enumerate(part):
+                known[keys[i]] = vectors[owner == n].clone()
+            if not quiet:
+                print(f"\rembedding {min(at + 64, len(missing))}/{len(missing)} texts", end="", file=sys.stderr)
         if not quiet:
-            print(
-                f"\rembedding {min(at + 256, len(windows.owner))}/{len(windows.owner)} windows", end="", file=sys.stderr
-            )
-    if not quiet:
-        print(f" in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    embedded = Embedded(examples, torch.cat(vectors), torch.tensor(windows.owner))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"vectors": embedded.vectors, "owner": embedded.owner}, cache)
-    return embedded
-
-
-def data_slice(windows, start: int, end: int):
-    from autan.guard.encoder import Windows
-
-    return Windows(windows.input_ids[start:end], windows.attention_mask[start:end], windows.owner[start:end])
+            print(f" in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(known, cache)
+    vectors = [known[k] for k in keys]
+    owner = torch.cat([torch.full((len(v),), i) for i, v in enumerate(vectors)])
+    return Embedded(examples, torch.cat(vectors), owner)
 
 
 def subset(embedded: Embedded, indices: list[int]) -> Embedded:
@@ -288,14 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     examples = data.load_all()
     train, validation, test = data.split(examples, seed=args.seed)
     index = {id(e): i for i, e in enumerate(examples)}
-    embedded = embed(Encoder(), examples)
+    encoder = Encoder()
+    embedded = embed(encoder, examples)
     parts = [subset(embedded, [index[id(e)] for e in part]) for part in (train, validation, test)]
     head, epoch = fit(parts[0], parts[1], args.seed)
     thresholds = choose_thresholds(text_scores(head, parts[1]), parts[1].labels(), args.safe_flag_rate)
-    test_scores = text_scores(head, parts[2])
-    held_out = evaluate(test_scores, parts[2], thresholds)
-    points = roc(test_scores, parts[2], thresholds)
-    auc = auc_of(points)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, args.out / "head.safetensors")
     info = {
         "categories": list(CATEGORIES),
         "hidden": HIDDEN,
@@ -309,10 +306,14 @@ def main(argv: list[str] | None = None) -> int:
             "examples": {"train": len(train), "validation": len(validation), "test": len(test)},
             "sources": {s.name: {"license": s.license, "files": list(s.members)} for s in data.SOURCES},
         },
-        "held_out": held_out | {"auc": round(auc, 4)},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, args.out / "head.safetensors")
+    (args.out / "head.json").write_text(json.dumps(info, indent=1) + "\n")
+    # the held-out prompts scored as the server scores them: cleaned, long and short windows
+    test_scores = Classifier(encoder, args.out).scores([e.text for e in test])
+    held_out = evaluate(test_scores, parts[2], thresholds)
+    points = roc(test_scores, parts[2], thresholds)
+    auc = auc_of(points)
+    info["held_out"] = held_out | {"auc": round(auc, 4)}
     (args.out / "head.json").write_text(json.dumps(info, indent=1) + "\n")
     if str(args.docs):
         operating = (held_out["safe_flagged"], held_out["unsafe_flagged"])

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from autan.guard.policy import GuardPolicy
-from autan.guard.rails import GuardRails, OutputWatch, last_user_turn
+from autan.guard.rails import GuardRails, OutputWatch, conversation_texts, last_user_turn
 from autan.http import errors
 from autan.http.auth import Access, Policy
 from autan.http.errors import APIError
@@ -121,17 +121,24 @@ def _v1(
         return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
 
     async def answer(
-        request: Request, generation: Generation, body: SamplingFields, question: str, **start: Any
+        request: Request,
+        generation: Generation,
+        body: SamplingFields,
+        question: str,
+        read: list[str] | None = None,
+        **start: Any,
     ) -> Response:
-        """Run the input rail, start `generation`, then stream it or answer it whole (through the
-        output rail); the generation is closed on every way out."""
+        """Run the input rail over `read` (the prompt's texts; `question` alone if None), start
+        `generation`, then stream it or answer it whole through the output rail (which reads the
+        answer after `question`); the generation is closed on every way out."""
         streaming = False
         policy = rails.for_request(body.guardrails)
         options = body.stream_options
         include_usage = bool(options and options.include_usage)
         try:
-            if policy is not None and policy.input and question.strip():
-                verdict = await rails.check(policy, generation.served, "input", [question])
+            texts = [t for t in (read if read is not None else [question]) if t.strip()]
+            if policy is not None and policy.input and texts:
+                verdict = await rails.check(policy, generation.served, "input", texts)
                 if verdict is not None:
                     shape = refusal(generation, verdict, policy.refusal, body.n, body.stream, include_usage)
                     return stream(shape) if body.stream else JSONResponse(shape)
@@ -149,7 +156,6 @@ def _v1(
                         include_usage=include_usage,
                         continuous_usage=continuous,
                         watch=watch,
-                        refusal_text=policy.refusal if policy else "",
                     )
                 )
             done = await until_disconnected(request, generation.drain())
@@ -192,6 +198,7 @@ def _v1(
             generation,
             body,
             last_user_turn(messages),
+            conversation_texts([m.to_engine() for m in body.messages]),  # not our safe_prompt
             encode=lambda: model.tokenizer.encode_chat(messages, tools=tools),
             text_bytes=sum(len(m["content"].encode()) for m in messages),
             schema=schema,
@@ -217,7 +224,9 @@ def _v1(
             start["text_bytes"] = len(text.encode()) + len((body.suffix or "").encode())
         if body.echo:
             generation.echo = text if text is not None else model.tokenizer.decode(start["prompt"])
-        return await answer(request, generation, body, text or "", logprobs=body.logprobs, **start)
+        shown = text if text is not None else _decoded(model, start["prompt"])  # the rails read token ids too
+        read = [shown, body.suffix or ""]
+        return await answer(request, generation, body, shown, read, logprobs=body.logprobs, **start)
 
     @router.post("/fim/completions")
     async def fim_completions(body: FIMCompletionRequest, request: Request) -> Response:
@@ -227,9 +236,18 @@ def _v1(
         generation = Generation.new(model, "cmpl", "chat")
         size = len(body.prompt.encode()) + len((body.suffix or "").encode())
         encode = lambda: _encode_fim(model, body.prompt, body.suffix or "")  # noqa: E731
-        return await answer(request, generation, body, body.prompt, encode=encode, text_bytes=size)
+        read = [body.prompt, body.suffix or ""]
+        return await answer(request, generation, body, body.prompt, read, encode=encode, text_bytes=size)
 
     return router
+
+
+def _decoded(model: ServedModel, ids: list[int]) -> str:
+    """Token ids as text for the rails; ids the model does not have are refused later, at start."""
+    try:
+        return model.tokenizer.decode(ids)
+    except (ValueError, KeyError, IndexError, TypeError, OverflowError):
+        return ""
 
 
 def _encode_fim(model: ServedModel, prompt: str, suffix: str) -> list[int]:

@@ -14,8 +14,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from autan.errors import AutanError
 from autan.guard.classifier import Result
 from autan.guard.rails import GuardRails, merge
+from autan.http.errors import APIError
 
 MAX_INPUTS = 128
 Text = Annotated[str, Field(max_length=1_000_000)]
@@ -31,11 +33,27 @@ class ModerationRequest(BaseModel):
         return [self.input] if isinstance(self.input, str) else list(self.input)
 
 
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: str = "text"
+    text: Text = ""
+
+
 class ChatTurn(BaseModel):
+    """A turn as chat completions take it: its content a string, or parts (of which the text ones
+    are read)."""
+
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "user", "assistant", "tool"]
-    content: Text | None = ""
+    content: Text | Annotated[list[ContentPart], Field(max_length=1000)] | None = ""
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "\n".join(p.text for p in self.content if p.type == "text")
+        return self.content or ""
 
 
 Conversation = Annotated[list[ChatTurn], Field(min_length=1, max_length=1000)]
@@ -54,10 +72,10 @@ class ChatModerationRequest(BaseModel):
 def last_turn_texts(conversation: list[ChatTurn]) -> list[str]:
     """The last turn, judged in its context: alone, and, for an answer, after the question it
     answers (what makes "Sure, step one..." harmful is what was asked)."""
-    last = conversation[-1].content or ""
+    last = conversation[-1].text
     texts = [last]
     if conversation[-1].role == "assistant":
-        asked = next((t.content for t in reversed(conversation[:-1]) if t.role == "user" and t.content), None)
+        asked = next((t.text for t in reversed(conversation[:-1]) if t.role == "user" and t.text), None)
         if asked:
             texts.append(f"{asked}\n\n{last}")
     return texts
@@ -74,17 +92,26 @@ def router(guard: GuardRails) -> APIRouter:
         body = [result_body(r) for r in results]
         return {"id": f"modr-{uuid.uuid4().hex}", "model": model or moderator_name, "results": body}
 
+    async def moderate(moderator, texts: list[str]) -> list[Result]:
+        try:
+            return await moderator.moderate(texts)
+        except (AutanError, ValueError) as e:  # a self-reflecting model that cannot take the text
+            raise APIError(400, f"moderation by {moderator.name} failed: {e}", param="input") from None
+
     @routes.post("/moderations")
     async def moderations(body: ModerationRequest) -> dict:
         moderator = guard.moderator(body.model)
-        return envelope(body.model, moderator.name, await moderator.moderate(body.texts()))
+        return envelope(body.model, moderator.name, await moderate(moderator, body.texts()))
 
     @routes.post("/chat/moderations")
     async def chat_moderations(body: ChatModerationRequest) -> dict:
         moderator = guard.moderator(body.model)
-        results = []
-        for conversation in body.conversations():
-            results.append(merge(await moderator.moderate(last_turn_texts(conversation))))
+        readings = [last_turn_texts(c) for c in body.conversations()]
+        flat = await moderate(moderator, [t for texts in readings for t in texts])  # one batch for them all
+        results, at = [], 0
+        for texts in readings:
+            results.append(merge(flat[at : at + len(texts)]))
+            at += len(texts)
         return envelope(body.model, moderator.name, results)
 
     return routes

@@ -113,7 +113,6 @@ async def events(
     include_usage: bool,
     continuous_usage: bool,
     watch: OutputWatch | None = None,
-    refusal_text: str = "",
 ) -> AsyncIterator[str]:
     """Chunks of every choice as they come, then the finish chunks with usage, then [DONE].
 
@@ -122,9 +121,9 @@ async def events(
     generator owns the generation: whatever ends it (the last token, an error, the client going
     away and the response being cancelled) closes it, which aborts every unfinished choice.
 
-    With `watch` (the output rail), the answer is checked every few tokens before they are sent;
-    a choice it flags is stopped there: nothing more of it is sent, and its finish chunk says
-    `content_filter` and why.
+    With `watch` (the output rail), each choice's pieces are held until a check has passed over
+    them (every few tokens, and at the end); a choice it flags is stopped there: what it held is
+    never sent, and its finish chunk says `content_filter` and why.
     """
     chat = generation.kind == "chat"
     base = {
@@ -154,6 +153,7 @@ async def events(
     marker = getattr(tokenizer, "tool_call_id", None) if generation.tools else None
     calling: set[int] = set()  # choices answering with function calls: sent whole at the end
     stopped: dict[int, Verdict] = {}  # choices the output rail flagged
+    held: dict[int, list[str]] = {}  # chunks the output rail has not checked yet, per choice
     try:
         n = len(generation.streams)
         if chat:
@@ -176,18 +176,33 @@ async def events(
             counts[i] += len(event.token_ids)
             if marker is not None and marker in event.token_ids:
                 calling.add(i)
-            due = watch is not None and watch.feed(i, event.text, len(event.token_ids))
-            if due and (verdict := await watch.check(i)) is not None:  # this piece is withheld, and all after
-                stopped[i] = verdict
-                generation.streams[i].abort()
-                continue
+            piece = None
             if i not in calling and (event.text or event.logprobs):
-                yield chunk([choice(i, event.text, None, event.logprobs)])
+                piece = chunk([choice(i, event.text, None, event.logprobs)])
+            if watch is None:
+                if piece is not None:
+                    yield piece
+                continue
+            if piece is not None:
+                held.setdefault(i, []).append(piece)  # until a check has passed over it
+            if watch.feed(i, event.text, len(event.token_ids)):
+                if (verdict := await watch.check(i)) is not None:  # what it held is never sent
+                    stopped[i] = verdict
+                    held.pop(i, None)
+                    generation.streams[i].abort()
+                    continue
+                for passed in held.pop(i, []):
+                    yield passed
         if done is not None:
             if watch is not None:
                 for i in range(len(done)):
-                    if i not in stopped and (verdict := await watch.finish(i)) is not None:
+                    if i in stopped:
+                        continue
+                    if (verdict := await watch.finish(i)) is not None:
                         stopped[i] = verdict
+                        held.pop(i, None)
+                    for passed in held.pop(i, []):
+                        yield passed
             total = usage(generation, done)
             finals = [choice(i, "", c.finish_reason) for i, c in enumerate(done)]
             for i, verdict in stopped.items():
