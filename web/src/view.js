@@ -214,6 +214,7 @@ export function renderSidebar(conversations, { openId, query, actions }) {
   const items = conversations.map((c) => {
     const li = document.createElement("li");
     li.className = openId === c.id ? "active" : "";
+    li.dataset.id = c.id;
     const open = element("button", "title", c.title);
     open.type = "button";
     open.title = c.title;

@@ -108,6 +108,9 @@ class ChatTemplate:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            # its own session: a Ctrl-C at the terminal stops the answer, not the renderer (which,
+            # killed by it, could still be dying when the next message is written to it)
+            start_new_session=True,
         )
         weakref.finalize(self, worker.kill)  # a template that is dropped takes its worker with it
         setup = json.dumps({"source": self.source, "max_chars": self.limits.max_chars}) + "\n"
