@@ -457,6 +457,8 @@ async function begin() {
     renderSettings();
     render();
   }
+  // only now: the settings drawn above would overwrite whatever was typed there before
+  $("toggle-settings").disabled = false;
 }
 
 wire();
