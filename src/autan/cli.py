@@ -20,20 +20,27 @@ REPETITION_PENALTY = 1.1  # run and chat, over the last 64 tokens: Ollama's defa
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["eval"]:  # its own parser: `autan eval --leaderboard` has no task before its flags
+        return _guarded(lambda: _eval(argv[1:]))
     args = _parser().parse_args(argv)
     if getattr(args, "threads", None) is not None:
         import torch
 
         torch.set_num_threads(args.threads)
+    return _guarded(lambda: COMMANDS[args.command](args))
+
+
+def _guarded(work: Any) -> int:
     try:
-        COMMANDS[args.command](args)
+        code = work()
     except (AutanError, ValueError) as e:
         print(f"autan: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C: stop quietly, as shells expect of a program they interrupt
         print(file=sys.stderr)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -132,9 +139,14 @@ def _parser() -> argparse.ArgumentParser:
     for p in (user, key):
         p.add_argument("--db", default=None, help="database URL (default: SQLite in $AUTAN_HOME)")
 
-    evaluate = commands.add_parser("eval", help="evaluate a served model: safety (see `autan eval safety -h`)")
-    evaluate.add_argument("suite", choices=["safety"])
-    evaluate.add_argument("options", nargs=argparse.REMAINDER, help="--base-url, --model, --modes, --limit, ...")
+    # `autan eval ...` is parsed by autan.eval.run (or autan.guard.evaluation for `safety`): listed
+    # here for --help only
+    commands.add_parser(
+        "eval",
+        add_help=False,
+        help="benchmarks (autan eval hellaswag --model smollm2; see `autan eval -h`), the leaderboard "
+        "(autan eval --leaderboard), or safety (`autan eval safety -h`)",
+    )
 
     guard = commands.add_parser("guard", help="moderation: score texts, or retrain the classifier")
     guard_commands = guard.add_subparsers(dest="action", required=True)
@@ -446,11 +458,16 @@ def _guard(args: argparse.Namespace) -> None:
         print(json.dumps({"input": text, **result_body(result)}))
 
 
-def _eval(args: argparse.Namespace) -> None:
-    from autan.guard.evaluation import main as safety
+def _eval(argv: list[str]) -> int:
+    if argv[:1] == ["safety"]:
+        from autan.guard.evaluation import main as safety
 
-    if safety([a for a in args.options if a != "--"]) != 0:
-        raise AutanError("every request failed: is a server answering at --base-url?")
+        if safety(argv[1:]) != 0:
+            raise AutanError("every request failed: is a server answering at --base-url?")
+        return 0
+    from autan.eval.run import main as benchmarks
+
+    return benchmarks(argv)
 
 
 COMMANDS = {
@@ -464,7 +481,6 @@ COMMANDS = {
     "user": _user,
     "key": _key,
     "guard": _guard,
-    "eval": _eval,
 }
 
 if __name__ == "__main__":

@@ -165,7 +165,7 @@ class Engine:
             id=request_id,
             prompt=ids,
             params=params,
-            limit=min(params.max_tokens or budget, budget),
+            limit=min(budget if params.max_tokens is None else params.max_tokens, budget),
             limit_reason="length" if params.max_tokens is not None and params.max_tokens <= budget else "model_length",
             tokenizer=self.tokenizer,
             vocab_size=self.model.config.vocab_size,
@@ -202,14 +202,26 @@ class Engine:
             chunks.append(Chunk(r.tokens[r.n_computed : r.n_computed + s.n_tokens], r.n_computed, r.table))
         step = PagedStep(self.kv, chunks, self.model.config.sliding_window, self.model.device)
         sampling = [i for i, s in enumerate(plan) if s.samples]
+        rows = [step.last_rows[sampling]]
+        scored = []  # (request, positions, their first row in `logits`)
+        at = len(sampling)
+        for i, s in enumerate(plan):
+            positions = s.request.scored_positions(s.n_tokens)
+            if positions:
+                first_row = int(step.last_rows[i]) - s.n_tokens + 1 + positions.start - s.request.n_computed
+                rows.append(torch.arange(first_row, first_row + len(positions)))
+                scored.append((s.request, positions, at))
+                at += len(positions)
         try:
             with torch.inference_mode():
-                logits = self.model.run(step.tokens, step, step.last_rows[sampling]).float().cpu()
+                logits = self.model.run(step.tokens, step, torch.cat(rows)).float().cpu()
         except Exception as e:  # the step's requests end with the error; the engine goes on
             for s in plan:
                 self._fail(s.request, e)
             return True
         self._computed += len(step.tokens)
+        for request, positions, first in scored:
+            request.score_prompt(positions, logits[first : first + len(positions)])
         for s in plan:  # requests mid-prompt: only their cache advanced
             if not s.samples:
                 self._advance(s)

@@ -54,6 +54,8 @@ class Completion:
     seconds: float = 0.0  # from the first token to the last
     prefill_seconds: float = 0.0  # from arrival to the first token
     logprobs: list[TokenLogprob] | None = None
+    # with `prompt_logprobs`: one entry per prompt position, None before the first one scored
+    prompt_logprobs: list[TokenLogprob | None] | None = None
 
     @property
     def tokens_per_second(self) -> float:
@@ -90,6 +92,8 @@ class Request:
         self.decoder = StreamDecoder(self.tokenizer, prompt_tail=self.prompt[-4:])
         self.text: list[str] = []
         self.logprobs: list[TokenLogprob] | None = [] if self.params.logprobs is not None else None
+        scored = self.params.prompt_logprobs is not None
+        self.prompt_logprobs: list[TokenLogprob | None] | None = [None] * len(self.prompt) if scored else None
 
     @property
     def tokens(self) -> list[int]:
@@ -100,8 +104,31 @@ class Request:
         """Tokens still to feed before the next one can be sampled."""
         return len(self.prompt) + len(self.output) - self.n_computed
 
+    def scored_positions(self, n_tokens: int) -> range:
+        """The positions among the next `n_tokens` whose logits score a prompt token (the next one)."""
+        if self.params.prompt_logprobs is None:
+            return range(0)
+        first = max(self.n_computed, self.params.prompt_logprobs - 1)
+        return range(first, min(self.n_computed + n_tokens, len(self.prompt) - 1))
+
+    def score_prompt(self, positions: range, logits: Tensor) -> None:
+        """Record the prompt tokens after `positions`, from those positions' logits (rows, vocab)."""
+        assert self.prompt_logprobs is not None
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        targets = torch.tensor([self.prompt[p + 1] for p in positions])
+        chosen = logprobs.gather(1, targets[:, None])[:, 0].tolist()
+        top = torch.topk(logprobs, self.params.logprobs) if self.params.logprobs else None
+        for row, p in enumerate(positions):
+            pairs = []
+            if top is not None:
+                pairs = list(zip(top.indices[row].tolist(), top.values[row].tolist(), strict=True))
+            self.prompt_logprobs[p + 1] = TokenLogprob(self.prompt[p + 1], chosen[row], pairs)
+
     def accept(self, logits: Tensor, eos_ids: frozenset[int]) -> None:
         """Sample the next token from the last position's logits (vocab,) and stream what it adds."""
+        if self.limit == 0:  # the prompt only was to be read
+            self.finish(self.limit_reason)
+            return
         if self.constraint is not None:
             logits = self.constraint.apply(logits)
         if len(self.output) < self.params.min_tokens:
@@ -137,7 +164,8 @@ class Request:
         first = self.first_token_at or end
         usage = Usage(len(self.prompt), len(self.output), self.cached_tokens or 0)
         text = "".join(self.text)
-        self.emit(Completion(text, list(self.output), reason, usage, end - first, first - self.arrival, self.logprobs))
+        timing = (end - first, first - self.arrival)
+        self.emit(Completion(text, list(self.output), reason, usage, *timing, self.logprobs, self.prompt_logprobs))
 
     def _send(self, text: str, token_ids: list[int], logprob: TokenLogprob | None) -> None:
         if text or token_ids:

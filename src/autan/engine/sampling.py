@@ -28,7 +28,7 @@ class SamplingParams:
     top_p: float = 1.0
     top_k: int = 0  # 0 = no limit
     min_p: float = 0.0  # 0 = no cut
-    max_tokens: int | None = None  # None = up to the model's context
+    max_tokens: int | None = None  # None = up to the model's context; 0 = only read the prompt (scoring)
     stop: tuple[str, ...] = ()
     seed: int | None = None
     presence_penalty: float = 0.0
@@ -38,6 +38,9 @@ class SamplingParams:
     ignore_eos: bool = False  # keep generating past end-of-sequence (for benchmarks, as vLLM's flag)
     repetition_penalty: float = 1.0  # 1 = none
     repeat_last_n: int = 64  # tokens of the sequence the repetition penalty looks back over
+    # score the prompt from this position on: each token's log-probability given the tokens before
+    # it (and `logprobs` alternatives); positions before it may come from the prefix cache
+    prompt_logprobs: int | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -47,7 +50,11 @@ class SamplingParams:
             (0 <= self.min_p < 1, f"min_p={self.min_p} must be in [0, 1)"),
             (0 < self.repetition_penalty <= 2, f"repetition_penalty={self.repetition_penalty} must be in (0, 2]"),
             (self.repeat_last_n >= 1, f"repeat_last_n={self.repeat_last_n} must be at least 1"),
-            (self.max_tokens is None or self.max_tokens >= 1, f"max_tokens={self.max_tokens} must be at least 1"),
+            (self.max_tokens is None or self.max_tokens >= 0, f"max_tokens={self.max_tokens} must be at least 0"),
+            (
+                self.prompt_logprobs is None or self.prompt_logprobs >= 1,
+                f"prompt_logprobs={self.prompt_logprobs} must be at least 1 (the first token has no context)",
+            ),
             (
                 self.min_tokens >= 0 and (self.max_tokens is None or self.min_tokens <= self.max_tokens),
                 f"min_tokens={self.min_tokens} must be between 0 and max_tokens={self.max_tokens}",

@@ -123,7 +123,11 @@ class Scheduler:
             return
         tokens = request.tokens
         # Full blocks only, and never the last token: its logits are needed, and its block is written.
-        names = block_hashes(tokens[: len(tokens) - 1], self.pool.block_size)
+        # Nor a position whose logits score the prompt.
+        end = len(tokens) - 1
+        if request.params.prompt_logprobs is not None:
+            end = min(end, request.params.prompt_logprobs - 1)
+        names = block_hashes(tokens[:end], self.pool.block_size)
         for name in names:
             block = self.pool.lookup(name)
             if block is None:

@@ -11,6 +11,7 @@ Generation runs in each model's engine thread; this module only routes. Who may 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,14 @@ from autan.server.generation import ClientGone, Generation, until_disconnected
 from autan.server.metrics import CountAndLog, Metrics
 from autan.server.models import ServedModel
 from autan.server.responses import events, full_response, observe, refusal
-from autan.server.schemas import ChatCompletionRequest, CompletionRequest, FIMCompletionRequest, SamplingFields
+from autan.server.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    FIMCompletionRequest,
+    SamplingFields,
+    TokenizeRequest,
+)
 from autan.store.db import Store
 
 STATIC = Path(__file__).parent.parent / "web" / "static"
@@ -92,11 +100,47 @@ def create_app(
         return HTMLResponse(page.read_text())
 
     app.include_router(_v1(served, access, metrics, limits, log_prompts, rails))
+    app.include_router(_tokens(served, access))
     if store is not None:
         from autan.web.routes import install
 
         install(app, store, access)
     return app
+
+
+def _find(served: dict[str, ServedModel], name: str) -> ServedModel:
+    if name not in served:
+        shown = name if len(name) <= 100 else name[:100] + "..."
+        raise APIError(404, f"model '{shown}' is not served here; available: {', '.join(served)}")
+    return served[name]
+
+
+def _tokens(served: dict[str, ServedModel], access: Access) -> APIRouter:
+    """vLLM's `/tokenize` and `/detokenize` (llama-server has them too): a client that scores
+    texts (`autan eval --base-url`) splits them as the model does."""
+    router = APIRouter(dependencies=[Depends(access.v1)])
+
+    def model_named(name: str) -> ServedModel:
+        return _find(served, name)
+
+    @router.post("/tokenize")
+    async def tokenize(body: TokenizeRequest) -> dict:
+        model = model_named(body.model)
+        tokenizer = model.tokenizer
+        add_bos = body.add_special_tokens and tokenizer.bos_id is not None
+        tokens = await asyncio.to_thread(tokenizer.encode, body.text, add_bos)
+        return {"tokens": tokens, "count": len(tokens), "max_model_len": model.context}
+
+    @router.post("/detokenize")
+    async def detokenize(body: DetokenizeRequest) -> dict:
+        model = model_named(body.model)
+        vocab = model.engine.engine.model.config.vocab_size
+        bad = next((t for t in body.tokens if t >= vocab), None)
+        if bad is not None:
+            raise APIError(400, f"token id {bad} is outside the vocabulary 0..{vocab - 1}", param="tokens")
+        return {"prompt": await asyncio.to_thread(model.tokenizer.decode, body.tokens)}
+
+    return router
 
 
 def _v1(
@@ -111,10 +155,7 @@ def _v1(
     router.include_router(moderation.router(rails))
 
     def model_named(name: str) -> ServedModel:
-        if name not in served:
-            shown = name if len(name) <= 100 else name[:100] + "..."
-            raise APIError(404, f"model '{shown}' is not served here; available: {', '.join(served)}")
-        return served[name]
+        return _find(served, name)
 
     def stream(chunks: Any) -> StreamingResponse:
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -226,7 +267,10 @@ def _v1(
             generation.echo = text if text is not None else model.tokenizer.decode(start["prompt"])
         shown = text if text is not None else _decoded(model, start["prompt"])  # the rails read token ids too
         read = [shown, body.suffix or ""]
-        return await answer(request, generation, body, shown, read, logprobs=body.logprobs, **start)
+        scored = body.scores_prompt
+        return await answer(
+            request, generation, body, shown, read, logprobs=body.logprobs, prompt_logprobs=scored, **start
+        )
 
     @router.post("/fim/completions")
     async def fim_completions(body: FIMCompletionRequest, request: Request) -> Response:

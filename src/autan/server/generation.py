@@ -94,6 +94,7 @@ class Generation:
         text_bytes: int = 0,
         schema: dict[str, Any] | bool | None = False,
         logprobs: int | None = None,
+        prompt_logprobs: bool = False,
         max_waiting: int,
     ) -> None:
         """Encode (or take) the prompt, check it, and queue one request per choice.
@@ -127,7 +128,10 @@ class Generation:
             seed = body.seed_value()
             for i in range(n):
                 params = body.sampling(
-                    served.default_temperature, None if seed is None else (seed + i) % 2**63, logprobs
+                    served.default_temperature,
+                    None if seed is None else (seed + i) % 2**63,
+                    logprobs,
+                    1 if prompt_logprobs else None,
                 )
                 self.streams.append(
                     await served.engine.add_request(

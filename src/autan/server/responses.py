@@ -48,6 +48,8 @@ def full_response(
     choices = []
     for i, c in enumerate(done):
         lp = logprobs(tokenizer, c.logprobs) if c.logprobs is not None else None
+        if generation.kind != "chat" and c.logprobs is not None:
+            lp = text_logprobs(tokenizer, generation, c)
         if generation.kind == "chat":
             message = {"role": "assistant", "content": c.text, "tool_calls": None}
             finish = c.finish_reason
@@ -144,10 +146,17 @@ async def events(
             extra["usage"] = so_far()
         return f"data: {json.dumps({**base, 'choices': choices, **extra}, ensure_ascii=False)}\n\n"
 
+    offsets = [len(generation.echo)] * len(generation.streams)  # where each choice's text has reached
+
     def choice(i: int, text: str, finish: str | None, lps: list[TokenLogprob] | None = None) -> dict:
-        lp = logprobs(tokenizer, lps) if lps else None
         if chat:
+            lp = logprobs(tokenizer, lps) if lps else None
             return {"index": i, "delta": {"content": text}, "finish_reason": finish, "logprobs": lp}
+        lp = None
+        if lps:
+            texts = [text] if len(lps) == 1 else [tokenizer.decode([e.token_id]) for e in lps]
+            lp = legacy_logprobs(tokenizer, lps, texts, offsets[i])
+        offsets[i] += len(text)
         return {"index": i, "text": text, "finish_reason": finish, "logprobs": lp}
 
     marker = getattr(tokenizer, "tool_call_id", None) if generation.tools else None
@@ -235,6 +244,47 @@ def logprobs(tokenizer: Any, entries: Sequence[TokenLogprob]) -> dict:
             {**entry(lp.token_id, lp.logprob), "top_logprobs": [entry(t, p) for t, p in lp.top]} for lp in entries
         ]
     }
+
+
+def pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:
+    """Each token's text as it reads in the sequence (alone, a token may lose its leading space),
+    decoded after a few tokens before it: linear in the length, and the pieces join up."""
+    out = []
+    for i in range(len(ids)):
+        before = ids[max(0, i - 8) : i]
+        out.append(tokenizer.decode([*before, ids[i]])[len(tokenizer.decode(before)) :])
+    return out
+
+
+def legacy_logprobs(
+    tokenizer: Any, entries: Sequence[TokenLogprob | None], texts: Sequence[str], offset: int = 0
+) -> dict:
+    """OpenAI's legacy completions shape: parallel lists of tokens, their log-probabilities, the
+    top alternatives (token text -> log-probability) and each token's offset in the text; an
+    entry of None (the prompt's first token, which has no context) is null in all but tokens."""
+    starts = []
+    for text in texts:
+        starts.append(offset)
+        offset += len(text)
+    return {
+        "tokens": list(texts),
+        "token_logprobs": [e.logprob if e is not None else None for e in entries],
+        "top_logprobs": [{tokenizer.decode([t]): p for t, p in e.top} if e is not None else None for e in entries],
+        "text_offset": starts,
+    }
+
+
+def text_logprobs(tokenizer: Any, generation: Generation, done: Completion) -> dict:
+    """A whole completion's logprobs; with echo, the prompt's tokens first (scored, when asked)."""
+    generated = done.logprobs or []
+    entries: list[TokenLogprob | None] = list(generated)
+    ids = [e.token_id for e in generated]
+    offset = len(generation.echo)
+    if done.prompt_logprobs is not None:
+        entries = [*done.prompt_logprobs, *entries]
+        ids = [*generation.prompt, *ids]
+        offset = 0
+    return legacy_logprobs(tokenizer, entries, pieces(tokenizer, ids), offset)
 
 
 def observe(metrics: Metrics, generation: Generation, done: Sequence[Completion]) -> None:

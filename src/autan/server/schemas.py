@@ -126,7 +126,9 @@ class SamplingFields(BaseModel):
             raise ValueError(f"min_tokens={self.min_tokens} is more than max_tokens={limit}")
         return self
 
-    def sampling(self, default_temperature: float, seed: int | None, logprobs: int | None) -> SamplingParams:
+    def sampling(
+        self, default_temperature: float, seed: int | None, logprobs: int | None, prompt_logprobs: int | None = None
+    ) -> SamplingParams:
         """The engine's parameters for one choice."""
         return SamplingParams(
             temperature=default_temperature if self.temperature is None else self.temperature,
@@ -139,6 +141,7 @@ class SamplingFields(BaseModel):
             min_tokens=self.min_tokens or 0,
             ignore_eos=self.ignore_eos,
             logprobs=logprobs,
+            prompt_logprobs=prompt_logprobs,
         )
 
     def stops(self) -> tuple[str, ...]:
@@ -183,13 +186,20 @@ class CompletionRequest(SamplingFields):
     """OpenAI's legacy text completion: the prompt is raw text, no chat format."""
 
     prompt: Text | list[Text] | list[Annotated[int, Field(ge=0, le=2**31 - 1)]]
-    max_tokens: Tokens | None = 16  # OpenAI's default for this endpoint
-    echo: bool = False
+    # OpenAI's default for this endpoint; 0 only reads the prompt (with echo and logprobs: scores it)
+    max_tokens: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = 16
+    echo: bool = False  # with logprobs: the prompt's tokens are scored too (each given those before)
     logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     suffix: Text | None = None
 
+    @property
+    def scores_prompt(self) -> bool:
+        return self.echo and self.logprobs is not None
+
     @model_validator(mode="after")
     def _one_prompt(self) -> CompletionRequest:
+        if self.scores_prompt and self.stream:
+            raise ValueError("echo with logprobs (the prompt's scores) is answered whole: send stream: false")
         if isinstance(self.prompt, list) and self.prompt and isinstance(self.prompt[0], str) and len(self.prompt) != 1:
             raise ValueError(f"prompt has {len(self.prompt)} strings; send one prompt per request")
         if isinstance(self.prompt, list) and not self.prompt:
@@ -206,3 +216,27 @@ class CompletionRequest(SamplingFields):
 class FIMCompletionRequest(SamplingFields):
     prompt: Text
     suffix: Text | None = ""
+
+
+class TokenizeRequest(BaseModel):
+    """vLLM's `/tokenize` (llama-server's `content` is taken for `prompt` too)."""
+
+    model: Annotated[Text, Field(max_length=256)]
+    prompt: Annotated[Text, Field(max_length=4_000_000)] | None = None
+    content: Annotated[Text, Field(max_length=4_000_000)] | None = None
+    add_special_tokens: bool = True
+
+    @model_validator(mode="after")
+    def _one_text(self) -> TokenizeRequest:
+        if (self.prompt is None) == (self.content is None):
+            raise ValueError("give the text as prompt (or content), once")
+        return self
+
+    @property
+    def text(self) -> str:
+        return self.prompt if self.prompt is not None else self.content or ""
+
+
+class DetokenizeRequest(BaseModel):
+    model: Annotated[Text, Field(max_length=256)]
+    tokens: Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(max_length=1_000_000)]

@@ -1,0 +1,38 @@
+"""acc and acc_norm with their standard errors, as lm-evaluation-harness reports them.
+
+acc: the choice with the highest log-likelihood is the right one. acc_norm: the same after each
+log-likelihood is divided by its choice's length; the harness divides by the length in
+characters (`len(choice)`), which is the length in bytes for ASCII text, and so does this. A
+tie goes to the first choice (numpy's argmax). The standard error is the sample standard
+deviation (n - 1) over the square root of n.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from autan.eval.tasks import Doc
+
+
+def argmax(values: Sequence[float]) -> int:
+    return max(range(len(values)), key=lambda i: (values[i], -i))
+
+
+def correct(doc: Doc, scores: Sequence[float], metric: str) -> float:
+    if metric == "acc":
+        return float(argmax(scores) == doc.gold)
+    if metric == "acc_norm":
+        return float(argmax([s / n for s, n in zip(scores, doc.lengths, strict=True)]) == doc.gold)
+    raise ValueError(f"unknown metric '{metric}' (known: acc, acc_norm)")
+
+
+def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
+    n = len(values)
+    if n == 0:
+        return float("nan"), float("nan")
+    mean = sum(values) / n
+    if n == 1:
+        return mean, float("nan")
+    variance = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(variance / n)

