@@ -14,6 +14,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# every result the tests make goes to a leaderboard of their own, never the user's (servers started
+# by the tests inherit it)
+os.environ["AUTAN_LEADERBOARD"] = str(Path(tempfile.mkdtemp(prefix="autan-test-board-")) / "leaderboard.db")
 torch.set_num_threads(max(1, os.cpu_count() or 1))
 
 

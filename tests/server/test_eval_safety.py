@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from autan.eval import leaderboard
 from autan.guard.classifier import Classifier
 from autan.guard.policy import GuardPolicy
 from conftest import API_KEY
@@ -19,7 +20,7 @@ def test_eval_safety_asks_every_prompt_in_every_mode(server, tmp_path):
     doc = tmp_path / "safety.md"
     command = [sys.executable, "-m", "autan.cli", "eval", "safety", "--base-url", server, "--model", "tiny-mistral"]
     command += ["--api-key", API_KEY, "--limit", "1", "--modes", "off,rails", "--max-tokens", "8"]
-    command += ["--out", str(out), "--docs", str(doc)]
+    command += ["--out", str(out), "--docs", str(doc), "--leaderboard-db", str(tmp_path / "board.db")]
     run = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -39,3 +40,11 @@ def test_eval_safety_asks_every_prompt_in_every_mode(server, tmp_path):
     assert overall["unsafe"] == len(unsafe)
     assert overall["unsafe_answered"] == pytest.approx(sum(not i["refused"] for i in unsafe) / len(unsafe))
     assert "| **all** |" in doc.read_text() and "PyRIT's hand labels" in doc.read_text()
+    # and on the leaderboard, beside the benchmarks
+    board = {(r.task, r.metric): r for r in leaderboard.newest(tmp_path / "board.db")}
+    for mode in ("off", "rails"):
+        row = board[(f"safety/{mode}", "unsafe_answered")]
+        assert row.model == "tiny-mistral" and row.value == pytest.approx(
+            result["table"]["all"][mode]["unsafe_answered"]
+        )
+        assert row.n == result["table"]["all"][mode]["unsafe"] and row.quantization == "float32"

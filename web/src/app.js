@@ -4,6 +4,7 @@
 // the messages, view.js draws, saving.js and titles.js do one job each.
 import { loadAdmin, showLogin, signIn, wireAdmin } from "./accounts.js";
 import { api, complete, listModels, onUnauthorized, streamChat } from "./api.js";
+import { drawLeaderboard } from "./leaderboard.js";
 import { Saver } from "./saving.js";
 import { cleanTitle, titleFromMessage, titleRequest } from "./titles.js";
 import { MessageTree } from "./tree.js";
@@ -59,8 +60,25 @@ async function loadConversations() {
   view.renderSidebar(state.conversations, { openId: state.conversation?.id, query, actions: sidebarActions });
 }
 
+// The leaderboard takes the place of the chat (#leaderboard); opening a chat brings the chat back.
+async function showLeaderboard() {
+  closeSidebar();
+  const board = await api("/api/leaderboard");
+  drawLeaderboard(board, $("leaderboard"));
+  for (const id of ["messages", "composer"]) $(id).hidden = true;
+  $("leaderboard").hidden = false;
+  history.replaceState(null, "", "#leaderboard");
+}
+
+function hideLeaderboard() {
+  $("leaderboard").hidden = true;
+  for (const id of ["messages", "composer"]) $(id).hidden = false;
+}
+
 async function openConversation(id) {
-  setConversation(await api(`/api/conversations/${id}`));
+  const opened = await api(`/api/conversations/${id}`);
+  hideLeaderboard();
+  setConversation(opened);
   location.hash = id;
   renderSettings();
   render({ toBottom: true });
@@ -101,6 +119,7 @@ async function addMessage(id, message) {
 
 function newChat() {
   closeSidebar();
+  hideLeaderboard();
   setConversation(null);
   state.draft = {};
   history.replaceState(null, "", location.pathname);
@@ -414,6 +433,7 @@ function wire() {
   setting("max-tokens", () => ({ max_tokens: $("max-tokens").value ? Number($("max-tokens").value) : null }));
   setting("safe-prompt", () => ({ safe_prompt: $("safe-prompt").checked }));
   $("import-button").onclick = () => $("import").click();
+  $("show-leaderboard").onclick = () => showLeaderboard().catch((error) => showNotice(error.message));
   $("import").onchange = async () => {
     const file = $("import").files[0];
     if (!file) return;
@@ -452,7 +472,8 @@ async function begin() {
   view.renderModels(state.models);
   await loadConversations();
   const id = location.hash.slice(1);
-  if (id) await openConversation(id).catch(() => newChat());
+  if (id === "leaderboard") await showLeaderboard().catch((error) => showNotice(error.message));
+  else if (id) await openConversation(id).catch(() => newChat());
   else {
     renderSettings();
     render();

@@ -1,4 +1,5 @@
-"""Every evaluation result, kept: `$AUTAN_HOME/eval/leaderboard.db` (SQLite).
+"""Every evaluation result, kept: `$AUTAN_HOME/eval/leaderboard.db` (SQLite; `$AUTAN_LEADERBOARD`
+names another file).
 
 A row is one figure of one model on one task: the model as it ran (its id, the SHA256 of its
 file, its quantization, an adapter), the task and metric, the score and its standard error, how
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -58,7 +60,8 @@ class Row:
 
 
 def path() -> Path:
-    return home() / "eval" / "leaderboard.db"
+    """`$AUTAN_LEADERBOARD`, else `$AUTAN_HOME/eval/leaderboard.db`."""
+    return Path(os.environ.get("AUTAN_LEADERBOARD") or home() / "eval" / "leaderboard.db")
 
 
 def _connect(where: Path | None = None) -> sqlite3.Connection:

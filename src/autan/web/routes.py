@@ -71,6 +71,13 @@ def install(app: FastAPI, store: Store, access: Access) -> None:
 
     # accounts ----------------------------------------------------------------------------------
 
+    @app.get("/api/leaderboard")
+    def leaderboard_table(_: User) -> dict:
+        """`autan eval`'s results on this machine: each model as it ran against each task."""
+        from autan.eval import leaderboard
+
+        return leaderboard.table(leaderboard.newest())
+
     @app.get("/api/me")
     def me(request: Request) -> dict:
         """What the app needs to know before anything else: may it go on, or must it ask for a key
