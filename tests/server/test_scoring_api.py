@@ -9,6 +9,7 @@ import torch
 import transformers
 
 from autan.engine.engine import Engine
+from autan.engine.sampling import SamplingParams
 from autan.eval.scoring import EngineScorer, HTTPScorer
 from autan.eval.tasks import TASKS, Doc
 from autan.server.app import create_app
@@ -126,3 +127,23 @@ def test_tokenize_detokenize_and_their_errors(served_url, chatml_path):
     scored_stream = {"model": "tiny", "prompt": "x", "echo": True, "logprobs": 1, "stream": True}
     streamed = httpx.post(f"{served_url}/v1/completions", json=scored_stream)
     assert streamed.status_code == 422 and "answered whole" in streamed.text
+
+
+def test_generative_answers_are_the_same_in_process_and_served(chatml_path, served_url):
+    import dataclasses
+
+    from autan.eval.tasks import task
+
+    docs = [dataclasses.replace(d, max_tokens=12) for d in task("gsm8k").docs()[:4]]
+    engine = Engine(load_model(chatml_path), load_tokenizer(chatml_path))
+    local = dict(EngineScorer(engine, in_flight=2).generate(enumerate(docs)))
+    remote = dict(HTTPScorer(served_url, "tiny", concurrency=2).generate(enumerate(docs)))
+    assert local == remote and len(local) == 4
+    # each is the greedy continuation of the prompt's end (cut to fit), up to the first stop sequence
+    ids = engine.tokenizer.encode(docs[0].prompt)[-(engine.max_seq_len - 1 - 12) :]
+    alone = engine.add_request(ids, SamplingParams(temperature=0, max_tokens=12))
+    engine.run_until_idle()
+    text = alone.events[-1].text
+    for stop in docs[0].until:
+        text = text.split(stop)[0]
+    assert local[0] == text

@@ -93,6 +93,31 @@ def test_few_shot_examples_are_seeded_and_never_the_document_itself():
         assert plain.example not in context[: -len(plain.requests[0][0])]
 
 
+@pytest.mark.parametrize(
+    "answer,strict,flexible",
+    [
+        ("He has 3 + 5 = 8 apples. So the answer is 8.", "8", "8"),
+        ("It costs $1,250 in all. So the answer is $1,250.", "1250", "1250"),
+        ("She is left with -3 degrees. So the answer is -3.", "-3", "-3"),
+        ("They sold 12 cakes, then 30 more: 42 cakes", None, "42"),  # no closing sentence: only flexible
+        ("No numbers at all.", None, None),
+    ],
+)
+def test_gsm8k_answers_are_extracted_as_the_harness_filters_do(answer, strict, flexible):
+    assert metrics.extract(answer, "strict") == strict and metrics.extract(answer, "flexible") == flexible
+    doc = tasks.Generation("Question: ...\nAnswer:", "1250", ("\n\n",), 512)
+    assert metrics.exact_match(doc, answer, "exact_match_strict") == float(strict == "1250")
+
+
+def test_gsm8k_is_the_test_split_asked_with_eight_examples():
+    docs = tasks.task("gsm8k").docs()
+    assert len(docs) == 1319
+    assert all(d.prompt.count("\nAnswer:") == 9 and d.prompt.endswith("\nAnswer:") for d in docs[:50])
+    assert docs[0].answer == "18" and "\n\n" in docs[0].until
+    with pytest.raises(ValueError, match="carry their own examples"):
+        tasks.task("gsm8k").docs(shots=2)
+
+
 def test_unknown_task_names_the_known_ones():
     with pytest.raises(ValueError, match="unknown task 'helaswag'.*hellaswag"):
         tasks.task("helaswag")

