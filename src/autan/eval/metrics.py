@@ -46,11 +46,16 @@ def argmax(values: Sequence[float]) -> int:
 
 
 def correct(doc: Doc, scores: Sequence[float], metric: str) -> float:
+    """1 or 0 for acc and acc_norm; for mc2 (TruthfulQA) the probability of the true answers."""
+    if metric == "mc2":
+        top = max(scores)
+        p = [math.exp(s - top) for s in scores]
+        return sum(p[: doc.true]) / sum(p)
     if metric == "acc":
         return float(argmax(scores) == doc.gold)
     if metric == "acc_norm":
         return float(argmax([s / n for s, n in zip(scores, doc.lengths, strict=True)]) == doc.gold)
-    raise ValueError(f"unknown metric '{metric}' (known: acc, acc_norm)")
+    raise ValueError(f"unknown metric '{metric}' (known: acc, acc_norm, mc2)")
 
 
 def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:

