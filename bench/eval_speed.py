@@ -83,8 +83,8 @@ def main() -> None:
         f"The first {len(docs)} HellaSwag validation documents (4 choices each, {tokens} prompt tokens in all), "
         f"0-shot, on the default model's Q4_1 file, {torch.get_num_threads()} threads. autan is "
         f"{hf_seconds / autan_seconds:.2f}x as fast. The two agree on the chosen ending in {same} of {len(docs)} "
-        f"documents; their log-likelihoods differ by at most {max(diffs):.3f} (median "
-        f"{sorted(diffs)[len(diffs) // 2]:.4f}): autan runs the Q4_1 matrices through its own kernels, transformers "
+        f"documents; their log-likelihoods differ by at most {max(diffs):.1e} (median "
+        f"{sorted(diffs)[len(diffs) // 2]:.1e}): autan runs the Q4_1 matrices through its own kernels, transformers "
         "the same weights dequantized to float32."
     )
     write_section("Evaluation speed", note + "\n\n" + "\n".join(rows))

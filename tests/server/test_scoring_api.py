@@ -109,6 +109,12 @@ def test_echo_with_logprobs_scores_the_prompt_through_the_openai_sdk(served_url,
     mlp = more.choices[0].logprobs
     assert len(mlp.tokens) == len(ids) + 3 and mlp.token_logprobs[: len(ids)] == pytest.approx(lp.token_logprobs)
     assert more.choices[0].text == "".join(mlp.tokens)
+    # without echo, the generated tokens alone, read after the prompt (no leading space lost)
+    plain = client.completions.create(model="tiny", prompt=ids, max_tokens=4, logprobs=1, temperature=0)
+    assert plain.choices[0].text == "".join(plain.choices[0].logprobs.tokens)
+    assert plain.choices[0].logprobs.text_offset[0] == 0
+    with pytest.raises(openai.UnprocessableEntityError, match="echo cannot be combined with suffix"):
+        client.completions.create(model="tiny", prompt="a", suffix="b", echo=True, max_tokens=1)
 
 
 def test_tokenize_detokenize_and_their_errors(served_url, chatml_path):

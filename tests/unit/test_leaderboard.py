@@ -31,3 +31,12 @@ def test_newest_result_per_model_and_task(tmp_path):
 
 def test_an_empty_leaderboard_says_how_to_fill_it(tmp_path):
     assert "run `autan eval TASK` first" in leaderboard.render(leaderboard.newest(tmp_path / "none.db"))
+
+
+def test_a_command_is_kept_without_its_secrets(tmp_path):
+    db = tmp_path / "board.db"
+    command = "autan eval piqa --base-url https://me:hunter2@host/v1 --api-key sk-secret --model m --api-key=sk-2"
+    leaderboard.record([Row("m", "piqa", "acc", 0.5, 10, command=command)], db)
+    kept = leaderboard.newest(db)[0].command
+    assert "hunter2" not in kept and "sk-secret" not in kept and "sk-2" not in kept
+    assert kept == "autan eval piqa --base-url https://***@host/v1 --api-key *** --model m --api-key=***"

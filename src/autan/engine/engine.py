@@ -237,9 +237,10 @@ class Engine:
                 continue
             if request.finish_reason is not None:
                 self._forget(request)
-        self._generated += len(sampling)
+        made = sum(1 for i in sampling if plan[i].request.limit > 0)  # a request that only scores makes none
+        self._generated += made
         now = time.perf_counter()
-        self._recent.append((now, len(sampling)))
+        self._recent.append((now, made))
         while self._recent and now - self._recent[0][0] > 5:
             self._recent.popleft()
         return True

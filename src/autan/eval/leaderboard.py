@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -72,12 +73,22 @@ def _connect(where: Path | None = None) -> sqlite3.Connection:
     return db
 
 
+SECRET_OPTION = re.compile(r"(--api-key(?:=|\s+))\S+")
+URL_USER = re.compile(r"(\w+://)[^/@\s]+@")
+
+
+def without_secrets(command: str) -> str:
+    """The command as it may be shown to anyone: an --api-key's value and a URL's user and
+    password are masked."""
+    return URL_USER.sub(r"\1***@", SECRET_OPTION.sub(r"\1***", command))
+
+
 def record(rows: Sequence[Row], where: Path | None = None) -> None:
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     names = [f.name for f in fields(Row)]
     with _connect(where) as db:
         for row in rows:
-            values = asdict(row) | {"date": row.date or now}
+            values = asdict(row) | {"date": row.date or now, "command": without_secrets(row.command)}
             db.execute(f"insert into results ({', '.join(names)}) values ({', '.join('?' * len(names))})",
                        [values[n] for n in names])  # fmt: skip
 

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from autan import registry
-from autan.errors import AutanError
 from autan.eval import leaderboard, metrics, sources
 from autan.eval.scoring import EngineScorer, HTTPScorer, Scorer
 from autan.eval.tasks import Generation, GenerativeTask, Task, task
+
+FORMAT_VERSION = 1  # of the tasks' prompts and the scoring: a change starts every run afresh
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Subject:
     file_sha256: str = ""
     quantization: str = ""
     adapter: str = ""
+    where: str = ""  # the server's URL, for --base-url
 
 
 def docs_of(name: str, shots: int, limit: int | None, seed: int) -> tuple[list[Any], list[Any]]:
@@ -53,8 +55,9 @@ def docs_of(name: str, shots: int, limit: int | None, seed: int) -> tuple[list[A
 
 
 def run_file(subject: Subject, name: str, shots: int, limit: int | None, seed: int) -> Path:
-    key = json.dumps([subject.model, subject.file_sha256, subject.quantization, subject.adapter, name, shots, limit,
-                      seed, type(subject.scorer).__name__])  # fmt: skip
+    mode = type(subject.scorer).__name__ + (":tokenized" if getattr(subject.scorer, "tokenized", False) else "")
+    key = json.dumps([FORMAT_VERSION, subject.model, subject.file_sha256, subject.quantization, subject.adapter,
+                      subject.where, mode, name, shots, limit, seed])  # fmt: skip
     return registry.home() / "eval" / "runs" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsonl"
 
 
@@ -130,7 +133,10 @@ def file_sha256(path: Path) -> str:
     """The SHA256 of a model's file (of its weight files, for a directory), remembered by path,
     size and modification time so a large file is read once."""
     cache_file = registry.home() / "eval" / "hashes.json"
-    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):  # none yet, or torn: the hashes are computed again
+        cache = {}
     weights = (".safetensors", ".gguf", ".pth")
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix in weights)
     digests = []
@@ -145,7 +151,9 @@ def file_sha256(path: Path) -> str:
             cache[key] = digest.hexdigest()
         digests.append(cache[key])
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps(cache))
+    partial = cache_file.with_suffix(f".{os.getpid()}.partial")
+    partial.write_text(json.dumps(cache))
+    partial.replace(cache_file)
     return digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
 
 
@@ -166,7 +174,7 @@ def remote_subject(base_url: str, model: str, api_key: str | None, concurrency: 
     scorer = HTTPScorer(base_url, model, api_key, concurrency)
     card = scorer.client.get(f"/v1/models/{model}")
     quantization = card.json().get("quantization", "") if card.status_code == 200 else ""
-    return Subject(model, scorer, "", quantization or "")
+    return Subject(model, scorer, "", quantization or "", where=scorer.root)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,6 +235,3 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             print(f"{r.task:<16} {r.metric:<9} {100 * r.value:6.2f} ± {100 * r.stderr:.2f}  (n={r.n})")
     return 0
-
-
-__all__ = ["AutanError", "main"]

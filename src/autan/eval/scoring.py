@@ -10,8 +10,9 @@ the continuation tokens' log-probabilities.
 - `EngineScorer`: on the engine. A document's choices share their context: its first choice is
   scored alone, then the others, which find the context's KV blocks in the prefix cache. Many
   documents are in flight at once, so every step is a full batch.
-- `HTTPScorer`: through `/v1/completions` with `echo`, `logprobs` and `max_tokens: 0` (autan
-  serve, vLLM, llama-server, a hosted endpoint). It tokenizes through the server's `/tokenize`
+- `HTTPScorer`: through `/v1/completions` with `echo`, `logprobs` and `max_tokens: 1` (autan
+  serve, vLLM, llama-server, a hosted endpoint). `autan serve` scores every prompt token of such a
+  request, so there the prefix cache does not help. It tokenizes through the server's `/tokenize`
   where it has one, so the tokens scored are those in process; where it has none, the text goes
   as is and the continuation is told by each token's `text_offset`.
 """
@@ -71,7 +72,7 @@ class EngineScorer:
         self.encode = lambda text: tokenizer.encode(text, add_bos=False)
         self.prefix = tokenizer.bos_id if tokenizer.bos_id is not None else min(tokenizer.eos_ids, default=0)
         self.limit = engine.max_seq_len - 1  # the engine needs room for the token it would sample
-        self.tokens = 0  # tokens of every prompt scored (cached ones included)
+        self.tokens = 0  # tokens computed (those from the prefix cache not counted)
 
     def prompts(self, doc: Doc) -> list[tuple[list[int], int]]:
         return [fit(*encode_pair(self.encode, c, x, self.prefix), self.limit) for c, x in doc.requests]
@@ -105,7 +106,7 @@ class EngineScorer:
                     raise event
                 flight = flights[key]
                 flight.scores[choice] = _continuation_logprob(event, flight.prompts[choice][1])
-                self.tokens += event.usage.prompt_tokens
+                self.tokens += event.usage.prompt_tokens - event.usage.cached_tokens  # computed here
                 if (rest := flight.rest()) is not None:
                     start(key, rest)
                 if flight.complete:
@@ -136,7 +137,7 @@ class EngineScorer:
                 if isinstance(event, BaseException):
                     raise event
                 running -= 1
-                self.tokens += event.usage.total_tokens
+                self.tokens += event.usage.total_tokens - event.usage.cached_tokens
                 yield key, event.text
                 if admit():
                     running += 1
@@ -225,8 +226,11 @@ class HTTPScorer:
         return self._post("/tokenize", {"model": self.model, "prompt": text, "add_special_tokens": False})["tokens"]
 
     def _score(self, prompt: Any) -> dict:
-        body = {"model": self.model, "prompt": prompt, "max_tokens": 0, "echo": True, "logprobs": 0, "temperature": 0}
-        logprobs = self._post("/v1/completions", body)["choices"][0]["logprobs"]
+        # max_tokens 1, as lm-evaluation-harness sends: some servers refuse 0; the token made is not read
+        body = {"model": self.model, "prompt": prompt, "max_tokens": 1, "echo": True, "logprobs": 0, "temperature": 0}
+        logprobs = (self._post("/v1/completions", body)["choices"][0] or {}).get("logprobs")
+        if not logprobs or not isinstance(logprobs.get("token_logprobs"), list):
+            raise AutanError(f"{self.root} gave no logprobs for an echoed prompt: it cannot score prompts")
         with self._lock:
             self.tokens += len(logprobs["tokens"])
         return logprobs
@@ -235,13 +239,17 @@ class HTTPScorer:
         if self.tokenized:
             context_ids, continuation_ids = encode_pair(self.encode, context, continuation, prefix=0)
             logprobs = self._score(context_ids + continuation_ids)["token_logprobs"]
-            return sum(logprobs[len(logprobs) - len(continuation_ids) :])
+            end = len(context_ids) + len(continuation_ids)
+            if len(logprobs) < end or any(lp is None for lp in logprobs[len(context_ids) : end]):
+                raise AutanError(f"{self.root} did not score every token of the echoed prompt")
+            return sum(logprobs[len(context_ids) : end])
         context, continuation = split_spaces(context, continuation)
         logprobs = self._score(context + continuation)
+        end = len(context) + len(continuation)  # the token generated after the prompt is not read
         return sum(
             lp
             for lp, offset in zip(logprobs["token_logprobs"], logprobs["text_offset"], strict=True)
-            if offset >= len(context) and lp is not None
+            if len(context) <= offset < end and lp is not None
         )
 
     def answer(self, doc: Generation) -> str:
@@ -260,7 +268,7 @@ class HTTPScorer:
         yield from self._pooled(docs, self.answer)
 
     def score_doc(self, doc: Doc) -> list[float]:
-        first = self.score_request(*doc.requests[0])  # alone: the others find its context cached
+        first = self.score_request(*doc.requests[0])  # alone: the others may find its context cached
         return [first, *(self.score_request(*r) for r in doc.requests[1:])]
 
     def run(self, docs: Iterable[tuple[int, Doc]]) -> Iterator[tuple[int, list[float]]]:

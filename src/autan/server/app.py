@@ -138,7 +138,11 @@ def _tokens(served: dict[str, ServedModel], access: Access) -> APIRouter:
         bad = next((t for t in body.tokens if t >= vocab), None)
         if bad is not None:
             raise APIError(400, f"token id {bad} is outside the vocabulary 0..{vocab - 1}", param="tokens")
-        return {"prompt": await asyncio.to_thread(model.tokenizer.decode, body.tokens)}
+        try:
+            return {"prompt": await asyncio.to_thread(model.tokenizer.decode, body.tokens)}
+        except (ValueError, KeyError, IndexError, TypeError, OverflowError) as e:  # ids its tokenizer lacks
+            message = f"these tokens cannot be decoded by {model.id}'s tokenizer: {e}"
+            raise APIError(400, message, param="tokens") from None
 
     return router
 

@@ -246,13 +246,16 @@ def logprobs(tokenizer: Any, entries: Sequence[TokenLogprob]) -> dict:
     }
 
 
-def pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:
+def pieces(tokenizer: Any, ids: Sequence[int], context: Sequence[int] = ()) -> list[str]:
     """Each token's text as it reads in the sequence (alone, a token may lose its leading space),
-    decoded after a few tokens before it: linear in the length, and the pieces join up."""
+    decoded after a few tokens before it (from `context`, the prompt, for the first ones): linear
+    in the length, and the pieces join up."""
+    seq = [*context[-8:], *ids]
+    skip = len(seq) - len(ids)
     out = []
-    for i in range(len(ids)):
-        before = ids[max(0, i - 8) : i]
-        out.append(tokenizer.decode([*before, ids[i]])[len(tokenizer.decode(before)) :])
+    for i in range(skip, len(seq)):
+        before = seq[max(0, i - 8) : i]
+        out.append(tokenizer.decode([*before, seq[i]])[len(tokenizer.decode(before)) :])
     return out
 
 
@@ -269,9 +272,17 @@ def legacy_logprobs(
     return {
         "tokens": list(texts),
         "token_logprobs": [e.logprob if e is not None else None for e in entries],
-        "top_logprobs": [{tokenizer.decode([t]): p for t, p in e.top} if e is not None else None for e in entries],
+        "top_logprobs": [_alternatives(tokenizer, e) if e is not None else None for e in entries],
         "text_offset": starts,
     }
+
+
+def _alternatives(tokenizer: Any, entry: TokenLogprob) -> dict[str, float]:
+    """Token text -> log-probability; tokens that read the same keep the likeliest's."""
+    out: dict[str, float] = {}
+    for token, logprob in entry.top:  # best first
+        out.setdefault(tokenizer.decode([token]), logprob)
+    return out
 
 
 def text_logprobs(tokenizer: Any, generation: Generation, done: Completion) -> dict:
@@ -279,12 +290,10 @@ def text_logprobs(tokenizer: Any, generation: Generation, done: Completion) -> d
     generated = done.logprobs or []
     entries: list[TokenLogprob | None] = list(generated)
     ids = [e.token_id for e in generated]
-    offset = len(generation.echo)
     if done.prompt_logprobs is not None:
         entries = [*done.prompt_logprobs, *entries]
-        ids = [*generation.prompt, *ids]
-        offset = 0
-    return legacy_logprobs(tokenizer, entries, pieces(tokenizer, ids), offset)
+        return legacy_logprobs(tokenizer, entries, pieces(tokenizer, [*generation.prompt, *ids]), 0)
+    return legacy_logprobs(tokenizer, entries, pieces(tokenizer, ids, generation.prompt), len(generation.echo))
 
 
 def observe(metrics: Metrics, generation: Generation, done: Sequence[Completion]) -> None:

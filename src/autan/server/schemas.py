@@ -200,6 +200,8 @@ class CompletionRequest(SamplingFields):
     def _one_prompt(self) -> CompletionRequest:
         if self.scores_prompt and self.stream:
             raise ValueError("echo with logprobs (the prompt's scores) is answered whole: send stream: false")
+        if self.echo and self.suffix:
+            raise ValueError("echo cannot be combined with suffix (as in OpenAI's API)")
         if isinstance(self.prompt, list) and self.prompt and isinstance(self.prompt[0], str) and len(self.prompt) != 1:
             raise ValueError(f"prompt has {len(self.prompt)} strings; send one prompt per request")
         if isinstance(self.prompt, list) and not self.prompt:
@@ -222,8 +224,8 @@ class TokenizeRequest(BaseModel):
     """vLLM's `/tokenize` (llama-server's `content` is taken for `prompt` too)."""
 
     model: Annotated[Text, Field(max_length=256)]
-    prompt: Annotated[Text, Field(max_length=4_000_000)] | None = None
-    content: Annotated[Text, Field(max_length=4_000_000)] | None = None
+    prompt: Annotated[Text, Field(max_length=1_000_000)] | None = None  # characters: about a second to split
+    content: Annotated[Text, Field(max_length=1_000_000)] | None = None
     add_special_tokens: bool = True
 
     @model_validator(mode="after")
