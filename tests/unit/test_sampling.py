@@ -69,7 +69,7 @@ def test_greedy_and_penalties():
         ("temperature", -0.1, "temperature=-0.1 must be between 0 and 2"),
         ("top_p", 0.0, r"top_p=0.0 must be in \(0, 1\]"),
         ("top_k", -1, "top_k=-1 must be 0"),
-        ("max_tokens", 0, "max_tokens=0 must be at least 1"),
+        ("max_tokens", -1, "max_tokens=-1 must be at least 0"),  # 0: only the prompt is read (scoring)
         ("presence_penalty", 2.5, "presence_penalty=2.5 must be between -2 and 2"),
         ("stop", ("",), "stop strings must not be empty"),
     ],
