@@ -11,7 +11,6 @@ model's newest figure per task and metric.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import sqlite3
@@ -146,7 +145,3 @@ def render(rows: Sequence[Row]) -> str:
         lines.append(cells)
     widths = [max(len(str(line[k])) for line in lines) for k in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
-
-
-def as_json(where: Path | None = None) -> str:
-    return json.dumps(table(newest(where)))
