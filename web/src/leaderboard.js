@@ -27,11 +27,16 @@ export function modelName(entry) {
 }
 
 const isSafety = (column) => column.startsWith("safety/");
+const isRating = (column) => column.startsWith("mt_bench"); // a judge's rating, 1-10
 
-// "42.5 ±1.6" for a benchmark score, "3.1%" for a safety rate
+// "42.5 ±1.6" for a benchmark score, "3.1%" for a safety rate, "6.20 ±0.31" for an MT-Bench rating
 export function formatScore(column, score) {
   if (!score) return "–";
   if (isSafety(column)) return `${(100 * score.value).toFixed(1)}%`;
+  if (isRating(column)) {
+    const err = score.stderr === null || score.stderr === undefined ? "" : ` ±${score.stderr.toFixed(2)}`;
+    return `${score.value.toFixed(2)}${err}`;
+  }
   const err = score.stderr === null || score.stderr === undefined ? "" : ` ±${(100 * score.stderr).toFixed(1)}`;
   return `${(100 * score.value).toFixed(1)}${err}`;
 }
@@ -72,7 +77,8 @@ export function chart(board, column) {
   const height = entries.length * (bar + 6) + 30;
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `${column} by model` });
   root.append(svg("text", { x: 0, y: 12, class: "chart-title" }, column));
-  const scale = (v) => left + Math.max(0, Math.min(1, v)) * (width - left - 10);
+  const top = isRating(column) ? 10 : 1; // a rating's bar spans 0-10, a share's 0-1
+  const scale = (v) => left + Math.max(0, Math.min(1, v / top)) * (width - left - 10);
   entries.forEach((entry, k) => {
     const score = entry.scores[column];
     const y = 22 + k * (bar + 6);
@@ -100,7 +106,7 @@ export function drawLeaderboard(board, root) {
     return;
   }
   parts.push(
-    element("p", "hint", "Scores in percent with their standard error; safety figures are the share of prompts answered or refused."),
+    element("p", "hint", "Scores in percent with their standard error; MT-Bench is its judge's rating, 1 to 10; safety figures are the share of prompts answered or refused."),
   );
   parts.push(table(board));
   const charts = element("div", "charts");

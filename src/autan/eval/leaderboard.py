@@ -72,7 +72,7 @@ def _connect(where: Path | None = None) -> sqlite3.Connection:
     return db
 
 
-SECRET_OPTION = re.compile(r"(--api-key(?:=|\s+))\S+")
+SECRET_OPTION = re.compile(r"(--(?:judge-)?api-key(?:=|\s+))\S+")
 URL_USER = re.compile(r"(\w+://)[^/@\s]+@")
 
 
@@ -124,7 +124,8 @@ def table(rows: Sequence[Row]) -> dict:
 
 
 def render(rows: Sequence[Row]) -> str:
-    """The leaderboard as a text table: models down, task/metric across (percent ± stderr)."""
+    """The leaderboard as a text table: models down, task/metric across (percent ± stderr; MT-Bench
+    as its 1-10 rating)."""
     board = table(rows)
     if not board["models"]:
         return f"no results yet in {path()}: run `autan eval TASK` first"
@@ -138,6 +139,9 @@ def render(rows: Sequence[Row]) -> str:
                 cells.append("-")
             elif c.startswith("safety/"):
                 cells.append(f"{s['value']:.1%}")
+            elif c.startswith("mt_bench"):  # a rating 1-10
+                err = f" ±{s['stderr']:.2f}" if s["stderr"] is not None else ""
+                cells.append(f"{s['value']:.2f}{err}")
             else:
                 err = f" ±{100 * s['stderr']:.1f}" if s["stderr"] is not None else ""
                 cells.append(f"{100 * s['value']:.1f}{err}")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from autan import registry
-from autan.eval import leaderboard, metrics, sources
+from autan.eval import leaderboard, metrics, mtbench, sources
 from autan.eval.scoring import EngineScorer, HTTPScorer, Scorer
 from autan.eval.tasks import Generation, GenerativeTask, Task, task
 
@@ -177,10 +177,20 @@ def remote_subject(base_url: str, model: str, api_key: str | None, concurrency: 
     return Subject(model, scorer, "", quantization or "", where=scorer.root)
 
 
+def judge_of(args: argparse.Namespace, subject: Subject) -> tuple[Scorer, str]:
+    """MT-Bench's judge, and its name as the leaderboard shows it."""
+    if args.judge_base_url:
+        return HTTPScorer(args.judge_base_url, args.judge_model, args.judge_api_key, args.in_flight), args.judge_model
+    if args.judge == args.model and not args.base_url:
+        return subject.scorer, subject.model
+    judge = local_subject(args.judge, args.max_batched_tokens, args.in_flight)
+    return judge.scorer, judge.model
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autan eval", description=__doc__.split("\n\n")[0])
     known = "hellaswag, piqa, arc_easy, arc_challenge, winogrande, boolq, social_iqa, openbookqa, sciq, "
-    known += "commonsense_qa, mmlu, mmlu_<subject>, truthfulqa_mc1, truthfulqa_mc2, gsm8k"
+    known += "commonsense_qa, mmlu, mmlu_<subject>, truthfulqa_mc1, truthfulqa_mc2, gsm8k, mt_bench (needs a judge)"
     parser.add_argument("tasks", nargs="?", help=f"comma-separated: {known}")
     parser.add_argument("--model", help="a model name or path (in process), or the served model's id (--base-url)")
     parser.add_argument("--base-url", help="evaluate through this server's /v1/completions instead")
@@ -191,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="start over instead of resuming an interrupted run")
     parser.add_argument("--in-flight", type=int, default=16, help="documents scored at once (16)")
     parser.add_argument("--max-batched-tokens", type=int, default=512, help="tokens per engine step (512)")
+    parser.add_argument("--judge", help="mt_bench: the judge, a model loaded here (the --model itself if the same)")
+    parser.add_argument("--judge-base-url", help="mt_bench: the judge, a server's /v1/chat/completions")
+    parser.add_argument("--judge-model", help="mt_bench: the judge's model id at --judge-base-url")
+    parser.add_argument("--judge-api-key", default=os.environ.get("AUTAN_JUDGE_API_KEY"),
+                        help="for --judge-base-url ($AUTAN_JUDGE_API_KEY)")  # fmt: skip
     parser.add_argument("--no-record", action="store_true", help="do not add the results to the leaderboard")
     parser.add_argument("--leaderboard-db", type=Path, default=None, help="the leaderboard's file (in $AUTAN_HOME)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -209,7 +224,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("name the tasks to run (e.g. hellaswag,piqa), or --leaderboard")
     names = [n.strip() for n in args.tasks.split(",") if n.strip()]
     for name in names:
-        task(name)  # an unknown name fails before any model loads
+        if name != "mt_bench":
+            task(name)  # an unknown name fails before any model loads
+    if "mt_bench" in names:
+        if bool(args.judge) == bool(args.judge_base_url):
+            parser.error("mt_bench needs one judge: --judge MODEL, or --judge-base-url URL --judge-model ID")
+        if args.judge_base_url and not args.judge_model:
+            parser.error("--judge-base-url needs --judge-model: the judge's model id on that server")
+        if args.shots:
+            parser.error(f"mt_bench has no few-shot examples: leave --shots at 0, not {args.shots}")
     checks = [(args.shots >= 0, f"--shots {args.shots} must be 0 or more"),
               (args.limit is None or args.limit >= 1, f"--limit {args.limit} must be at least 1"),
               (args.in_flight >= 1, f"--in-flight {args.in_flight} must be at least 1")]  # fmt: skip
@@ -226,12 +249,18 @@ def main(argv: list[str] | None = None) -> int:
     command = "autan eval " + " ".join(argv if argv is not None else sys.argv[2:])
     rows = []
     for name in names:
-        rows += evaluate(subject, name, args.shots, args.limit, args.seed, args.fresh, command=command)
+        if name == "mt_bench":
+            judge, judge_name = judge_of(args, subject)
+            rows += mtbench.evaluate(subject, judge, judge_name, args.limit, args.seed, args.fresh, command=command)
+            name = f"mt_bench[{judge_name}]"
+        else:
+            rows += evaluate(subject, name, args.shots, args.limit, args.seed, args.fresh, command=command)
         if not args.no_record:
             leaderboard.record([r for r in rows if r.task == name], args.leaderboard_db)
     if args.json:
         print(json.dumps([r.__dict__ for r in rows], indent=1))
     else:
         for r in rows:
-            print(f"{r.task:<16} {r.metric:<9} {100 * r.value:6.2f} ± {100 * r.stderr:.2f}  (n={r.n})")
+            scale = 1 if r.task.startswith("mt_bench") else 100  # MT-Bench rates 1-10
+            print(f"{r.task:<16} {r.metric:<9} {scale * r.value:6.2f} ± {scale * (r.stderr or 0):.2f}  (n={r.n})")
     return 0

