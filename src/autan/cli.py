@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["eval"]:  # its own parser: `autan eval --leaderboard` has no task before its flags
         return _guarded(lambda: _eval(argv[1:]))
+    if argv[:1] == ["finetune"]:
+        from autan.finetune.train import main as finetune
+
+        return _guarded(lambda: finetune(argv[1:]))
     args = _parser().parse_args(argv)
     if getattr(args, "threads", None) is not None:
         import torch
@@ -101,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
         help="guardrails: moderate prompts and answers by this policy (docs/safety.md); without it, a request "
         'may still ask for them with "guardrails": true',
     )
+    serve.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="serve a LoRA adapter (PEFT's files) as MODEL:NAME; MODEL:NAME=PATH with several models (repeatable)",
+    )
     serve.add_argument("--db", default=None, help="conversations database URL (default: SQLite in $AUTAN_HOME)")
     serve.add_argument("--multi-user", action="store_true", help="chat app accounts: each user sees only their own")
     serve.add_argument("--allow-signup", action="store_true", help="with --multi-user: anyone may make an account")
@@ -146,6 +157,12 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
         help="benchmarks (autan eval hellaswag --model smollm2; see `autan eval -h`), the leaderboard "
         "(autan eval --leaderboard), or safety (`autan eval safety -h`)",
+    )
+
+    commands.add_parser(
+        "finetune",
+        add_help=False,
+        help="train a LoRA adapter: autan finetune smollm2 --data train.jsonl --out DIR (`autan finetune -h`)",
     )
 
     guard = commands.add_parser("guard", help="moderation: score texts, or retrain the classifier")

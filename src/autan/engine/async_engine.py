@@ -90,6 +90,7 @@ class AsyncEngine:
         tools: Sequence[Tool] | None = None,
         request_id: str | None = None,
         constraint: JsonConstraint | None = None,
+        adapter: str | None = None,
     ) -> AsyncRequestStream:
         """Queue a request; bad input raises here, before anything streams.
 
@@ -109,6 +110,7 @@ class AsyncEngine:
                 request_id=request_id,
                 emit=stream.emit,
                 constraint=constraint,
+                adapter=adapter,
             )
         )
         try:

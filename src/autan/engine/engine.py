@@ -13,6 +13,7 @@ and must be called from one thread at a time (AsyncEngine runs it in its own thr
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
 import threading
@@ -23,13 +24,14 @@ from dataclasses import dataclass
 
 import torch
 
-from autan.engine.blocks import BlockPool
+from autan.engine.blocks import ROOT_HASH, BlockPool
 from autan.engine.constraint import JsonConstraint
 from autan.engine.paged import Chunk, KVPool, PagedStep
 from autan.engine.request import Completion, Delta, Event, Request
 from autan.engine.sampling import SamplingParams
 from autan.engine.scheduler import Scheduled, Scheduler
 from autan.errors import ContextLengthError
+from autan.model.lora import Adapter, attach
 from autan.model.transformer import Transformer
 from autan.tokenizer import Message, Tokenizer, Tool
 
@@ -126,6 +128,7 @@ class Engine:
             sliding_window=window,
             prefix_caching=config.prefix_caching,
         )
+        self.adapters: dict[str, tuple[int, bytes]] = {}  # name -> (slot, the root of its blocks' names)
         self._requests: dict[str, Request] = {}
         self._inbox: deque[Request] = deque()
         self._aborts: deque[str] = deque()
@@ -146,13 +149,16 @@ class Engine:
         request_id: str | None = None,
         emit: Callable[[Event], None] | None = None,
         constraint: JsonConstraint | None = None,
+        adapter: str | None = None,
     ) -> RequestStream:
         """Queue a prompt (token ids, or chat messages to encode with the tokenizer's chat format).
 
         Events (deltas, then the completion or an exception) go to the returned stream, or to
-        `emit` when given (called from the thread that runs `step`).
+        `emit` when given (called from the thread that runs `step`). `adapter` names a LoRA
+        adapter loaded with `add_adapter`.
         """
         params = params or SamplingParams()
+        slot, root = self._adapter_slot(adapter)
         ids = self._encode(prompt, tools)
         context = self.max_seq_len
         if len(ids) >= context:
@@ -171,6 +177,8 @@ class Engine:
             vocab_size=self.model.config.vocab_size,
             emit=emit or stream.events.append,
             constraint=constraint,
+            adapter=slot,
+            root=root,
         )
         with self._lock:
             if request_id in self._ids_in_use:
@@ -179,6 +187,29 @@ class Engine:
             self._inbox.append(request)
         self.wakeup.set()
         return stream
+
+    def add_adapter(self, name: str, adapter: Adapter) -> None:
+        """Load a LoRA adapter under `name`, for requests that ask for it; its blocks in the prefix
+        cache are its own (keyed by the adapter's name and weights)."""
+        if not name or name in self.adapters:
+            raise ValueError(f"adapter name {name!r} is empty or already loaded")
+        slot = max(self.adapters.values(), default=(0, b""))[0] + 1
+        attach(self.model, adapter, slot)
+        digest = hashlib.blake2b(name.encode(), digest_size=16)
+        for module in sorted(adapter.maps):
+            a, b, scale = adapter.maps[module]
+            digest.update(
+                module.encode() + a.float().numpy().tobytes() + b.float().numpy().tobytes() + str(scale).encode()
+            )
+        self.adapters[name] = (slot, digest.digest())
+
+    def _adapter_slot(self, adapter: str | None) -> tuple[int, bytes]:
+        if adapter is None:
+            return 0, ROOT_HASH
+        if adapter not in self.adapters:
+            known = ", ".join(sorted(self.adapters)) or "none is loaded"
+            raise ValueError(f"adapter '{adapter}' is not loaded (loaded: {known})")
+        return self.adapters[adapter]
 
     def abort(self, request_id: str) -> None:
         """Stop a request; its blocks are freed at once (at the next step) and its stream ends with "abort"."""
@@ -212,9 +243,12 @@ class Engine:
                 rows.append(torch.arange(first_row, first_row + len(positions)))
                 scored.append((s.request, positions, at))
                 at += len(positions)
+        adapters = None  # the LoRA slot of each token, where any request has an adapter
+        if any(s.request.adapter for s in plan):
+            adapters = torch.tensor([s.request.adapter for s in plan for _ in range(s.n_tokens)])
         try:
             with torch.inference_mode():
-                logits = self.model.run(step.tokens, step, torch.cat(rows)).float().cpu()
+                logits = self.model.run(step.tokens, step, torch.cat(rows), adapters).float().cpu()
         except Exception as e:  # the step's requests end with the error; the engine goes on
             for s in plan:
                 self._fail(s.request, e)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from autan.engine.blocks import ROOT_HASH
 from autan.engine.constraint import JsonConstraint
 from autan.engine.sampling import Sampler, SamplingParams, StopMatcher
 from autan.tokenizer import StreamDecoder, Tokenizer
@@ -85,6 +86,8 @@ class Request:
     arrival: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
     constraint: JsonConstraint | None = None
+    adapter: int = 0  # the LoRA slot its tokens run through; 0: the base model
+    root: bytes = ROOT_HASH  # the parent of its first block's name: blocks are keyed by adapter
 
     def __post_init__(self) -> None:
         self.sampler = Sampler(self.params, self.vocab_size, self.prompt)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from autan.engine.blocks import ROOT_HASH, BlockPool, block_hashes
+from autan.engine.blocks import BlockPool, block_hashes
 from autan.engine.request import Request
 
 
@@ -85,7 +85,7 @@ class Scheduler:
         full = request.n_computed // bs
         if not self.prefix_caching or full <= len(request.block_names):
             return
-        parent = request.block_names[-1] if request.block_names else ROOT_HASH
+        parent = request.block_names[-1] if request.block_names else request.root
         start = len(request.block_names)
         names = block_hashes(request.tokens[: full * bs], bs, parent, start)
         for b, name in enumerate(names, start):
@@ -127,7 +127,7 @@ class Scheduler:
         end = len(tokens) - 1
         if request.params.prompt_logprobs is not None:
             end = min(end, request.params.prompt_logprobs - 1)
-        names = block_hashes(tokens[:end], self.pool.block_size)
+        names = block_hashes(tokens[:end], self.pool.block_size, request.root)
         for name in names:
             block = self.pool.lookup(name)
             if block is None:

@@ -117,6 +117,17 @@ def uncached_step(n_tokens: int, sliding_window: int | None, device: torch.devic
     return AttentionStep(positions, positions, mask, None, 0, _plain_causal(0, n_tokens, sliding_window))
 
 
+def packed_step(lengths: list[int], sliding_window: int | None, device: torch.device) -> AttentionStep:
+    """Several whole sequences packed into one forward (for training): each from position 0,
+    each seeing only its own tokens."""
+    positions = torch.cat([torch.arange(n) for n in lengths]).to(device)
+    sequence = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths)).to(device)
+    mask = attention_mask(positions, positions, sliding_window) & (sequence[:, None] == sequence[None, :])
+    return AttentionStep(
+        positions, positions, mask, None, 0, len(lengths) == 1 and _plain_causal(0, lengths[0], sliding_window)
+    )
+
+
 def _plain_causal(n_cached: int, n_tokens: int, sliding_window: int | None) -> bool:
     """Whether a step's mask is exactly the lower triangle: no cached keys, and no window cut."""
     return n_cached == 0 and (sliding_window is None or n_tokens <= sliding_window)

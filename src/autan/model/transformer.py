@@ -22,6 +22,7 @@ from autan.config import ModelConfig
 from autan.model.cache import KVCache, Step, uncached_step
 from autan.model.kernels import PackedLinear
 from autan.model.layers import Embedding, Linear, RMSNorm
+from autan.model.lora import lora_rows
 from autan.model.moe import MoeFeedForward
 from autan.model.quant import materialize
 from autan.model.rope import apply_rope, inverse_frequencies, rope_cos_sin
@@ -178,11 +179,14 @@ class Transformer(nn.Module):
         """An empty cache for one sequence (a rolling window when the model has one)."""
         return KVCache(self.config, max_seq_len=max_seq_len, device=self.device, dtype=self.dtype)
 
-    def forward(self, tokens: Tensor, cache: KVCache | None = None, last_only: bool = False) -> Tensor:
+    def forward(
+        self, tokens: Tensor, cache: KVCache | None = None, last_only: bool = False, adapter: int | None = None
+    ) -> Tensor:
         """Logits (T, vocab) for tokens (T,) that continue the sequence held in `cache`.
 
         Without a cache the tokens are a whole sequence from position 0. With `last_only`,
-        only the last position's logits are computed: (1, vocab).
+        only the last position's logits are computed: (1, vocab). `adapter` is the slot of a
+        loaded LoRA adapter to apply (`autan.model.lora`).
         """
         if tokens.ndim != 1:
             raise ValueError(f"tokens must be one sequence of shape (T,), got shape {tuple(tokens.shape)}")
@@ -191,19 +195,26 @@ class Transformer(nn.Module):
             if cache is not None
             else uncached_step(len(tokens), self.config.sliding_window, self.device)
         )
-        return self.run(tokens, step, slice(-1, None) if last_only else slice(None))
+        return self.run(tokens, step, slice(-1, None) if last_only else slice(None), adapter or None)
 
-    def run(self, tokens: Tensor, step: Step, rows: slice | Tensor) -> Tensor:
-        """Logits of the `rows` of tokens (N,), placed and attended as `step` says."""
+    def run(self, tokens: Tensor, step: Step, rows: slice | Tensor, adapters: int | Tensor | None = None) -> Tensor:
+        """Logits of the `rows` of tokens (N,), placed and attended as `step` says; `adapters`
+        gives the LoRA slot of every token (one for all, or (N,)), None for the base model."""
         self._check_ids(tokens)
         tokens = tokens.to(self.device)
         cos, sin = rope_cos_sin(step.positions, self._frequencies(), self.dtype)
         x = self.model.embed_tokens(tokens, self.dtype)  # (N, dim)
-        if self._native_step() is not None and len(x) <= NATIVE_MAX_ROWS and x.dtype == torch.float32:
+        native = adapters is None and self._native_step() is not None  # the native step knows no adapters
+        if native and len(x) <= NATIVE_MAX_ROWS and x.dtype == torch.float32:
             x = self._run_native(x, cos, sin, step)
         else:
-            for layer in self.model.layers:
-                x = layer(x, cos, sin, step)
+            held = lora_rows(self)
+            held.value = adapters.to(self.device) if isinstance(adapters, Tensor) else adapters
+            try:
+                for layer in self.model.layers:
+                    x = layer(x, cos, sin, step)
+            finally:
+                held.value = None
         x = self.model.norm(x[rows])
         if self.config.tie_embeddings:
             if self.head_kernel is not None:

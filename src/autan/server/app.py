@@ -65,7 +65,7 @@ def create_app(
     `guard` policy, rails around every generation (a request may also ask for them)."""
     policy, limits = policy or Policy(), limits or Limits()
     served = {m.id: m for m in models}
-    metrics = Metrics(lambda: {name: m.engine.engine for name, m in served.items()})
+    metrics = Metrics(lambda: {name: m.engine.engine for name, m in served.items() if m.adapter is None})
     rails = GuardRails(guard, served, metrics)
     access = Access(policy, store.accounts if store is not None else None)
     app = FastAPI(

@@ -139,6 +139,7 @@ class Generation:
                         params,
                         request_id=f"{self.id}-{i}",
                         constraint=constraint.copy() if constraint is not None else None,
+                        adapter=served.adapter,
                     )
                 )
         except (AutanError, ValueError) as e:

@@ -11,8 +11,12 @@ import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from autan.errors import AutanError
+
+if TYPE_CHECKING:
+    from autan.server.models import ServedModel
 
 GRACEFUL_SECONDS = 10  # on SIGTERM, how long open streams may run on before they are cut
 
@@ -36,6 +40,7 @@ class Settings:
     quantize: str | None = None
     mmap: bool = True
     guard: str | None = None  # a guard policy's TOML file
+    adapters: Sequence[str] = ()  # LoRA adapters: "NAME=PATH" (on the one model) or "MODEL:NAME=PATH"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, api_keys: Sequence[str]) -> Settings:
@@ -61,6 +66,7 @@ class Settings:
             quantize=args.quantize,
             mmap=args.mmap,
             guard=args.guard,
+            adapters=args.adapter,
         )
 
 
@@ -75,6 +81,23 @@ def bind(host: str, port: int) -> socket.socket:
         hint = " (another server is using it: stop it, or choose another with --port)" if port else ""
         raise AutanError(f"cannot listen on {host}:{port}: {e.strerror}{hint}") from None
     return sock
+
+
+def with_adapter(served: Sequence[ServedModel], spec: str) -> ServedModel:
+    """The model an `--adapter` names ("NAME=PATH" on the only model, "MODEL:NAME=PATH"), through it."""
+    from pathlib import Path
+
+    name, _, path = spec.partition("=")
+    base_id, _, name = name.rpartition(":")
+    if not name or not path:
+        raise AutanError(f"--adapter {spec!r} must be NAME=PATH, or MODEL:NAME=PATH with several models")
+    bases = {m.id: m for m in served if m.adapter is None}
+    if not base_id and len(bases) > 1:
+        raise AutanError(f"--adapter {spec!r}: say which model it adapts, as MODEL:NAME=PATH ({', '.join(bases)})")
+    base = bases.get(base_id) if base_id else next(iter(bases.values()))
+    if base is None:
+        raise AutanError(f"--adapter {spec!r}: no model '{base_id}' is served (served: {', '.join(bases)})")
+    return base.with_adapter(name, Path(path).expanduser())
 
 
 def serve(settings: Settings) -> None:
@@ -94,6 +117,7 @@ def serve(settings: Settings) -> None:
     sock = bind(settings.host, settings.port)
     config = EngineConfig(**settings.engine)
     served = [load_served(spec, config, quantize=settings.quantize, mmap=settings.mmap) for spec in settings.models]
+    served += [with_adapter(served, spec) for spec in settings.adapters]
     for m in served:
         print(f"serving {m.id} ({m.path}), context {m.context} tokens", file=sys.stderr)
     print(f"kernels: {native.describe()}", file=sys.stderr)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from gguf import GGMLQuantizationType, LlamaFileType
 from autan import registry
 from autan.engine.async_engine import AsyncEngine
 from autan.engine.engine import Engine, EngineConfig
+from autan.errors import AutanError
 from autan.stores import disk_size
 from autan.tokenizer import MistralCommonTokenizer, Tokenizer, load_tokenizer
 from autan.weights.gguf_reader import is_gguf, read_header
@@ -30,6 +33,8 @@ class ServedModel:
     quantization: str = ""  # how the weights are stored: a GGUF file type ("Q4_1"), a dtype, or --quantize
     size_bytes: int = 0  # the checkpoint on disk, measured at load
     admitting: int = 0  # requests past the queue check, on their way into the engine (counted as waiting)
+    adapter: str | None = None  # a LoRA adapter the engine runs this model's requests through
+    base: str = ""  # for an adapter: the id of the model it adapts
 
     @functools.cached_property
     def tokenizer_max_token_bytes(self) -> int:
@@ -59,8 +64,25 @@ class ServedModel:
         template = getattr(getattr(self.tokenizer, "template", None), "source", "") or ""
         return "tools" in template
 
+    def with_adapter(self, name: str, path: Path) -> ServedModel:
+        """This model through the LoRA adapter at `path`, served as `<id>:<name>` on the same engine
+        (so its requests share batches with the base model's and other adapters')."""
+        from autan.model.lora import load_adapter
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+            raise AutanError(f"adapter name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
+        self.engine.engine.add_adapter(name, load_adapter(path, name))
+        return dataclasses.replace(self, id=f"{self.id}:{name}", path=Path(path), adapter=name, base=self.id,
+                                   size_bytes=disk_size(Path(path)), admitting=0)  # fmt: skip
+
     def card(self) -> dict[str, Any]:
         """The model as `GET /v1/models` describes it (Mistral's model card, which OpenAI clients read too)."""
+        if self.adapter is not None:
+            return {**self._card(), "type": "fine-tuned", "root": self.base, "adapter": self.adapter,
+                    "description": f"{self.base} with the LoRA adapter {self.path.name}, served by autan"}  # fmt: skip
+        return self._card()
+
+    def _card(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "object": "model",
