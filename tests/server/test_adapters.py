@@ -3,6 +3,7 @@ its own (`tiny:NAME`) in /v1/models, requests for the base model and two adapter
 score their prompts as transformers + peft do, and a bad adapter or name is refused clearly."""
 
 import concurrent.futures
+import json
 import subprocess
 import sys
 
@@ -112,3 +113,17 @@ def test_a_bad_adapter_stops_the_server_with_the_reason(checkpoints, tmp_path):
         done = subprocess.run([*run, option], capture_output=True, text=True, timeout=300)
         assert done.returncode != 0 and reason in done.stderr, done.stderr[-2000:]
         assert "Traceback" not in done.stderr
+
+
+def test_autan_eval_scores_an_adapter_in_process_as_through_the_server(checkpoints, served, tmp_path):
+    base, adapters = checkpoints
+    board = ["--limit", "8", "--json", "--no-record", "--fresh"]
+    run = [sys.executable, "-m", "autan.cli", "eval", "arc_easy", *board]
+    here = subprocess.run([*run, "--model", f"{base}:{adapters['alpha']}"], capture_output=True, text=True, timeout=900)
+    there = subprocess.run([*run, "--base-url", served, "--model", "tiny:alpha"], capture_output=True, text=True,
+                           timeout=900)  # fmt: skip
+    assert here.returncode == 0 and there.returncode == 0, here.stderr[-2000:] + there.stderr[-2000:]
+    mine, theirs = json.loads(here.stdout), json.loads(there.stdout)
+    assert [(r["model"], r["adapter"]) for r in mine] == [("tiny", "alpha")] * 2
+    assert [(r["model"], r["adapter"]) for r in theirs] == [("tiny", "alpha")] * 2
+    assert [r["value"] for r in mine] == [r["value"] for r in theirs]

@@ -157,24 +157,51 @@ def file_sha256(path: Path) -> str:
     return digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
 
 
-def local_subject(model: str, max_batched_tokens: int, in_flight: int) -> Subject:
+def split_adapter(model: str, adapter: str | None) -> tuple[str, Path | None]:
+    """(the model, its adapter's directory) from `--model MODEL[:ADAPTER]` and `--adapter`: an
+    ADAPTER is a PEFT adapter's directory, or the name of one in `$AUTAN_HOME/adapters`."""
+    if adapter is None and ":" in model:
+        head, _, tail = model.rpartition(":")
+        for candidate in (Path(tail).expanduser(), registry.home() / "adapters" / tail):
+            if (candidate / "adapter_config.json").is_file():
+                return head, candidate
+    if adapter is None:
+        return model, None
+    found = Path(adapter).expanduser()
+    if not found.is_dir() and (registry.home() / "adapters" / adapter).is_dir():
+        found = registry.home() / "adapters" / adapter
+    return model, found
+
+
+def local_subject(model: str, max_batched_tokens: int, in_flight: int, adapter: str | None = None) -> Subject:
     from autan.engine.engine import Engine, EngineConfig
+    from autan.model.lora import load_adapter
     from autan.server.models import stored_quantization
     from autan.tokenizer import load_tokenizer
     from autan.weights import load_model
 
+    model, adapter_dir = split_adapter(model, adapter)
     path = registry.resolve(model)
     loaded = load_model(path)
     engine = Engine(loaded, load_tokenizer(path), EngineConfig(max_batched_tokens=max_batched_tokens))
     name = model if not Path(model).expanduser().exists() else (path.stem if path.is_file() else path.name)
-    return Subject(name, EngineScorer(engine, in_flight), file_sha256(path), stored_quantization(path, loaded.dtype))
+    adapter_name = ""
+    if adapter_dir is not None:
+        adapter_name = adapter_dir.name
+        engine.add_adapter(adapter_name, load_adapter(adapter_dir, adapter_name))
+    scorer = EngineScorer(engine, in_flight, adapter_name or None)
+    subject = Subject(name, scorer, file_sha256(path), stored_quantization(path, loaded.dtype), adapter_name)
+    return subject
 
 
 def remote_subject(base_url: str, model: str, api_key: str | None, concurrency: int) -> Subject:
     scorer = HTTPScorer(base_url, model, api_key, concurrency)
-    card = scorer.client.get(f"/v1/models/{model}")
-    quantization = card.json().get("quantization", "") if card.status_code == 200 else ""
-    return Subject(model, scorer, "", quantization or "", where=scorer.root)
+    reply = scorer.client.get(f"/v1/models/{model}")
+    card = reply.json() if reply.status_code == 200 else {}
+    if card.get("adapter"):  # autan serve's MODEL:ADAPTER: the leaderboard shows the base and its adapter
+        return Subject(card.get("root") or model, scorer, "", card.get("quantization") or "", card["adapter"],
+                       where=scorer.root)  # fmt: skip
+    return Subject(model, scorer, "", card.get("quantization") or "", where=scorer.root)
 
 
 def judge_of(args: argparse.Namespace, subject: Subject) -> tuple[Scorer, str]:
@@ -194,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("tasks", nargs="?", help=f"comma-separated: {known}")
     parser.add_argument("--model", help="a model name or path (in process), or the served model's id (--base-url)")
     parser.add_argument("--base-url", help="evaluate through this server's /v1/completions instead")
+    parser.add_argument("--adapter", help="a LoRA adapter (PEFT's directory) on the model; also --model MODEL:ADAPTER")
     parser.add_argument("--api-key", default=os.environ.get("AUTAN_API_KEY"), help="for --base-url ($AUTAN_API_KEY)")
     parser.add_argument("--shots", type=int, default=0, help="few-shot examples per document (0)")
     parser.add_argument("--limit", type=int, help="score a seeded subset of this many documents per task")
@@ -239,13 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     for ok, message in checks:
         if not ok:
             parser.error(message)
+    if args.adapter and args.base_url:
+        parser.error("--adapter loads an adapter here; through --base-url, name the served one: --model MODEL:ADAPTER")
     if not args.model:
         parser.error("--model is needed: a model to load, or with --base-url the served model's id")
     sources.pull(quiet=False)
     if args.base_url:
         subject = remote_subject(args.base_url, args.model, args.api_key, args.in_flight)
     else:
-        subject = local_subject(args.model, args.max_batched_tokens, args.in_flight)
+        subject = local_subject(args.model, args.max_batched_tokens, args.in_flight, args.adapter)
     command = "autan eval " + " ".join(argv if argv is not None else sys.argv[2:])
     rows = []
     for name in names:

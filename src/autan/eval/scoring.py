@@ -77,8 +77,8 @@ def fit(context: list[int], continuation: list[int], limit: int) -> tuple[list[i
 class EngineScorer:
     """Scores on an engine this thread drives."""
 
-    def __init__(self, engine: Engine, in_flight: int = 16):
-        self.engine, self.in_flight = engine, in_flight
+    def __init__(self, engine: Engine, in_flight: int = 16, adapter: str | None = None):
+        self.engine, self.in_flight, self.adapter = engine, in_flight, adapter
         tokenizer = engine.tokenizer
         self.encode = lambda text: tokenizer.encode(text, add_bos=False)
         self.prefix = tokenizer.bos_id if tokenizer.bos_id is not None else min(tokenizer.eos_ids, default=0)
@@ -98,7 +98,7 @@ class EngineScorer:
             for choice, (prompt, start_at) in prompts:
                 params = SamplingParams(max_tokens=0, prompt_logprobs=start_at)
                 emit = _collector(done, key, choice)
-                self.engine.add_request(prompt, params, emit=emit)
+                self.engine.add_request(prompt, params, emit=emit, adapter=self.adapter)
 
         def admit() -> bool:
             for key, doc in pending:
@@ -159,7 +159,7 @@ class EngineScorer:
 
         def admit() -> bool:
             for key, ids, params in pending:
-                self.engine.add_request(ids, params, emit=_collector(done, key, 0))
+                self.engine.add_request(ids, params, emit=_collector(done, key, 0), adapter=self.adapter)
                 return True
             return False
 
