@@ -129,6 +129,7 @@ class Engine:
             prefix_caching=config.prefix_caching,
         )
         self.adapters: dict[str, tuple[int, bytes]] = {}  # name -> (slot, the root of its blocks' names)
+        self._model_lock = threading.Lock()  # held by a step while it runs the model
         self._requests: dict[str, Request] = {}
         self._inbox: deque[Request] = deque()
         self._aborts: deque[str] = deque()
@@ -194,7 +195,8 @@ class Engine:
         if not name or name in self.adapters:
             raise ValueError(f"adapter name {name!r} is empty or already loaded")
         slot = max(self.adapters.values(), default=(0, b""))[0] + 1
-        attach(self.model, adapter, slot)
+        with self._model_lock:  # not while a step runs the model (an adapter may come while serving)
+            attach(self.model, adapter, slot)
         digest = hashlib.blake2b(name.encode(), digest_size=16)
         for module in sorted(adapter.maps):
             a, b, scale = adapter.maps[module]
@@ -247,7 +249,7 @@ class Engine:
         if any(s.request.adapter for s in plan):
             adapters = torch.tensor([s.request.adapter for s in plan for _ in range(s.n_tokens)])
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), self._model_lock:
                 logits = self.model.run(step.tokens, step, torch.cat(rows), adapters).float().cpu()
         except Exception as e:  # the step's requests end with the error; the engine goes on
             for s in plan:

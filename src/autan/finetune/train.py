@@ -52,8 +52,9 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     max_seq_len: int = 2048  # longer examples are cut (their end is lost)
     seed: int = 0
+    steps: int = 0  # optimizer steps (0: as many as `epochs` take)
     eval_every: int = 0  # steps between validation losses (0: at the end only)
-    save_every: int = 0  # steps between checkpoints (0: at the end only)
+    save_every: int = 0  # steps between checkpoints (0: at the end only; -1: about ten in a run)
 
     def check(self) -> None:
         checks = [
@@ -70,7 +71,8 @@ class TrainConfig:
             (self.batch_size >= 1, f"batch size {self.batch_size} must be at least 1"),
             (self.grad_accum >= 1, f"gradient accumulation {self.grad_accum} must be at least 1"),
             (self.max_seq_len >= 2, f"max sequence length {self.max_seq_len} must be at least 2"),
-            (self.eval_every >= 0 and self.save_every >= 0, "eval_every and save_every must be 0 or more"),
+            (self.eval_every >= 0 and self.save_every >= -1, "eval_every and save_every must be 0 or more"),
+            (self.steps >= 0, f"training steps {self.steps} must be 0 (from the epochs) or more"),
         ]
         for ok, message in checks:
             if not ok:
@@ -101,6 +103,8 @@ class Result:
     train_loss: float | None
     val_loss: float | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    tokens: int = 0  # trained on in this run (resumed steps not counted)
+    stopped: bool = False  # by `stop`, before the last step
 
 
 def learning_rate(config: TrainConfig, step: int, steps: int) -> float:
@@ -208,8 +212,9 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     per_step = config.batch_size * config.grad_accum
-    steps = max(1, math.ceil(len(examples) * config.epochs / per_step))
+    steps = config.steps or max(1, math.ceil(len(examples) * config.epochs / per_step))
     order = _order(len(examples), steps * per_step, config.seed)
+    save_every = config.save_every if config.save_every >= 0 else max(1, steps // 10)
 
     step, history = 0, []
     if resume and (latest := _latest_checkpoint(out)) is not None:
@@ -247,7 +252,7 @@ def train(
             value = validation_loss(model, held_out, max(config.max_seq_len, PACK_TOKENS))
             history.append({"step": step, "val_loss": value})
             report(Progress(step, steps, last_loss, value, kind="eval"))
-        if at_end or (config.save_every and step % config.save_every == 0):
+        if at_end or (save_every and step % save_every == 0):
             _checkpoint(out / f"checkpoint-{step}", model, optimizer, adapter_config, step, history)
             report(Progress(step, steps, last_loss, kind="checkpoint"))
     lora.save_adapter(out, adapter_config, _trained(model))
@@ -255,7 +260,7 @@ def train(
     curve.write(out / "loss.svg", history)
     val_losses = [h["val_loss"] for h in history if "val_loss" in h]
     report(Progress(step, steps, last_loss, val_losses[-1] if val_losses else None, kind="done"))
-    return Result(out, step, last_loss, val_losses[-1] if val_losses else None, history)
+    return Result(out, step, last_loss, val_losses[-1] if val_losses else None, history, tokens, step < steps)
 
 
 def _order(n: int, length: int, seed: int) -> list[int]:

@@ -65,7 +65,7 @@ def create_app(
     `guard` policy, rails around every generation (a request may also ask for them)."""
     policy, limits = policy or Policy(), limits or Limits()
     served = {m.id: m for m in models}
-    metrics = Metrics(lambda: {name: m.engine.engine for name, m in served.items() if m.adapter is None})
+    metrics = Metrics(lambda: {name: m.engine.engine for name, m in list(served.items()) if m.adapter is None})
     rails = GuardRails(guard, served, metrics)
     access = Access(policy, store.accounts if store is not None else None)
     app = FastAPI(
@@ -83,7 +83,7 @@ def create_app(
     @app.get("/health")
     async def health() -> JSONResponse:
         """200 while every model's engine runs; 503 naming those that stopped."""
-        down = {name: str(m.engine.failure or "closed") for name, m in served.items() if not m.engine.alive}
+        down = {name: str(m.engine.failure or "closed") for name, m in list(served.items()) if not m.engine.alive}
         body = {"status": "unavailable" if down else "ok", "models": list(served), "unavailable": down}
         return JSONResponse(body, 503 if down else 200)
 
@@ -104,8 +104,27 @@ def create_app(
     if store is not None:
         from autan.web.routes import install
 
+        _fine_tuning(app, store, served, access)  # before the chat app's files, served at /
         install(app, store, access)
     return app
+
+
+def _fine_tuning(app: FastAPI, store: Store, served: dict[str, ServedModel], access: Access) -> None:
+    """The files and fine-tuning jobs API, and its worker (from startup to shutdown); each adapter
+    a job makes is served beside its base model."""
+    from autan.finetune.jobs import Jobs
+    from autan.server import finetuning
+
+    jobs = Jobs(store)
+    app.state.jobs = jobs
+    app.include_router(finetuning.router(jobs, served, access))
+
+    def ready(base: str, name: str, path: Any) -> None:
+        model = served[base].with_adapter(name, path)
+        served[model.id] = model
+
+    app.router.on_startup.append(lambda: jobs.start(served, ready))
+    app.router.on_shutdown.append(jobs.close)
 
 
 def _find(served: dict[str, ServedModel], name: str) -> ServedModel:

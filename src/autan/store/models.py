@@ -127,3 +127,50 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
+
+
+class File(Base):
+    """A file uploaded for fine-tuning; its bytes live in `$AUTAN_HOME/files/<id>.jsonl`."""
+
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
+    filename: Mapped[str] = mapped_column(CleanString(256))
+    purpose: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int] = mapped_column(Integer)
+    num_lines: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class FineTuningJob(Base):
+    __tablename__ = "fine_tuning_jobs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
+    shape: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(CleanString(256))
+    training_files: Mapped[list] = mapped_column(JSON)
+    validation_files: Mapped[list] = mapped_column(JSON)
+    hyperparameters: Mapped[dict] = mapped_column(JSON)
+    suffix: Mapped[str | None] = mapped_column(CleanString(64), nullable=True)
+    seed: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    fine_tuned_model: Mapped[str | None] = mapped_column(CleanString(320), nullable=True)
+    error: Mapped[str | None] = mapped_column(CleanText, nullable=True)
+    trained_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    modified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class FineTuningEvent(Base):
+    __tablename__ = "fine_tuning_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    level: Mapped[str] = mapped_column(String(8))
+    message: Mapped[str] = mapped_column(CleanText)
+    data: Mapped[dict | None] = mapped_column(JSON, nullable=True)

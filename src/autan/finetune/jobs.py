@@ -1,0 +1,436 @@
+"""Fine-tuning jobs: files uploaded for training, jobs kept in the store, and the worker that runs
+them one at a time in the server's process.
+
+A job's state is in the database (SQLite or PostgreSQL), so it survives a restart: a job that was
+running when the server stopped is queued again and goes on from its newest checkpoint. Its
+output is `$AUTAN_HOME/fine_tuning/<job id>/`; the adapter it makes is served as
+`MODEL:ft-<suffix>-<id>` once it succeeds (and again after a restart).
+
+Jobs and files belong to whoever made them (an account, or the single owner of a store without
+accounts): nobody sees or touches another's.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from autan.errors import AutanError
+from autan.finetune.data import DataError, check_example
+from autan.finetune.train import Progress, TrainConfig, train
+from autan.registry import home
+from autan.store.models import File, FineTuningEvent, FineTuningJob
+
+MAX_FILE_BYTES = 512 * 2**20
+DEFAULTS = {"n_epochs": 3, "batch_size": 4, "learning_rate": 2e-4}
+OPENAI_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
+
+
+class NotFound(AutanError):
+    pass
+
+
+class Invalid(AutanError):
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+def files_dir() -> Path:
+    return home() / "files"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stamp(moment: datetime | None) -> int | None:
+    if moment is None:
+        return None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+
+
+# files --------------------------------------------------------------------------------------------
+
+
+def file_card(f: File) -> dict[str, Any]:
+    """A file as OpenAI's and Mistral's APIs describe it (the fields of both)."""
+    return {"id": f.id, "object": "file", "bytes": f.bytes, "created_at": _stamp(f.created_at), "filename": f.filename,
+            "purpose": f.purpose, "status": "processed", "sample_type": "instruct", "num_lines": f.num_lines,
+            "source": "upload"}  # fmt: skip
+
+
+def check_training_file(data: bytes, filename: str) -> int:
+    """The number of examples in an uploaded JSONL file; an error names the line and reason."""
+    if len(data) > MAX_FILE_BYTES:
+        raise Invalid(f"{filename} is {len(data)} bytes; the limit is {MAX_FILE_BYTES}", "file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Invalid(f"{filename} is not UTF-8 text: {e}", "file") from None
+    count = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            check_example(json.loads(line), f"{filename}:{number}")
+        except ValueError as e:
+            raise Invalid(f"{filename}:{number}: not JSON: {e}", "file") from None
+        except DataError as e:
+            raise Invalid(str(e), "file") from None
+        count += 1
+    if not count:
+        raise Invalid(f"{filename} has no examples", "file")
+    return count
+
+
+class Jobs:
+    """Files and jobs in the store, for one caller at a time (`user_id`), and the worker."""
+
+    def __init__(self, store: Any):
+        self.store = store
+        self.wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+
+    # files
+
+    def add_file(self, user_id: str | None, filename: str, purpose: str, data: bytes) -> dict[str, Any]:
+        if purpose != "fine-tune":
+            raise Invalid(f"purpose {purpose!r}: only 'fine-tune' files are taken", "purpose")
+        lines = check_training_file(data, filename)
+        file_id = "file-" + uuid.uuid4().hex[:24]
+        files_dir().mkdir(parents=True, exist_ok=True)
+        partial = files_dir() / f"{file_id}.partial"
+        partial.write_bytes(data)
+        partial.replace(files_dir() / f"{file_id}.jsonl")
+        with self.store.session() as db:
+            row = File(id=file_id, user_id=user_id, filename=filename[:256], purpose=purpose, bytes=len(data),
+                       num_lines=lines, created_at=_now())  # fmt: skip
+            db.add(row)
+            return file_card(row)
+
+    def _file(self, db: Any, user_id: str | None, file_id: str) -> File:
+        row = db.get(File, file_id)
+        if row is None or row.user_id != user_id:
+            raise NotFound(f"no file '{file_id[:80]}'")
+        return row
+
+    def list_files(self, user_id: str | None) -> list[dict[str, Any]]:
+        with self.store.session() as db:
+            rows = db.scalars(select(File).where(File.user_id == user_id).order_by(File.created_at)).all()
+            return [file_card(f) for f in rows]
+
+    def get_file(self, user_id: str | None, file_id: str) -> dict[str, Any]:
+        with self.store.session() as db:
+            return file_card(self._file(db, user_id, file_id))
+
+    def file_content(self, user_id: str | None, file_id: str) -> bytes:
+        with self.store.session() as db:
+            self._file(db, user_id, file_id)
+        return (files_dir() / f"{file_id}.jsonl").read_bytes()
+
+    def delete_file(self, user_id: str | None, file_id: str) -> dict[str, Any]:
+        with self.store.session() as db:
+            db.delete(self._file(db, user_id, file_id))
+        (files_dir() / f"{file_id}.jsonl").unlink(missing_ok=True)
+        return {"id": file_id, "object": "file", "deleted": True}
+
+    # jobs
+
+    def create(self, user_id: str | None, shape: str, body: dict[str, Any], models: dict[str, Any]) -> dict[str, Any]:
+        """A job from OpenAI's request (`training_file`) or Mistral's (`training_files`)."""
+        model = body.get("model")
+        if not isinstance(model, str) or model not in models:
+            raise NotFound(f"model '{str(model)[:100]}' is not served here; available: {', '.join(models)}")
+        if shape == "mistral":
+            training = [t.get("file_id") if isinstance(t, dict) else t for t in body.get("training_files") or []]
+            validation = list(body.get("validation_files") or [])
+        else:
+            training = [body.get("training_file")]
+            validation = [body["validation_file"]] if body.get("validation_file") else []
+        if not training or not all(isinstance(t, str) for t in training):
+            raise Invalid(
+                "name the training file(s) by id", "training_files" if shape == "mistral" else "training_file"
+            )
+        hyper = _hyperparameters(shape, body)
+        suffix = body.get("suffix")
+        if suffix is not None and (
+            not isinstance(suffix, str) or not suffix.replace("-", "").isalnum() or len(suffix) > 40
+        ):
+            raise Invalid(f"suffix {str(suffix)[:60]!r} must be up to 40 letters, digits and '-'", "suffix")
+        seed = body.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
+            raise Invalid(f"seed {seed!r} must be an integer in [0, 2^31)", "seed")
+        job_id = "ftjob-" + uuid.uuid4().hex[:24]
+        with self.store.session() as db:
+            for f in training + validation:
+                self._file(db, user_id, f)
+            job = FineTuningJob(id=job_id, user_id=user_id, shape=shape, model=model, training_files=training,
+                                validation_files=validation, hyperparameters=hyper, suffix=suffix, seed=seed,
+                                status="queued", created_at=_now(), modified_at=_now())  # fmt: skip
+            db.add(job)
+            db.flush()  # the job's row first: the event refers to it
+            db.add(FineTuningEvent(job_id=job_id, created_at=_now(), level="info", message="Job queued"))
+            db.flush()
+            card = self._card(db, job)
+        self.wake.set()
+        return card
+
+    def _job(self, db: Any, user_id: str | None, job_id: str) -> FineTuningJob:
+        job = db.get(FineTuningJob, job_id)
+        if job is None or job.user_id != user_id:
+            raise NotFound(f"no fine-tuning job '{job_id[:80]}'")
+        return job
+
+    def list(self, user_id: str | None) -> list[dict[str, Any]]:
+        with self.store.session() as db:
+            stmt = (
+                select(FineTuningJob).where(FineTuningJob.user_id == user_id).order_by(FineTuningJob.created_at.desc())
+            )
+            return [self._card(db, j) for j in db.scalars(stmt).all()]
+
+    def get(self, user_id: str | None, job_id: str) -> dict[str, Any]:
+        with self.store.session() as db:
+            return self._card(db, self._job(db, user_id, job_id), detail=True)
+
+    def cancel(self, user_id: str | None, job_id: str) -> dict[str, Any]:
+        with self.store.session() as db:
+            job = self._job(db, user_id, job_id)
+            if job.status == "queued":
+                job.status, job.finished_at = "cancelled", _now()
+                db.add(FineTuningEvent(job_id=job.id, created_at=_now(), level="info", message="Job cancelled"))
+            elif job.status == "running":
+                job.cancel_requested = True  # the worker stops at its next step
+            job.modified_at = _now()
+            db.flush()
+            return self._card(db, job)
+
+    def events(self, user_id: str | None, job_id: str) -> list[dict[str, Any]]:
+        with self.store.session() as db:
+            self._job(db, user_id, job_id)
+            stmt = select(FineTuningEvent).where(FineTuningEvent.job_id == job_id).order_by(FineTuningEvent.id.desc())
+            return [
+                {
+                    "object": "fine_tuning.job.event",
+                    "id": f"ftevent-{e.id}",
+                    "created_at": _stamp(e.created_at),
+                    "level": e.level,
+                    "message": e.message,
+                    "data": e.data or {},
+                    "type": "metrics" if e.data and "step" in e.data else "message",
+                }
+                for e in db.scalars(stmt).all()
+            ]
+
+    def _card(self, db: Any, job: FineTuningJob, detail: bool = False) -> dict[str, Any]:
+        if job.shape == "mistral":
+            status = {"queued": "QUEUED", "running": "RUNNING", "succeeded": "SUCCESS", "failed": "FAILED",
+                      "cancelled": "CANCELLED"}[job.status]  # fmt: skip
+            card: dict[str, Any] = {
+                "id": job.id, "object": "job", "job_type": "FT", "auto_start": True, "model": job.model,
+                "status": status, "created_at": _stamp(job.created_at), "modified_at": _stamp(job.modified_at),
+                "training_files": job.training_files, "validation_files": job.validation_files,
+                "hyperparameters": job.hyperparameters, "fine_tuned_model": job.fine_tuned_model,
+                "suffix": job.suffix, "trained_tokens": job.trained_tokens,
+            }  # fmt: skip
+            if detail:
+                stmt = select(FineTuningEvent).where(FineTuningEvent.job_id == job.id).order_by(FineTuningEvent.id)
+                events = db.scalars(stmt).all()
+                card["events"] = [{"name": e.message, "data": e.data or {}, "created_at": _stamp(e.created_at)}
+                                  for e in events]  # fmt: skip
+                card["checkpoints"] = [
+                    {
+                        "metrics": {"train_loss": e.data.get("train_loss"), "valid_loss": e.data.get("valid_loss")},
+                        "step_number": e.data["step"],
+                        "created_at": _stamp(e.created_at),
+                    }
+                    for e in events
+                    if e.data and e.data.get("checkpoint")
+                ]
+            return card
+        error = {"code": "training_failed", "message": job.error, "param": None} if job.error else None
+        return {
+            "id": job.id, "object": "fine_tuning.job", "model": job.model, "created_at": _stamp(job.created_at),
+            "finished_at": _stamp(job.finished_at), "fine_tuned_model": job.fine_tuned_model,
+            "organization_id": "autan", "result_files": [], "status": job.status,
+            "training_file": job.training_files[0], "validation_file": (job.validation_files or [None])[0],
+            "hyperparameters": {k: v for k, v in job.hyperparameters.items() if k in OPENAI_HYPERPARAMETERS},
+            "trained_tokens": job.trained_tokens, "error": error, "seed": job.seed, "suffix": job.suffix,
+            "method": {"type": "supervised"},
+        }  # fmt: skip
+
+    # the worker
+
+    def start(self, models: dict[str, Any], ready: Callable[[str, str, Path], None]) -> None:
+        """Run queued jobs in a thread; `ready(base, name, path)` serves each adapter made. Jobs
+        that were running when the server stopped are queued again; adapters made before are served."""
+        with self.store.session() as db:
+            for job in db.scalars(select(FineTuningJob).where(FineTuningJob.status == "running")).all():
+                job.status = "queued"
+                db.add(FineTuningEvent(job_id=job.id, created_at=_now(), level="info",
+                                       message="Job resumed after a restart"))  # fmt: skip
+            done = db.scalars(select(FineTuningJob).where(FineTuningJob.status == "succeeded")).all()
+            finished = [(j.model, j.fine_tuned_model, j.id) for j in done]
+        for base, model_id, job_id in finished:
+            if base in models and model_id and model_id not in models:
+                ready(base, model_id.rpartition(":")[2], job_dir(job_id))
+        self._thread = threading.Thread(target=self._loop, args=(models, ready), name="fine-tuning", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closing = True
+        self.wake.set()
+
+    def _loop(self, models: dict[str, Any], ready: Callable[[str, str, Path], None]) -> None:
+        while not self._closing:
+            with self.store.session() as db:
+                stmt = (
+                    select(FineTuningJob.id).where(FineTuningJob.status == "queued").order_by(FineTuningJob.created_at)
+                )
+                job_id = db.scalars(stmt.limit(1)).first()
+            if job_id is None:
+                self.wake.wait(5)
+                self.wake.clear()
+                continue
+            self._run(job_id, models, ready)
+
+    def _event(self, job_id: str, message: str, data: dict | None = None, level: str = "info", **changes: Any) -> None:
+        with self.store.session() as db:
+            db.add(FineTuningEvent(job_id=job_id, created_at=_now(), level=level, message=message, data=data))
+            if changes:
+                job = db.get(FineTuningJob, job_id)
+                for k, v in changes.items():
+                    setattr(job, k, v)
+                job.modified_at = _now()
+
+    def _cancelled(self, job_id: str) -> bool:
+        with self.store.session() as db:
+            return self._closing or bool(db.get(FineTuningJob, job_id).cancel_requested)
+
+    def _run(self, job_id: str, models: dict[str, Any], ready: Callable[[str, str, Path], None]) -> None:
+        with self.store.session() as db:
+            job = db.get(FineTuningJob, job_id)
+            base, hyper, seed, suffix = job.model, dict(job.hyperparameters), job.seed, job.suffix
+            training, validation = list(job.training_files), list(job.validation_files)
+        out = job_dir(job_id)
+        try:
+            if base not in models:
+                raise AutanError(f"model '{base}' is not served by this server any more")
+            out.mkdir(parents=True, exist_ok=True)
+            data = _joined(out / "train.jsonl", training)
+            val = _joined(out / "val.jsonl", validation) if validation else None
+            self._event(job_id, "Job started", status="running")
+            config = _config(hyper, seed)
+            every = 1
+
+            def report(p: Progress) -> None:
+                nonlocal every
+                every = max(1, p.steps // 50)  # about fifty metric events a job
+                if p.kind == "step" and (p.step % every == 0 or p.step == p.steps):
+                    self._event(job_id, f"Step {p.step}/{p.steps}: training loss {p.loss:.4f}",
+                                {"step": p.step, "total_steps": p.steps, "train_loss": p.loss,
+                                 "learning_rate": p.learning_rate, "tokens_per_second": p.tokens_per_second,
+                                 "eta_seconds": p.eta_seconds})  # fmt: skip
+                elif p.kind == "eval":
+                    self._event(job_id, f"Step {p.step}: validation loss {p.val_loss:.4f}",
+                                {"step": p.step, "total_steps": p.steps, "valid_loss": p.val_loss})  # fmt: skip
+                elif p.kind == "checkpoint":
+                    self._event(job_id, f"Checkpoint at step {p.step}",
+                                {"step": p.step, "train_loss": p.loss, "checkpoint": True})  # fmt: skip
+
+            result = train(models[base].path, data, out, config, val, resume=True, report=report,
+                           stop=lambda: self._cancelled(job_id))  # fmt: skip
+        except Exception as e:  # the job fails, with the reason; the server goes on
+            self._event(job_id, f"Job failed: {e}", level="error", status="failed", error=str(e), finished_at=_now())
+            return
+        if result.stopped:
+            if self._closing:
+                return  # the server is stopping: the job stays running, and is queued again at the next start
+            self._event(job_id, "Job cancelled", status="cancelled", finished_at=_now())
+            return
+        name = f"ft-{suffix}-{job_id[-8:]}" if suffix else f"ft-{job_id[-8:]}"
+        try:
+            ready(base, name, out)
+        except Exception as e:
+            self._event(job_id, f"Job failed: the adapter could not be served: {e}", level="error", status="failed",
+                        error=str(e), finished_at=_now())  # fmt: skip
+            return
+        self._event(job_id, "Job succeeded", {"train_loss": result.train_loss, "valid_loss": result.val_loss},
+                    status="succeeded", fine_tuned_model=f"{base}:{name}", trained_tokens=result.tokens,
+                    finished_at=_now())  # fmt: skip
+
+
+def job_dir(job_id: str) -> Path:
+    return home() / "fine_tuning" / job_id
+
+
+def _joined(target: Path, file_ids: list[str]) -> Path:
+    target.write_bytes(b"".join((files_dir() / f"{f}.jsonl").read_bytes().rstrip(b"\n") + b"\n" for f in file_ids))
+    return target
+
+
+def _number(body: dict, key: str, kind: type, low: float, high: float, default: Any) -> Any:
+    value = body.get(key, default)
+    if value == "auto" or value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not float(value).is_integer()):
+        raise Invalid(f"{key} {value!r} must be {'an integer' if kind is int else 'a number'}", key)
+    if not low <= value <= high:
+        raise Invalid(f"{key} {value} must be between {low:g} and {high:g}", key)
+    return kind(value)
+
+
+def _hyperparameters(shape: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The job's options, checked: OpenAI's (`n_epochs`, `batch_size`, `learning_rate_multiplier`,
+    also under `method.supervised`) or Mistral's (`training_steps`, `learning_rate`, `epochs`,
+    `weight_decay`, `warmup_fraction`, `seq_len`), and autan's LoRA ones (`lora_rank`, ...)."""
+    raw = body.get("hyperparameters") or {}
+    method = (body.get("method") or {}).get("supervised") if isinstance(body.get("method"), dict) else None
+    if isinstance(method, dict) and isinstance(method.get("hyperparameters"), dict):
+        raw = {**raw, **method["hyperparameters"]}
+    if not isinstance(raw, dict):
+        raise Invalid("hyperparameters must be an object", "hyperparameters")
+    out: dict[str, Any] = {
+        "lora_rank": _number(raw, "lora_rank", int, 1, 256, 8),
+        "lora_alpha": _number(raw, "lora_alpha", float, 1e-3, 1e4, 16.0),
+        "lora_dropout": _number(raw, "lora_dropout", float, 0, 0.9, 0.05),
+    }
+    if shape == "mistral":
+        out |= {
+            "training_steps": _number(raw, "training_steps", int, 1, 10**6, 0),
+            "learning_rate": _number(raw, "learning_rate", float, 1e-8, 1, 1e-4),
+            "epochs": _number(raw, "epochs", float, 0.01, 1000, 1.0),
+            "weight_decay": _number(raw, "weight_decay", float, 0, 1, 0.1),
+            "warmup_fraction": _number(raw, "warmup_fraction", float, 0, 0.99, 0.05),
+            "seq_len": _number(raw, "seq_len", int, 2, 2**17, 2048),
+            "batch_size": _number(raw, "batch_size", int, 1, 1024, 4),
+        }
+    else:
+        out |= {
+            "n_epochs": _number(raw, "n_epochs", int, 1, 50, DEFAULTS["n_epochs"]),
+            "batch_size": _number(raw, "batch_size", int, 1, 256, DEFAULTS["batch_size"]),
+            "learning_rate_multiplier": _number(raw, "learning_rate_multiplier", float, 1e-3, 100, 1.0),
+        }
+    return out
+
+
+def _config(hyper: dict[str, Any], seed: int) -> TrainConfig:
+    common = dict(rank=hyper["lora_rank"], alpha=hyper["lora_alpha"], dropout=hyper["lora_dropout"], seed=seed,
+                  batch_size=hyper["batch_size"])  # fmt: skip
+    if "training_steps" in hyper:  # Mistral's
+        config = TrainConfig(**common, learning_rate=hyper["learning_rate"], epochs=hyper["epochs"],
+                             steps=hyper["training_steps"], weight_decay=hyper["weight_decay"],
+                             warmup=hyper["warmup_fraction"], max_seq_len=hyper["seq_len"])  # fmt: skip
+    else:
+        config = TrainConfig(**common, learning_rate=DEFAULTS["learning_rate"] * hyper["learning_rate_multiplier"],
+                             epochs=hyper["n_epochs"])  # fmt: skip
+    config.save_every = -1  # about ten checkpoints: a restart goes on from the newest
+    return config
