@@ -34,4 +34,4 @@ bench: setup
 	cd bench && ../.venv/bin/python greedy.py && ../.venv/bin/python accuracy.py && ../.venv/bin/python dense7b.py
 	cd bench && ../.venv/bin/python dense7b.py --format q4_k_m
 	cd bench && ../.venv/bin/python step_profile.py
-	cd bench && ../.venv/bin/python eval_speed.py
+	cd bench && ../.venv/bin/python eval_speed.py && ../.venv/bin/python finetune.py

@@ -3,6 +3,7 @@ PEFT's format and gives peft the logits autan computes, a run stopped part-way a
 with the same adapter as one run straight through, and bad options are refused."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -41,28 +42,37 @@ def options(root, out, *extra):
             "--lr", "1e-2", "--batch-size", "4", "--epochs", "4", "--dropout", "0", "--seed", "3", *extra]  # fmt: skip
 
 
-def test_training_lowers_the_loss_and_writes_a_peft_adapter(tiny, tmp_path):
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory):
+    """One run of 12 steps, validated every 4, checkpointed every 5 (and at the end)."""
     model, root = tiny
-    done = autan("finetune", str(model), *options(root, tmp_path / "a", "--eval-every", "4"))
+    out = tmp_path_factory.mktemp("trained") / "a"
+    done = autan("finetune", str(model), *options(root, out, "--eval-every", "4", "--save-every", "5"))
     assert done.returncode == 0, done.stderr[-3000:]
-    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    return out, done.stderr
+
+
+def test_training_lowers_the_loss_and_writes_a_peft_adapter(tiny, trained):
+    model, _ = tiny
+    out, stderr = trained
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     losses = [e["loss"] for e in log if "loss" in e]
     val = [e["val_loss"] for e in log if "val_loss" in e]
     assert len(losses) == 12 and len(val) == 3  # 12 examples / 4 per step * 4 epochs; evaluated at 4, 8, 12
     assert losses[-1] < losses[0] - 0.5 and val[-1] < val[0] - 0.5  # nats per token
-    assert "validation loss" in done.stderr and "tokens/s" in done.stderr and "ETA" in done.stderr
-    assert (tmp_path / "a" / "loss.svg").read_text().startswith("<svg")
-    config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert "validation loss" in stderr and "tokens/s" in stderr and "ETA" in stderr
+    assert (out / "loss.svg").read_text().startswith("<svg")
+    config = json.loads((out / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["r"] == 4 and set(config["target_modules"]) == set(lora.TARGETS)
-    tensors = load_file(tmp_path / "a" / "adapter_model.safetensors")
+    tensors = load_file(out / "adapter_model.safetensors")
     assert all(k.startswith("base_model.model.model.layers.") for k in tensors)
     # transformers + peft read it and compute what autan computes
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model), tmp_path / "a").eval()
+    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model), out).eval()
     ours = load_model(model)
-    lora.attach(ours, lora.load_adapter(tmp_path / "a"), 1)
+    lora.attach(ours, lora.load_adapter(out), 1)
     ids = torch.tensor([1, 9690, 198, 4521, 216, 34, 46, 7, 2, 9690])
     with torch.no_grad():
         want = reference(ids[None]).logits[0]
@@ -70,23 +80,21 @@ def test_training_lowers_the_loss_and_writes_a_peft_adapter(tiny, tmp_path):
         assert (ours(ids, adapter=1) - want).abs().max() < 2e-5
 
 
-def test_a_resumed_run_ends_where_a_straight_run_does(tiny, tmp_path):
+def test_a_resumed_run_ends_where_a_straight_run_does(tiny, trained, tmp_path):
     model, root = tiny
-    straight = autan("finetune", str(model), *options(root, tmp_path / "straight"))
-    assert straight.returncode == 0, straight.stderr[-3000:]
-    first = autan("finetune", str(model), *options(root, tmp_path / "resumed", "--save-every", "5"))
-    assert first.returncode == 0, first.stderr[-3000:]
+    straight, _ = trained
     # as if stopped after step 5: only that checkpoint is left, then the run goes on from it
-    for later in (tmp_path / "resumed").glob("checkpoint-*"):
-        if later.name != "checkpoint-5":
-            subprocess.run(["rm", "-r", str(later)], check=True)
-    again = autan("finetune", str(model), *options(root, tmp_path / "resumed", "--resume"))
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(straight / "checkpoint-5", resumed / "checkpoint-5")
+    again = autan("finetune", str(model), *options(root, resumed, "--eval-every", "4", "--resume"))
     assert again.returncode == 0, again.stderr[-3000:]
-    a = load_file(tmp_path / "straight" / "adapter_model.safetensors")
-    b = load_file(tmp_path / "resumed" / "adapter_model.safetensors")
+    a = load_file(straight / "adapter_model.safetensors")
+    b = load_file(resumed / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    log = [json.loads(line) for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (resumed / "log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log if "loss" in e] == list(range(1, 13))  # each step once, across the two runs
+    assert not (resumed / "checkpoint-4").exists() and (resumed / "checkpoint-12").is_dir()
 
 
 def test_bad_options_and_data_are_refused(tiny, tmp_path):

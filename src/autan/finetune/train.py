@@ -235,7 +235,7 @@ def train(
         for group in packs(batch, max(config.max_seq_len, PACK_TOKENS)):
             loss, _ = batch_loss(model, group)
             (loss / learned).backward()
-            total += float(loss)
+            total += float(loss.detach())
             tokens += sum(len(e.ids) for e in group)
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()

@@ -102,7 +102,7 @@ class ServedModel:
                 "completion_chat": getattr(self.tokenizer, "template", True) is not None,
                 "completion_fim": self.fim,
                 "function_calling": self.tools,
-                "fine_tuning": False,
+                "fine_tuning": self.adapter is None,  # the server has the fine-tuning API
                 "vision": False,
                 "classification": False,
             },
