@@ -333,6 +333,13 @@ def tiny_mistral_format(root: Path, arch: str, tokenizer_file: str, vocab_size: 
     return out
 
 
+# a plain ChatML template (the default model's format, without its system-prompt default)
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
 def tiny_with_template(root: Path, name: str, chat_template: str, **overrides) -> Path:
     """A tiny random Llama in Hugging Face's format with the default model's tokenizer (byte-level
     BPE, 49152 tokens, ChatML control tokens) and the given chat template."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,3 +21,9 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path | None = None, s
             time.sleep(0.2)
         assert process.poll() is None, log.read_text() if log else f"the server exited with {process.returncode}"
     raise TimeoutError(log.read_text() if log else f"{url} did not answer /health in {seconds} s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -4,6 +4,7 @@ score their prompts as transformers + peft do, and a bad adapter or name is refu
 
 import concurrent.futures
 import json
+import re
 import subprocess
 import sys
 
@@ -14,8 +15,8 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM
 
-from conftest import CHATML, free_port
-from processes import wait_healthy
+from checkpoints import CHATML
+from processes import free_port, wait_healthy
 
 
 @pytest.fixture(scope="module")
@@ -102,17 +103,24 @@ def test_an_unknown_adapter_is_a_404_naming_what_is_served(served):
     assert "model 'tiny:gamma' is not served here" in reply.text and "tiny:alpha" in reply.text
 
 
-def test_a_bad_adapter_stops_the_server_with_the_reason(checkpoints, tmp_path):
+def test_a_bad_adapter_is_refused_with_the_reason(checkpoints, tmp_path):
+    """What `autan serve --adapter` does with each option (its launch calls `with_adapter`), in process."""
+    from autan.errors import AutanError
+    from autan.server.launch import with_adapter
+    from autan.server.models import load_served
+
     base, adapters = checkpoints
-    run = [sys.executable, "-m", "autan.cli", "serve", f"tiny={base}", "--port", "0"]
+    served = [load_served(f"tiny={base}")]
     for option, reason in [
-        (f"--adapter=x={tmp_path}", "is not a LoRA adapter: it has no adapter_config.json"),
-        (f"--adapter=bad/name={adapters['alpha']}", "adapter name 'bad/name' must be"),
-        (f"--adapter=other:x={adapters['alpha']}", "no model 'other' is served"),
+        (f"x={tmp_path}", "is not a LoRA adapter: it has no adapter_config.json"),
+        (f"bad/name={adapters['alpha']}", "adapter name 'bad/name' must be"),
+        (f"other:x={adapters['alpha']}", "no model 'other' is served"),
+        ("x", "must be NAME=PATH"),
     ]:
-        done = subprocess.run([*run, option], capture_output=True, text=True, timeout=300)
-        assert done.returncode != 0 and reason in done.stderr, done.stderr[-2000:]
-        assert "Traceback" not in done.stderr
+        with pytest.raises(AutanError, match=re.escape(reason)):
+            with_adapter(served, option)
+    assert with_adapter(served, f"tiny:ok={adapters['beta']}").id == "tiny:ok"
+    served[0].engine.close()
 
 
 def test_autan_eval_scores_an_adapter_in_process_as_through_the_server(checkpoints, served, tmp_path):

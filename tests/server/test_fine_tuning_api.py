@@ -12,8 +12,8 @@ import httpx
 import openai
 import pytest
 
-from conftest import CHATML, free_port
-from processes import wait_healthy
+from checkpoints import CHATML
+from processes import free_port, wait_healthy
 
 
 @pytest.fixture(scope="module")

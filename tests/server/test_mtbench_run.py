@@ -39,8 +39,7 @@ class Judge:
 @pytest.fixture(scope="module")
 def long_chatml(tmp_path_factory):
     """The tiny ChatML model with room for two turns of 1,024 tokens."""
-    from checkpoints import tiny_with_template
-    from conftest import CHATML
+    from checkpoints import CHATML, tiny_with_template
 
     return tiny_with_template(tmp_path_factory.mktemp("mtbench"), "tiny-long", CHATML, max_position_embeddings=4096)
 
@@ -54,11 +53,11 @@ def test_answers_are_judged_recorded_and_resumed(long_chatml, live, tmp_path):
     judge = Judge()
     server = live(judge.app)
     board = tmp_path / "board.db"
-    options = ["--model", str(long_chatml), "--limit", "3", "--judge-base-url", server.url, "--leaderboard-db",
+    options = ["--model", str(long_chatml), "--limit", "2", "--judge-base-url", server.url, "--leaderboard-db",
                str(board), "--json"]  # fmt: skip
     first = autan("eval", "mt_bench", *options, "--judge-model", "judge-a", "--fresh")
     assert first.returncode == 0, first.stderr[-3000:]
-    assert len(judge.seen) == 6  # 3 questions, 2 turns
+    assert len(judge.seen) == 4  # 2 questions, 2 turns
     assert all(b["model"] == "judge-a" and b["temperature"] == 0 and b["max_tokens"] == 2048 for b in judge.seen)
     # each second-turn judgment shows the judge both of the model's answers, as the log has them
     from autan import registry
@@ -66,10 +65,10 @@ def test_answers_are_judged_recorded_and_resumed(long_chatml, live, tmp_path):
     runs = (registry.home() / "eval" / "runs").glob("mt_bench-answers-*.jsonl")
     answers_file = max(runs, key=lambda p: p.stat().st_mtime)
     answers = {e["key"]: e["value"] for e in map(json.loads, answers_file.read_text().splitlines())}
-    assert len(answers) == 6
+    assert len(answers) == 4
     ids = sorted({k.split("/")[1] for k in answers})
     second_turns = [b["messages"][-1]["content"] for b in judge.seen if "### User:" in b["messages"][-1]["content"]]
-    assert len(second_turns) == 3
+    assert len(second_turns) == 2
     for i in ids:
         shown = [t for t in second_turns if f"### Assistant A:\n{answers['1/' + i]}\n\n### User:" in t]
         assert len(shown) == 1 and f"### Assistant A:\n{answers['2/' + i]}\n\n<|The End" in shown[0]
@@ -90,15 +89,15 @@ def test_answers_are_judged_recorded_and_resumed(long_chatml, live, tmp_path):
 
     again = autan("eval", "mt_bench", *options, "--judge-model", "judge-a")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert len(judge.seen) == 6  # resumed: nothing asked again
+    assert len(judge.seen) == 4  # resumed: nothing asked again
     assert [(r["metric"], r["value"]) for r in json.loads(again.stdout)] == [
         (r["metric"], r["value"]) for r in json.loads(first.stdout)
     ]
 
     other = autan("eval", "mt_bench", *options, "--judge-model", "judge-b")
     assert other.returncode == 0, other.stderr[-3000:]
-    assert len(judge.seen) == 12 and all(b["model"] == "judge-b" for b in judge.seen[6:])
-    assert len(answers_file.read_text().splitlines()) == 6  # the same answers, judged again
+    assert len(judge.seen) == 8 and all(b["model"] == "judge-b" for b in judge.seen[4:])
+    assert len(answers_file.read_text().splitlines()) == 4  # the same answers, judged again
     shown = autan("eval", "--leaderboard", "--leaderboard-db", str(board))
     assert "mt_bench[judge-a]/score" in shown.stdout and "mt_bench[judge-b]/score" in shown.stdout
     tasks = {r.task for r in leaderboard.newest(board)}

@@ -172,7 +172,8 @@ def evaluate(
     if limit is not None and limit < len(chosen):
         keep = sorted(random.Random(f"{seed}/mt_bench").sample(range(len(chosen)), limit))
         chosen = [chosen[i] for i in keep]
-    identity = [subject.model, subject.file_sha256, subject.quantization, subject.adapter, subject.where, seed]
+    identity = [subject.model, subject.file_sha256, subject.quantization, subject.adapter, subject.adapter_sha256,
+                subject.where, seed]  # fmt: skip
     answers = _Log(_run_file("answers", identity), fresh)
     before = subject.scorer.tokens
     started = time.perf_counter()

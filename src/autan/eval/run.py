@@ -42,6 +42,7 @@ class Subject:
     quantization: str = ""
     adapter: str = ""
     where: str = ""  # the server's URL, for --base-url
+    adapter_sha256: str = ""  # of the adapter's weights, so two adapters of one name do not share a run
 
 
 def docs_of(name: str, shots: int, limit: int | None, seed: int) -> tuple[list[Any], list[Any]]:
@@ -57,7 +58,7 @@ def docs_of(name: str, shots: int, limit: int | None, seed: int) -> tuple[list[A
 def run_file(subject: Subject, name: str, shots: int, limit: int | None, seed: int) -> Path:
     mode = type(subject.scorer).__name__ + (":tokenized" if getattr(subject.scorer, "tokenized", False) else "")
     key = json.dumps([FORMAT_VERSION, subject.model, subject.file_sha256, subject.quantization, subject.adapter,
-                      subject.where, mode, name, shots, limit, seed])  # fmt: skip
+                      subject.adapter_sha256, subject.where, mode, name, shots, limit, seed])  # fmt: skip
     return registry.home() / "eval" / "runs" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsonl"
 
 
@@ -191,6 +192,8 @@ def local_subject(model: str, max_batched_tokens: int, in_flight: int, adapter: 
         engine.add_adapter(adapter_name, load_adapter(adapter_dir, adapter_name))
     scorer = EngineScorer(engine, in_flight, adapter_name or None)
     subject = Subject(name, scorer, file_sha256(path), stored_quantization(path, loaded.dtype), adapter_name)
+    if adapter_dir is not None:
+        subject.adapter_sha256 = file_sha256(adapter_dir)
     return subject
 
 
@@ -208,7 +211,7 @@ def judge_of(args: argparse.Namespace, subject: Subject) -> tuple[Scorer, str]:
     """MT-Bench's judge, and its name as the leaderboard shows it."""
     if args.judge_base_url:
         return HTTPScorer(args.judge_base_url, args.judge_model, args.judge_api_key, args.in_flight), args.judge_model
-    if args.judge == args.model and not args.base_url:
+    if args.judge == args.model and not args.base_url and not subject.adapter:
         return subject.scorer, subject.model
     judge = local_subject(args.judge, args.max_batched_tokens, args.in_flight)
     return judge.scorer, judge.model

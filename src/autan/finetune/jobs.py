@@ -7,12 +7,14 @@ output is `$AUTAN_HOME/fine_tuning/<job id>/`; the adapter it makes is served as
 `MODEL:ft-<suffix>-<id>` once it succeeds (and again after a restart).
 
 Jobs and files belong to whoever made them (an account, or the single owner of a store without
-accounts): nobody sees or touches another's.
+accounts): nobody sees or touches another's. The model a job makes is served like any other:
+every caller of the server may use it (see docs/finetune.md).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Callable
@@ -20,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from autan.errors import AutanError
 from autan.finetune.data import DataError, check_example
@@ -28,9 +30,11 @@ from autan.finetune.train import Progress, TrainConfig, train
 from autan.registry import home
 from autan.store.models import File, FineTuningEvent, FineTuningJob
 
+log = logging.getLogger("autan.finetune")
 MAX_FILE_BYTES = 512 * 2**20
 DEFAULTS = {"n_epochs": 3, "batch_size": 4, "learning_rate": 2e-4}
 OPENAI_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
+MAX_SEQ_LEN = 8192  # a job's longest example: its attention is computed whole, in the server's memory
 
 
 class NotFound(AutanError):
@@ -281,7 +285,10 @@ class Jobs:
             finished = [(j.model, j.fine_tuned_model, j.id) for j in done]
         for base, model_id, job_id in finished:
             if base in models and model_id and model_id not in models:
-                ready(base, model_id.rpartition(":")[2], job_dir(job_id))
+                try:
+                    ready(base, model_id.rpartition(":")[2], job_dir(job_id))
+                except Exception as e:  # its folder gone, or the base model changed: the others still serve
+                    log.warning("the adapter of fine-tuning job %s cannot be served: %s", job_id, e)
         self._thread = threading.Thread(target=self._loop, args=(models, ready), name="fine-tuning", daemon=True)
         self._thread.start()
 
@@ -300,20 +307,38 @@ class Jobs:
                 self.wake.wait(5)
                 self.wake.clear()
                 continue
-            self._run(job_id, models, ready)
+            if not self._claim(job_id):
+                continue  # cancelled in between, or taken by another server on the same store
+            try:
+                self._run(job_id, models, ready)
+            except Exception:  # e.g. its row deleted with its account: the worker goes on with the next
+                log.exception("fine-tuning job %s ended unexpectedly", job_id)
+
+    def _claim(self, job_id: str) -> bool:
+        """Mark a queued job running, unless something else changed it first."""
+        with self.store.session() as db:
+            claimed = db.execute(
+                update(FineTuningJob)
+                .where(FineTuningJob.id == job_id, FineTuningJob.status == "queued")
+                .values(status="running", modified_at=_now())
+            )
+            return claimed.rowcount == 1
 
     def _event(self, job_id: str, message: str, data: dict | None = None, level: str = "info", **changes: Any) -> None:
         with self.store.session() as db:
+            job = db.get(FineTuningJob, job_id)
+            if job is None:
+                return  # deleted with its account
             db.add(FineTuningEvent(job_id=job_id, created_at=_now(), level=level, message=message, data=data))
             if changes:
-                job = db.get(FineTuningJob, job_id)
                 for k, v in changes.items():
                     setattr(job, k, v)
                 job.modified_at = _now()
 
     def _cancelled(self, job_id: str) -> bool:
         with self.store.session() as db:
-            return self._closing or bool(db.get(FineTuningJob, job_id).cancel_requested)
+            job = db.get(FineTuningJob, job_id)
+            return self._closing or job is None or bool(job.cancel_requested)
 
     def _run(self, job_id: str, models: dict[str, Any], ready: Callable[[str, str, Path], None]) -> None:
         with self.store.session() as db:
@@ -325,9 +350,9 @@ class Jobs:
             if base not in models:
                 raise AutanError(f"model '{base}' is not served by this server any more")
             out.mkdir(parents=True, exist_ok=True)
-            data = _joined(out / "train.jsonl", training)
+            data = _joined(out / "train.jsonl", training)  # kept: a resumed job reads it again
             val = _joined(out / "val.jsonl", validation) if validation else None
-            self._event(job_id, "Job started", status="running")
+            self._event(job_id, "Job started")
             config = _config(hyper, seed)
             every = 1
 
@@ -346,7 +371,8 @@ class Jobs:
                     self._event(job_id, f"Checkpoint at step {p.step}",
                                 {"step": p.step, "train_loss": p.loss, "checkpoint": True})  # fmt: skip
 
-            result = train(models[base].path, data, out, config, val, resume=True, report=report,
+            device = str(models[base].engine.engine.model.device)
+            result = train(models[base].path, data, out, config, val, device, resume=True, report=report,
                            stop=lambda: self._cancelled(job_id))  # fmt: skip
         except Exception as e:  # the job fails, with the reason; the server goes on
             self._event(job_id, f"Job failed: {e}", level="error", status="failed", error=str(e), finished_at=_now())
@@ -373,6 +399,8 @@ def job_dir(job_id: str) -> Path:
 
 
 def _joined(target: Path, file_ids: list[str]) -> Path:
+    if target.is_file():  # a job resumed after a restart trains on what it started with
+        return target
     target.write_bytes(b"".join((files_dir() / f"{f}.jsonl").read_bytes().rstrip(b"\n") + b"\n" for f in file_ids))
     return target
 
@@ -410,7 +438,7 @@ def _hyperparameters(shape: str, body: dict[str, Any]) -> dict[str, Any]:
             "epochs": _number(raw, "epochs", float, 0.01, 1000, 1.0),
             "weight_decay": _number(raw, "weight_decay", float, 0, 1, 0.1),
             "warmup_fraction": _number(raw, "warmup_fraction", float, 0, 0.99, 0.05),
-            "seq_len": _number(raw, "seq_len", int, 2, 2**17, 2048),
+            "seq_len": _number(raw, "seq_len", int, 2, MAX_SEQ_LEN, 2048),
             "batch_size": _number(raw, "batch_size", int, 1, 1024, 4),
         }
     else:

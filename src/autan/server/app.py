@@ -239,7 +239,7 @@ def _v1(
 
     @router.get("/models")
     async def list_models() -> dict:
-        return {"object": "list", "data": [m.card() for m in served.values()]}
+        return {"object": "list", "data": [m.card() for m in list(served.values())]}
 
     @router.get("/models/{model_id}")
     async def get_model(model_id: str) -> dict:

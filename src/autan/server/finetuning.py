@@ -23,7 +23,7 @@ def router(jobs: Jobs, served: dict[str, Any], access: Access) -> APIRouter:
     Caller = Annotated[Principal, Depends(access.v1)]
 
     def bases() -> dict[str, Any]:
-        return {name: m for name, m in served.items() if m.adapter is None}
+        return {name: m for name, m in list(served.items()) if m.adapter is None}
 
     async def call(work: Any, *args: Any) -> Any:
         try:
