@@ -50,15 +50,17 @@ def means(values):
 
 
 def test_answers_are_judged_recorded_and_resumed(long_chatml, live, tmp_path):
+    # judges named afresh each run: their judgments are kept in $AUTAN_HOME, which outlives the test
+    ja, jb = (f"judge-{x}-{tmp_path.name[-12:]}" for x in "ab")
     judge = Judge()
     server = live(judge.app)
     board = tmp_path / "board.db"
     options = ["--model", str(long_chatml), "--limit", "2", "--judge-base-url", server.url, "--leaderboard-db",
                str(board), "--json"]  # fmt: skip
-    first = autan("eval", "mt_bench", *options, "--judge-model", "judge-a", "--fresh")
+    first = autan("eval", "mt_bench", *options, "--judge-model", ja, "--fresh")
     assert first.returncode == 0, first.stderr[-3000:]
     assert len(judge.seen) == 4  # 2 questions, 2 turns
-    assert all(b["model"] == "judge-a" and b["temperature"] == 0 and b["max_tokens"] == 2048 for b in judge.seen)
+    assert all(b["model"] == ja and b["temperature"] == 0 and b["max_tokens"] == 2048 for b in judge.seen)
     # each second-turn judgment shows the judge both of the model's answers, as the log has them
     from autan import registry
 
@@ -82,26 +84,26 @@ def test_answers_are_judged_recorded_and_resumed(long_chatml, live, tmp_path):
             assert metric not in rows
             continue
         mean, n = means(values)
-        assert rows[metric]["task"] == "mt_bench[judge-a]"
+        assert rows[metric]["task"] == f"mt_bench[{ja}]"
         assert rows[metric]["value"] == pytest.approx(mean) and rows[metric]["n"] == n
     if any(v is None for v in judge.given):
         assert "the judge gave no rating 1-10 for" in first.stderr
 
-    again = autan("eval", "mt_bench", *options, "--judge-model", "judge-a")
+    again = autan("eval", "mt_bench", *options, "--judge-model", ja)
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(judge.seen) == 4  # resumed: nothing asked again
     assert [(r["metric"], r["value"]) for r in json.loads(again.stdout)] == [
         (r["metric"], r["value"]) for r in json.loads(first.stdout)
     ]
 
-    other = autan("eval", "mt_bench", *options, "--judge-model", "judge-b")
+    other = autan("eval", "mt_bench", *options, "--judge-model", jb)
     assert other.returncode == 0, other.stderr[-3000:]
-    assert len(judge.seen) == 8 and all(b["model"] == "judge-b" for b in judge.seen[4:])
+    assert len(judge.seen) == 8 and all(b["model"] == jb for b in judge.seen[4:])
     assert len(answers_file.read_text().splitlines()) == 4  # the same answers, judged again
     shown = autan("eval", "--leaderboard", "--leaderboard-db", str(board))
-    assert "mt_bench[judge-a]/score" in shown.stdout and "mt_bench[judge-b]/score" in shown.stdout
+    assert f"mt_bench[{ja}]/score" in shown.stdout and f"mt_bench[{jb}]/score" in shown.stdout
     tasks = {r.task for r in leaderboard.newest(board)}
-    assert tasks == {"mt_bench[judge-a]", "mt_bench[judge-b]"}
+    assert tasks == {f"mt_bench[{ja}]", f"mt_bench[{jb}]"}
 
 
 def test_mt_bench_needs_one_judge(chatml_path):
