@@ -4,6 +4,7 @@ second judge grades the same answers without asking the model again."""
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 
@@ -13,8 +14,21 @@ from fastapi import FastAPI
 from autan.eval import leaderboard
 
 
-def autan(*args, timeout=1800):
-    return subprocess.run([sys.executable, "-m", "autan.cli", *args], capture_output=True, text=True, timeout=timeout)
+def autan(*args, home=None, timeout=1800):
+    env = {**os.environ, "AUTAN_HOME": str(home)} if home else None
+    return subprocess.run([sys.executable, "-m", "autan.cli", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)  # fmt: skip
+
+
+def own_home(tmp_path):
+    """An $AUTAN_HOME of the test's own, so no run or judgment outlives it; fetched wheels are shared."""
+    from autan import registry
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (registry.home() / "packages").mkdir(parents=True, exist_ok=True)
+    (home / "packages").symlink_to(registry.home() / "packages")
+    return home
 
 
 class Judge:
@@ -50,21 +64,18 @@ def means(values):
 
 
 def test_answers_are_judged_recorded_and_resumed(long_chatml, live, tmp_path):
-    # judges named afresh each run: their judgments are kept in $AUTAN_HOME, which outlives the test
-    ja, jb = (f"judge-{x}-{tmp_path.name[-12:]}" for x in "ab")
+    ja, jb, home = "judge-a", "judge-b", own_home(tmp_path)
     judge = Judge()
     server = live(judge.app)
     board = tmp_path / "board.db"
     options = ["--model", str(long_chatml), "--limit", "2", "--judge-base-url", server.url, "--leaderboard-db",
                str(board), "--json"]  # fmt: skip
-    first = autan("eval", "mt_bench", *options, "--judge-model", ja, "--fresh")
+    first = autan("eval", "mt_bench", *options, "--judge-model", ja, "--fresh", home=home)
     assert first.returncode == 0, first.stderr[-3000:]
     assert len(judge.seen) == 4  # 2 questions, 2 turns
     assert all(b["model"] == ja and b["temperature"] == 0 and b["max_tokens"] == 2048 for b in judge.seen)
     # each second-turn judgment shows the judge both of the model's answers, as the log has them
-    from autan import registry
-
-    runs = (registry.home() / "eval" / "runs").glob("mt_bench-answers-*.jsonl")
+    runs = (home / "eval" / "runs").glob("mt_bench-answers-*.jsonl")
     answers_file = max(runs, key=lambda p: p.stat().st_mtime)
     answers = {e["key"]: e["value"] for e in map(json.loads, answers_file.read_text().splitlines())}
     assert len(answers) == 4
@@ -89,18 +100,18 @@ def test_answers_are_judged_recorded_and_resumed(long_chatml, live, tmp_path):
     if any(v is None for v in judge.given):
         assert "the judge gave no rating 1-10 for" in first.stderr
 
-    again = autan("eval", "mt_bench", *options, "--judge-model", ja)
+    again = autan("eval", "mt_bench", *options, "--judge-model", ja, home=home)
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(judge.seen) == 4  # resumed: nothing asked again
     assert [(r["metric"], r["value"]) for r in json.loads(again.stdout)] == [
         (r["metric"], r["value"]) for r in json.loads(first.stdout)
     ]
 
-    other = autan("eval", "mt_bench", *options, "--judge-model", jb)
+    other = autan("eval", "mt_bench", *options, "--judge-model", jb, home=home)
     assert other.returncode == 0, other.stderr[-3000:]
     assert len(judge.seen) == 8 and all(b["model"] == jb for b in judge.seen[4:])
     assert len(answers_file.read_text().splitlines()) == 4  # the same answers, judged again
-    shown = autan("eval", "--leaderboard", "--leaderboard-db", str(board))
+    shown = autan("eval", "--leaderboard", "--leaderboard-db", str(board), home=home)
     assert f"mt_bench[{ja}]/score" in shown.stdout and f"mt_bench[{jb}]/score" in shown.stdout
     tasks = {r.task for r in leaderboard.newest(board)}
     assert tasks == {f"mt_bench[{ja}]", f"mt_bench[{jb}]"}
