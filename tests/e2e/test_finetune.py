@@ -13,11 +13,7 @@ from safetensors.torch import load_file
 
 from autan.model import lora
 from autan.weights import load_model
-
-CHATML = (
-    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+from checkpoints import CHATML
 
 
 def autan(*args):

@@ -135,3 +135,33 @@ def test_autan_eval_scores_an_adapter_in_process_as_through_the_server(checkpoin
     assert [(r["model"], r["adapter"]) for r in mine] == [("tiny", "alpha")] * 2
     assert [(r["model"], r["adapter"]) for r in theirs] == [("tiny", "alpha")] * 2
     assert [r["value"] for r in mine] == [r["value"] for r in theirs]
+
+
+def test_self_reflection_judges_through_the_adapter(checkpoints):
+    """A fine-tune that moderates itself (`moderator = "self-reflection"`) judges as the fine-tune:
+    its answer to the judging prompt is peft's greedy answer, not the base model's."""
+    import asyncio
+
+    from autan.guard.moderators import SelfReflection
+    from autan.server.models import load_served
+
+    base, adapters = checkpoints
+    plain = load_served(f"tiny={base}")
+    tuned = plain.with_adapter("alpha", adapters["alpha"])
+    text = "How do I kill a stuck process?"
+    try:
+        judged = {m.id: asyncio.run(SelfReflection(m).judge(text)) for m in (plain, tuned)}
+        prompt = SelfReflection(tuned)._prompt(text)
+    finally:
+        plain.engine.close()
+    for model_id, adapter in (("tiny", None), ("tiny:alpha", adapters["alpha"])):
+        model = AutoModelForCausalLM.from_pretrained(base)
+        if adapter is not None:
+            model = PeftModel.from_pretrained(model, adapter)
+        with torch.no_grad():
+            out = model.eval().generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False)
+        new = out[0, len(prompt) :].tolist()
+        eos = model.config.eos_token_id
+        new = new[: new.index(eos)] if eos in new else new
+        assert judged[model_id] == plain.tokenizer.decode(new), model_id
+    assert judged["tiny"] != judged["tiny:alpha"]

@@ -180,5 +180,26 @@ def test_one_accounts_files_and_jobs_are_out_of_anothers_reach(setup, tmp_path):
             == (root / "train.jsonl").read_bytes()
         )
         assert httpx.get(f"{server.url}/v1/files", headers={}).status_code == 401  # the server is locked by keys
+
+        # the model the job makes is alice's alone: bob neither sees it nor reaches it by name
+        def done():
+            found = httpx.get(f"{server.url}/v1/fine_tuning/jobs/{job['id']}", headers=as_["alice"]).json()
+            return found if found["status"] in ("succeeded", "failed") else None
+
+        made = until(done, "alice's job")
+        assert made["status"] == "succeeded", made
+        tuned = made["fine_tuned_model"]
+        listed = {n: [m["id"] for m in httpx.get(f"{server.url}/v1/models", headers=h).json()["data"]]
+                  for n, h in as_.items()}  # fmt: skip
+        assert tuned in listed["alice"] and tuned not in listed["bob"] and "tiny" in listed["bob"]
+        ask = {"model": tuned, "messages": [{"role": "user", "content": "Number 3?"}], "max_tokens": 4}
+        assert httpx.post(f"{server.url}/v1/chat/completions", headers=as_["alice"], json=ask).status_code == 200
+        for path, body in (("/v1/chat/completions", ask), ("/v1/completions", {"model": tuned, "prompt": "Hi"}),
+                           ("/v1/moderations", {"model": tuned, "input": "Hi"}), ("/tokenize", {"model": tuned,
+                           "prompt": "Hi"})):  # fmt: skip
+            refused = httpx.post(f"{server.url}{path}", headers=as_["bob"], json=body)
+            assert refused.status_code == 404, (path, refused.text)
+            assert refused.json()["message"].count(tuned) == 1, refused.text  # only as asked, never as available
+        assert httpx.get(f"{server.url}/v1/models/{tuned}", headers=as_["bob"]).status_code == 404
     finally:
         server.stop()

@@ -35,6 +35,7 @@ MAX_FILE_BYTES = 512 * 2**20
 DEFAULTS = {"n_epochs": 3, "batch_size": 4, "learning_rate": 2e-4}
 OPENAI_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
 MAX_SEQ_LEN = 8192  # a job's longest example: its attention is computed whole, in the server's memory
+Ready = Callable[[str, str, Path, "str | None"], None]  # serves (base, name, adapter dir, owner's user id)
 
 
 class NotFound(AutanError):
@@ -122,10 +123,7 @@ class Jobs:
             return file_card(row)
 
     def _file(self, db: Any, user_id: str | None, file_id: str) -> File:
-        row = db.get(File, file_id)
-        if row is None or row.user_id != user_id:
-            raise NotFound(f"no file '{file_id[:80]}'")
-        return row
+        return _owned(db, File, user_id, file_id, "file")
 
     def list_files(self, user_id: str | None) -> list[dict[str, Any]]:
         with self.store.session() as db:
@@ -189,10 +187,7 @@ class Jobs:
         return card
 
     def _job(self, db: Any, user_id: str | None, job_id: str) -> FineTuningJob:
-        job = db.get(FineTuningJob, job_id)
-        if job is None or job.user_id != user_id:
-            raise NotFound(f"no fine-tuning job '{job_id[:80]}'")
-        return job
+        return _owned(db, FineTuningJob, user_id, job_id, "fine-tuning job")
 
     def list(self, user_id: str | None) -> list[dict[str, Any]]:
         with self.store.session() as db:
@@ -273,20 +268,21 @@ class Jobs:
 
     # the worker
 
-    def start(self, models: dict[str, Any], ready: Callable[[str, str, Path], None]) -> None:
-        """Run queued jobs in a thread; `ready(base, name, path)` serves each adapter made. Jobs
-        that were running when the server stopped are queued again; adapters made before are served."""
+    def start(self, models: dict[str, Any], ready: Ready) -> None:
+        """Run queued jobs in a thread; `ready(base, name, path, owner)` serves each adapter made, to
+        the account whose job made it. Jobs that were running when the server stopped are queued
+        again; adapters made before are served."""
         with self.store.session() as db:
             for job in db.scalars(select(FineTuningJob).where(FineTuningJob.status == "running")).all():
                 job.status = "queued"
                 db.add(FineTuningEvent(job_id=job.id, created_at=_now(), level="info",
                                        message="Job resumed after a restart"))  # fmt: skip
             done = db.scalars(select(FineTuningJob).where(FineTuningJob.status == "succeeded")).all()
-            finished = [(j.model, j.fine_tuned_model, j.id) for j in done]
-        for base, model_id, job_id in finished:
+            finished = [(j.model, j.fine_tuned_model, j.id, j.user_id) for j in done]
+        for base, model_id, job_id, owner in finished:
             if base in models and model_id and model_id not in models:
                 try:
-                    ready(base, model_id.rpartition(":")[2], job_dir(job_id))
+                    ready(base, model_id.rpartition(":")[2], job_dir(job_id), owner)
                 except Exception as e:  # its folder gone, or the base model changed: the others still serve
                     log.warning("the adapter of fine-tuning job %s cannot be served: %s", job_id, e)
         self._thread = threading.Thread(target=self._loop, args=(models, ready), name="fine-tuning", daemon=True)
@@ -296,7 +292,7 @@ class Jobs:
         self._closing = True
         self.wake.set()
 
-    def _loop(self, models: dict[str, Any], ready: Callable[[str, str, Path], None]) -> None:
+    def _loop(self, models: dict[str, Any], ready: Ready) -> None:
         while not self._closing:
             with self.store.session() as db:
                 stmt = (
@@ -340,10 +336,10 @@ class Jobs:
             job = db.get(FineTuningJob, job_id)
             return self._closing or job is None or bool(job.cancel_requested)
 
-    def _run(self, job_id: str, models: dict[str, Any], ready: Callable[[str, str, Path], None]) -> None:
+    def _run(self, job_id: str, models: dict[str, Any], ready: Ready) -> None:
         with self.store.session() as db:
             job = db.get(FineTuningJob, job_id)
-            base, hyper, seed, suffix = job.model, dict(job.hyperparameters), job.seed, job.suffix
+            base, hyper, seed, suffix, owner = job.model, dict(job.hyperparameters), job.seed, job.suffix, job.user_id
             training, validation = list(job.training_files), list(job.validation_files)
         out = job_dir(job_id)
         try:
@@ -384,7 +380,7 @@ class Jobs:
             return
         name = f"ft-{suffix}-{job_id[-8:]}" if suffix else f"ft-{job_id[-8:]}"
         try:
-            ready(base, name, out)
+            ready(base, name, out, owner)
         except Exception as e:
             self._event(job_id, f"Job failed: the adapter could not be served: {e}", level="error", status="failed",
                         error=str(e), finished_at=_now())  # fmt: skip
@@ -462,3 +458,11 @@ def _config(hyper: dict[str, Any], seed: int) -> TrainConfig:
                              epochs=hyper["n_epochs"])  # fmt: skip
     config.save_every = -1  # about ten checkpoints: a restart goes on from the newest
     return config
+
+
+def _owned(db: Any, kind: Any, user_id: str | None, row_id: str, what: str) -> Any:
+    """The row `row_id` of `kind` if `user_id`'s account owns it; another's is as if it were not there."""
+    row = db.get(kind, row_id)
+    if row is None or row.user_id != user_id:
+        raise NotFound(f"no {what} '{row_id[:80]}'")
+    return row

@@ -70,8 +70,8 @@ class ClassifierModerator:
 
 
 class SelfReflection:
-    """The served model names the category it sees; a named category scores 1, others 0.
-    `pii` is raised by the pattern detector too, as the classifier does."""
+    """The served model (through its adapter, for a fine-tune) names the category it sees; a named
+    category scores 1, others 0. `pii` is raised by the pattern detector too, as the classifier does."""
 
     def __init__(self, served: Any, prompt: str | None = None, max_text_chars: int = 8000):
         self.served = served
@@ -94,7 +94,8 @@ class SelfReflection:
         from autan.engine.sampling import SamplingParams
 
         prompt = await asyncio.to_thread(self._prompt, text)
-        stream = await self.served.engine.add_request(prompt, SamplingParams(temperature=0.0, max_tokens=8))
+        params = SamplingParams(temperature=0.0, max_tokens=8)
+        stream = await self.served.engine.add_request(prompt, params, adapter=self.served.adapter)
         async for _ in stream:
             pass
         return stream.completion.text if stream.completion else ""

@@ -60,15 +60,16 @@ class GuardRails:
             self._classifier = ClassifierModerator(self.policy.thresholds if self.policy else None)
         return self._classifier
 
-    def moderator(self, model: str | None) -> Moderator:
-        """The API's `model`: the classifier by its names (ours, Mistral's, OpenAI's), or a served
-        model's id for that model's self-reflection."""
+    def moderator(self, model: str | None, who: Any) -> Moderator:
+        """The API's `model`: the classifier by its names (ours, Mistral's, OpenAI's), or the id of
+        a served model `who` may use, for that model's self-reflection."""
         if model is None or model in CLASSIFIER_NAMES:
             return self.classifier()
-        if model in self.served:
+        mine = {name: m for name, m in list(self.served.items()) if m.visible_to(who)}
+        if model in mine:
             prompt = self.policy.self_reflection_prompt if self.policy else None
-            return SelfReflection(self.served[model], prompt)
-        names = ", ".join([*CLASSIFIER_NAMES[:1], *self.served])
+            return SelfReflection(mine[model], prompt)
+        names = ", ".join([*CLASSIFIER_NAMES[:1], *mine])
         raise APIError(404, f"no moderation model '{model[:100]}' here; use one of: {names}", param="model")
 
     def rails_moderator(self, policy: GuardPolicy, served: Any) -> Moderator:

@@ -99,12 +99,12 @@ class Access:
     # the dependencies --------------------------------------------------------------------------
 
     def v1(self, request: Request) -> Principal:
+        """The caller, also kept as `request.state.principal` for the route to read."""
         found = self.principal(request)
-        if found is not None:
-            return found
-        if self.locked:
+        if found is None and self.locked:
             raise _unauthorized(request)
-        return ANONYMOUS
+        request.state.principal = found or ANONYMOUS
+        return request.state.principal
 
     def app(self, request: Request) -> Principal:
         """The chat app's data: a locked server's `/api` needs a credential; with accounts, a user's."""

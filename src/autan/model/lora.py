@@ -169,11 +169,22 @@ def save_adapter(path: str | Path, config: AdapterConfig, maps: dict[str, tuple[
 
 
 class Rows:
-    """Which slot each token row of the current forward pass uses: None (all the base model),
-    one slot for every row, or a (N,) tensor of slots. Shared by every adapted map."""
+    """Which slot each token row of the current forward pass uses, shared by every adapted map:
+    `value` is None (all the base model), one slot for every row, or a (N,) tensor of slots;
+    `groups` are the rows of each slot, found once a pass rather than once a map."""
 
     def __init__(self) -> None:
         self.value: int | Tensor | None = None
+        self.groups: list[tuple[str, Tensor]] = []
+
+    def set(self, value: int | Tensor | None) -> None:
+        self.value = value
+        self.groups = []
+        if isinstance(value, Tensor):
+            slots, inverse = value.unique(return_inverse=True)
+            order = inverse.argsort(stable=True)
+            counts = torch.bincount(inverse, minlength=len(slots)).tolist()
+            self.groups = [(str(s), i) for s, i in zip(slots.tolist(), order.split(counts), strict=True) if s != 0]
 
 
 class LinearLora(nn.Module):
@@ -208,11 +219,9 @@ class LinearLora(nn.Module):
             return y
         if isinstance(rows, int):
             return y + self.delta(x, str(rows)) if str(rows) in self.a else y
-        for slot in rows.unique().tolist():
-            if str(slot) not in self.a:
-                continue
-            index = (rows == slot).nonzero().squeeze(1)
-            y = y.index_add(0, index, self.delta(x[index], str(slot)))
+        for slot, index in self.rows.groups:
+            if slot in self.a:
+                y = y.index_add(0, index, self.delta(x[index], slot))
         return y
 
 

@@ -209,12 +209,12 @@ class Transformer(nn.Module):
             x = self._run_native(x, cos, sin, step)
         else:
             held = lora_rows(self)
-            held.value = adapters.to(self.device) if isinstance(adapters, Tensor) else adapters
+            held.set(adapters.to(self.device) if isinstance(adapters, Tensor) else adapters)
             try:
                 for layer in self.model.layers:
                     x = layer(x, cos, sin, step)
             finally:
-                held.value = None
+                held.set(None)
         x = self.model.norm(x[rows])
         if self.config.tie_embeddings:
             if self.head_kernel is not None:

@@ -119,19 +119,24 @@ def _fine_tuning(app: FastAPI, store: Store, served: dict[str, ServedModel], acc
     app.state.jobs = jobs
     app.include_router(finetuning.router(jobs, served, access))
 
-    def ready(base: str, name: str, path: Any) -> None:
-        model = served[base].with_adapter(name, path)
+    def ready(base: str, name: str, path: Any, owner: str | None) -> None:
+        model = served[base].with_adapter(name, path, owner)
         served[model.id] = model
 
     app.router.on_startup.append(lambda: jobs.start(served, ready))
     app.router.on_shutdown.append(jobs.close)
 
 
-def _find(served: dict[str, ServedModel], name: str) -> ServedModel:
-    if name not in served:
+def _find(served: dict[str, ServedModel], name: str, request: Request) -> ServedModel:
+    """The model `name`, if the caller (`Access.v1` has put it on the request) may use it; another
+    account's fine-tune is not there for them, and is not named."""
+    who = request.state.principal
+    model = served.get(name)
+    if model is None or not model.visible_to(who):
         shown = name if len(name) <= 100 else name[:100] + "..."
-        raise APIError(404, f"model '{shown}' is not served here; available: {', '.join(served)}")
-    return served[name]
+        available = ", ".join(n for n, m in list(served.items()) if m.visible_to(who))
+        raise APIError(404, f"model '{shown}' is not served here; available: {available}")
+    return model
 
 
 def _tokens(served: dict[str, ServedModel], access: Access) -> APIRouter:
@@ -139,20 +144,20 @@ def _tokens(served: dict[str, ServedModel], access: Access) -> APIRouter:
     texts (`autan eval --base-url`) splits them as the model does."""
     router = APIRouter(dependencies=[Depends(access.v1)])
 
-    def model_named(name: str) -> ServedModel:
-        return _find(served, name)
+    def model_named(name: str, request: Request) -> ServedModel:
+        return _find(served, name, request)
 
     @router.post("/tokenize")
-    async def tokenize(body: TokenizeRequest) -> dict:
-        model = model_named(body.model)
+    async def tokenize(body: TokenizeRequest, request: Request) -> dict:
+        model = model_named(body.model, request)
         tokenizer = model.tokenizer
         add_bos = body.add_special_tokens and tokenizer.bos_id is not None
         tokens = await asyncio.to_thread(tokenizer.encode, body.text, add_bos)
         return {"tokens": tokens, "count": len(tokens), "max_model_len": model.context}
 
     @router.post("/detokenize")
-    async def detokenize(body: DetokenizeRequest) -> dict:
-        model = model_named(body.model)
+    async def detokenize(body: DetokenizeRequest, request: Request) -> dict:
+        model = model_named(body.model, request)
         vocab = model.engine.engine.model.config.vocab_size
         bad = next((t for t in body.tokens if t >= vocab), None)
         if bad is not None:
@@ -177,8 +182,8 @@ def _v1(
     router = APIRouter(prefix="/v1", dependencies=[Depends(access.v1)])
     router.include_router(moderation.router(rails))
 
-    def model_named(name: str) -> ServedModel:
-        return _find(served, name)
+    def model_named(name: str, request: Request) -> ServedModel:
+        return _find(served, name, request)
 
     def stream(chunks: Any) -> StreamingResponse:
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -238,16 +243,17 @@ def _v1(
                 generation.close()
 
     @router.get("/models")
-    async def list_models() -> dict:
-        return {"object": "list", "data": [m.card() for m in list(served.values())]}
+    async def list_models(request: Request) -> dict:
+        who = request.state.principal
+        return {"object": "list", "data": [m.card() for m in list(served.values()) if m.visible_to(who)]}
 
     @router.get("/models/{model_id}")
-    async def get_model(model_id: str) -> dict:
-        return model_named(model_id).card()
+    async def get_model(model_id: str, request: Request) -> dict:
+        return model_named(model_id, request).card()
 
     @router.post("/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-        model = model_named(body.model)
+        model = model_named(body.model, request)
         messages = body.engine_messages()
         tools = body.tools if body.tool_choice != "none" else None
         if log_prompts:
@@ -271,7 +277,7 @@ def _v1(
 
     @router.post("/completions")
     async def completions(body: CompletionRequest, request: Request) -> Response:
-        model = model_named(body.model)
+        model = model_named(body.model, request)
         text = body.prompt_text()
         if log_prompts:
             errors.log.info("completion prompt for %s: %r", body.model, text)
@@ -297,7 +303,7 @@ def _v1(
 
     @router.post("/fim/completions")
     async def fim_completions(body: FIMCompletionRequest, request: Request) -> Response:
-        model = model_named(body.model)
+        model = model_named(body.model, request)
         if log_prompts:
             errors.log.info("fim prompt for %s: %r / %r", body.model, body.prompt, body.suffix)
         generation = Generation.new(model, "cmpl", "chat")

@@ -17,6 +17,7 @@ from autan import registry
 from autan.engine.async_engine import AsyncEngine
 from autan.engine.engine import Engine, EngineConfig
 from autan.errors import AutanError
+from autan.store.accounts import Principal
 from autan.stores import disk_size
 from autan.tokenizer import MistralCommonTokenizer, Tokenizer, load_tokenizer
 from autan.weights.gguf_reader import is_gguf, read_header
@@ -35,6 +36,7 @@ class ServedModel:
     admitting: int = 0  # requests past the queue check, on their way into the engine (counted as waiting)
     adapter: str | None = None  # a LoRA adapter the engine runs this model's requests through
     base: str = ""  # for an adapter: the id of the model it adapts
+    owner: str | None = None  # the user id of the account whose fine-tuning job made it; None: everyone's
 
     @functools.cached_property
     def tokenizer_max_token_bytes(self) -> int:
@@ -64,16 +66,21 @@ class ServedModel:
         template = getattr(getattr(self.tokenizer, "template", None), "source", "") or ""
         return "tools" in template
 
-    def with_adapter(self, name: str, path: Path) -> ServedModel:
+    def with_adapter(self, name: str, path: Path, owner: str | None = None) -> ServedModel:
         """This model through the LoRA adapter at `path`, served as `<id>:<name>` on the same engine
-        (so its requests share batches with the base model's and other adapters')."""
+        (so its requests share batches with the base model's and other adapters'), to `owner`'s
+        account alone when one is named."""
         from autan.model.lora import load_adapter
 
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
             raise AutanError(f"adapter name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
         self.engine.engine.add_adapter(name, load_adapter(path, name))
         return dataclasses.replace(self, id=f"{self.id}:{name}", path=Path(path), adapter=name, base=self.id,
-                                   size_bytes=disk_size(Path(path)), admitting=0)  # fmt: skip
+                                   size_bytes=disk_size(Path(path)), admitting=0, owner=owner)  # fmt: skip
+
+    def visible_to(self, who: Principal) -> bool:
+        """Whether `who` may see and use this model: an account's fine-tune is its own (and the admin's)."""
+        return self.owner is None or who.admin or who.user_id == self.owner
 
     def card(self) -> dict[str, Any]:
         """The model as `GET /v1/models` describes it (Mistral's model card, which OpenAI clients read too)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from autan.errors import AutanError
@@ -99,13 +99,13 @@ def router(guard: GuardRails) -> APIRouter:
             raise APIError(400, f"moderation by {moderator.name} failed: {e}", param="input") from None
 
     @routes.post("/moderations")
-    async def moderations(body: ModerationRequest) -> dict:
-        moderator = guard.moderator(body.model)
+    async def moderations(body: ModerationRequest, request: Request) -> dict:
+        moderator = guard.moderator(body.model, request.state.principal)
         return envelope(body.model, moderator.name, await moderate(moderator, body.texts()))
 
     @routes.post("/chat/moderations")
-    async def chat_moderations(body: ChatModerationRequest) -> dict:
-        moderator = guard.moderator(body.model)
+    async def chat_moderations(body: ChatModerationRequest, request: Request) -> dict:
+        moderator = guard.moderator(body.model, request.state.principal)
         readings = [last_turn_texts(c) for c in body.conversations()]
         flat = await moderate(moderator, [t for texts in readings for t in texts])  # one batch for them all
         results, at = [], 0
