@@ -340,15 +340,16 @@ CHATML = (
 )
 
 
-def tiny_with_template(root: Path, name: str, chat_template: str, **overrides) -> Path:
-    """A tiny random Llama in Hugging Face's format with the default model's tokenizer (byte-level
-    BPE, 49152 tokens, ChatML control tokens) and the given chat template."""
+def tiny_with_template(root: Path, name: str, chat_template: str, arch: str = "llama", **overrides) -> Path:
+    """A tiny random Llama (or another of `hf_model`'s architectures) in Hugging Face's format with
+    the default model's tokenizer (byte-level BPE, 49152 tokens, ChatML control tokens) and the
+    given chat template."""
     from autan import registry
     from autan.tokenizer import load_tokenizer
 
     source = load_tokenizer(registry.pull("smollm2", quiet=True))
     out = root / name
-    hf_model("llama", seed=5, vocab_size=source.vocab_size, **overrides).save_pretrained(out)
+    hf_model(arch, seed=5, vocab_size=source.vocab_size, **overrides).save_pretrained(out)
     source.tokenizer.save(str(out / "tokenizer.json"))
     config = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "chat_template": chat_template}
     (out / "tokenizer_config.json").write_text(json.dumps(config))

@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
         "models", nargs="*", default=[registry.DEFAULT_MODEL], help="names or paths; id=name-or-path sets the id"
     )
     _load_flags(serve)
+    serve.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: under torchrun, each rank on its own GPU"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_ranged(int, 0, 65535), default=8000)
     serve.add_argument(

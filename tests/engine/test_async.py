@@ -28,6 +28,7 @@ class HandshakeModel:
     def __init__(self, model):
         self.model = model
         self.config, self.device, self.dtype = model.config, model.device, model.dtype
+        self.cache_config, self.shard = model.cache_config, model.shard
         self.loop: asyncio.AbstractEventLoop | None = None
         self.handshakes = 0
 

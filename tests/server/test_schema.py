@@ -18,7 +18,7 @@ def schemathesis(url: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             *(str(SCHEMATHESIS), "run", f"{url}/openapi.json", "--checks", "not_a_server_error"),
-            *("-n", "25", "--request-timeout", "60", "--generation-deterministic"),
+            *("-n", "15", "--request-timeout", "60", "--generation-deterministic"),
             *("-H", f"Authorization: Bearer {API_KEY}", *extra),
         ],
         capture_output=True,

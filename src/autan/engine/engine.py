@@ -26,6 +26,7 @@ import torch
 
 from autan.engine.blocks import ROOT_HASH, BlockPool
 from autan.engine.constraint import JsonConstraint
+from autan.engine.distributed import Leader
 from autan.engine.paged import Chunk, KVPool, PagedStep
 from autan.engine.request import Completion, Delta, Event, Request
 from autan.engine.sampling import SamplingParams
@@ -104,7 +105,7 @@ class Engine:
         self.model, self.tokenizer = model, tokenizer
         self.config = config = config or EngineConfig()
         mc = model.config
-        per_block = KVPool.bytes_per_token(mc, model.dtype) * config.block_size
+        per_block = KVPool.bytes_per_token(model.cache_config, model.dtype) * config.block_size
         budget = config.kv_cache_bytes or _default_kv_bytes(model, config)
         n_blocks = budget // per_block
         window = mc.sliding_window
@@ -120,7 +121,9 @@ class Engine:
                 f"({per_block} bytes each); give at least {2 * per_block}"
             )
         self.pool = BlockPool(n_blocks, config.block_size)
-        self.kv = KVPool(mc, n_blocks, config.block_size, model.device, model.dtype)
+        self.kv = KVPool(model.cache_config, n_blocks, config.block_size, model.device, model.dtype)
+        # a shard of a model split over ranks: the other ranks run each step too (`distributed`)
+        self.leader = Leader(self.kv, n_blocks) if model.shard is not None else None
         self.scheduler = Scheduler(
             self.pool,
             max_running=config.max_running,
@@ -194,6 +197,8 @@ class Engine:
         cache are its own (keyed by the adapter's name and weights)."""
         if not name or name in self.adapters:
             raise ValueError(f"adapter name {name!r} is empty or already loaded")
+        if self.model.shard is not None:
+            raise ValueError(f"adapter {name!r}: LoRA adapters are not served on a model split over ranks (yet)")
         slot = max(self.adapters.values(), default=(0, b""))[0] + 1
         with self._model_lock:  # not while a step runs the model (an adapter may come while serving)
             attach(self.model, adapter, slot)
@@ -250,6 +255,8 @@ class Engine:
             adapters = torch.tensor([s.request.adapter for s in plan for _ in range(s.n_tokens)])
         try:
             with torch.inference_mode(), self._model_lock:
+                if self.leader is not None:
+                    self.leader.step(chunks, torch.cat(rows))
                 logits = self.model.run(step.tokens, step, torch.cat(rows), adapters).float().cpu()
         except Exception as e:  # the step's requests end with the error; the engine goes on
             for s in plan:
@@ -357,7 +364,7 @@ def _default_kv_bytes(model: Transformer, config: EngineConfig) -> int:
     mc = model.config
     window = mc.sliding_window
     tokens = mc.max_seq_len if window is None else window + config.max_batched_tokens + 2 * config.block_size
-    wanted = config.max_running * (tokens + config.block_size) * KVPool.bytes_per_token(mc, model.dtype)
+    wanted = config.max_running * (tokens + config.block_size) * KVPool.bytes_per_token(model.cache_config, model.dtype)
     if model.device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(model.device)
         return min(wanted, free // 2)

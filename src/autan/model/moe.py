@@ -33,13 +33,21 @@ class Experts(nn.Module):
 
 
 class MoeFeedForward(nn.Module):
-    def __init__(self, dim: int, hidden_dim: int, moe: MoeConfig):
+    """`experts` [first, last) are the experts held here (expert parallel: the others are other
+    ranks'; the router scores them all, and tokens routed elsewhere get nothing from this rank)."""
+
+    def __init__(self, dim: int, hidden_dim: int, moe: MoeConfig, experts: tuple[int, int] | None = None):
         super().__init__()
         self.top_k = moe.num_experts_per_tok
         self.n_experts = moe.num_experts
+        self.held = experts or (0, moe.num_experts)
         self.gate = Linear(dim, moe.num_experts)
-        self.experts = Experts(moe.num_experts, dim, hidden_dim)
+        self.experts = Experts(self.held[1] - self.held[0], dim, hidden_dim)
         self.expert_kernels: nn.ModuleDict | None = None  # "gate", "up", "down": a packed kernel per expert
+
+    @property
+    def n_held(self) -> int:
+        return self.held[1] - self.held[0]
 
     def forward(self, x: Tensor) -> Tensor:
         # Softmax over all experts in float32, keep the top k, renormalise: equal to a softmax over the
@@ -47,7 +55,8 @@ class MoeFeedForward(nn.Module):
         probs = F.softmax(self.gate(x), dim=-1, dtype=torch.float32)  # (T, E)
         weights, chosen = torch.topk(probs, self.top_k, dim=-1)  # (T, k)
         weights = weights / weights.sum(dim=-1, keepdim=True)
-        if self.expert_kernels is None and x.shape[0] * self.top_k <= self.n_experts:
+        whole = self.held == (0, self.n_experts)
+        if whole and self.expert_kernels is None and x.shape[0] * self.top_k <= self.n_experts:
             return self._gathered(x, chosen, weights)
         return self._grouped(x, chosen, weights)
 
@@ -67,17 +76,21 @@ class MoeFeedForward(nn.Module):
         counts = torch.bincount(flat, minlength=self.n_experts).tolist()
         out = torch.zeros_like(x)
         start = 0
+        first, last = self.held
         for expert, count in enumerate(counts):
             if count == 0:
                 continue
+            if not first <= expert < last:  # another rank's
+                start += count
+                continue
             rows = tokens[start : start + count]
-            ye = self._expert(expert, x[rows])  # (n, D)
+            ye = self._expert(expert - first, x[rows])  # (n, D)
             out.index_add_(0, rows, (ye * weights.flatten()[order[start : start + count], None]).to(x.dtype))
             start += count
         return out
 
     def _expert(self, expert: int, x: Tensor) -> Tensor:
-        """One expert's SwiGLU on its tokens x (n, D)."""
+        """One (held) expert's SwiGLU on its tokens x (n, D)."""
         if self.expert_kernels is not None:
             gate, up, down = (self.expert_kernels[name][expert] for name in ("gate", "up", "down"))
             return down(F.silu(gate(x)) * up(x))

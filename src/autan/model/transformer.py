@@ -24,6 +24,7 @@ from autan.model.kernels import PackedLinear
 from autan.model.layers import Embedding, Linear, RMSNorm
 from autan.model.lora import lora_rows
 from autan.model.moe import MoeFeedForward
+from autan.model.parallel import Shard, all_reduce, embed, gather_vocab
 from autan.model.quant import materialize
 from autan.model.rope import apply_rope, inverse_frequencies, rope_cos_sin
 
@@ -62,20 +63,27 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: ModelConfig, layer: int):
+    """Attention then the feed-forward, each added to the residual. `config` gives the shapes of
+    this rank's maps; sharded (`shard`), each of the two products is a partial sum, all-reduced."""
+
+    def __init__(self, config: ModelConfig, layer: int, shard: Shard | None = None):
         super().__init__()
         self.self_attn = Attention(config, layer)
         self.input_layernorm = RMSNorm(config.dim, config.norm_eps)
         self.post_attention_layernorm = RMSNorm(config.dim, config.norm_eps)
         if config.moe:
-            self.block_sparse_moe = MoeFeedForward(config.dim, config.hidden_dim, config.moe)
+            experts = shard.experts if shard else (0, config.moe.num_experts)
+            self.block_sparse_moe = MoeFeedForward(config.dim, config.hidden_dim, config.moe, experts)
         else:
             self.mlp = FeedForward(config.dim, config.hidden_dim)
+        self.sharded = shard is not None
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
-        h = x + self.self_attn(self.input_layernorm(x), cos, sin, step)
         ffn = self.block_sparse_moe if hasattr(self, "block_sparse_moe") else self.mlp
-        return h + ffn(self.post_attention_layernorm(h))
+        attended = self.self_attn(self.input_layernorm(x), cos, sin, step)
+        h = x + (all_reduce(attended) if self.sharded else attended)
+        out = ffn(self.post_attention_layernorm(h))
+        return h + (all_reduce(out) if self.sharded else out)
 
 
 # Rows (tokens) up to which a step runs on the native step; from there the blocks' products
@@ -144,20 +152,24 @@ def _kernel_segments(kernels: list[object]) -> list[tuple[Tensor, int]] | None:
 
 
 class Decoder(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, shard: Shard | None = None):
         super().__init__()
         self.embed_tokens = Embedding(config.vocab_size, config.dim)
-        self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
+        self.layers = nn.ModuleList(Block(config, i, shard) for i in range(config.n_layers))
         self.norm = RMSNorm(config.dim, config.norm_eps)
 
 
 class Transformer(nn.Module):
-    def __init__(self, config: ModelConfig):
+    """The model, whole, or with `shard` this rank's part of it (`autan.model.parallel`): `config`
+    is the whole model's, `cache_config` the shapes of what this process holds (its heads)."""
+
+    def __init__(self, config: ModelConfig, shard: Shard | None = None):
         super().__init__()
-        self.config = config
-        self.model = Decoder(config)
+        self.config, self.shard = config, shard
+        self.cache_config = local = shard.local_config(config) if shard else config
+        self.model = Decoder(local, shard)
         if not config.tie_embeddings:
-            self.lm_head = Linear(config.dim, config.vocab_size)
+            self.lm_head = Linear(config.dim, local.vocab_size)
         self._inv_freq: Tensor | None = None
         self.head_kernel: nn.Module | None = None  # a packed kernel for a tied quantized head
         self._native: Any | None = None  # autan._native.Layers
@@ -177,7 +189,7 @@ class Transformer(nn.Module):
 
     def new_cache(self, max_seq_len: int | None = None) -> KVCache:
         """An empty cache for one sequence (a rolling window when the model has one)."""
-        return KVCache(self.config, max_seq_len=max_seq_len, device=self.device, dtype=self.dtype)
+        return KVCache(self.cache_config, max_seq_len=max_seq_len, device=self.device, dtype=self.dtype)
 
     def forward(
         self, tokens: Tensor, cache: KVCache | None = None, last_only: bool = False, adapter: int | None = None
@@ -203,7 +215,10 @@ class Transformer(nn.Module):
         self._check_ids(tokens)
         tokens = tokens.to(self.device)
         cos, sin = rope_cos_sin(step.positions, self._frequencies(), self.dtype)
-        x = self.model.embed_tokens(tokens, self.dtype)  # (N, dim)
+        if self.shard is None:
+            x = self.model.embed_tokens(tokens, self.dtype)  # (N, dim)
+        else:
+            x = embed(lambda t: self.model.embed_tokens(t, self.dtype), tokens, self.shard)
         native = adapters is None and self._native_step() is not None  # the native step knows no adapters
         if native and len(x) <= NATIVE_MAX_ROWS and x.dtype == torch.float32:
             x = self._run_native(x, cos, sin, step)
@@ -216,6 +231,10 @@ class Transformer(nn.Module):
             finally:
                 held.set(None)
         x = self.model.norm(x[rows])
+        logits = self._head(x)
+        return logits if self.shard is None else gather_vocab(logits, self.shard, self.config.vocab_size)
+
+    def _head(self, x: Tensor) -> Tensor:
         if self.config.tie_embeddings:
             if self.head_kernel is not None:
                 return self.head_kernel(x)
@@ -225,8 +244,8 @@ class Transformer(nn.Module):
     def _native_step(self) -> Any | None:
         """The native step's hold on every block (`autan._native.Layers`), or None where it
         cannot take them; looked for again after `kernels_changed`."""
-        if not self._native_found:
-            self._native = _native_layers(self.model.layers, self.config)
+        if not self._native_found:  # (a shard's blocks end in all-reduces, which the native step has not)
+            self._native = None if self.shard else _native_layers(self.model.layers, self.config)
             self._native_found = True
         return self._native
 

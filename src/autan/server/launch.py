@@ -2,17 +2,23 @@
 
 The listening socket is bound before anything slow happens, so a port already in use is an
 error at once, before a model loads or a banner claims a server that will not be there.
+
+Started by torchrun (`torchrun --nproc-per-node N -m autan serve MODEL`), the model is split over
+the N ranks (`autan.engine.distributed`): rank 0 serves HTTP and schedules, the others run the
+same steps on their parts.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from autan import registry
 from autan.errors import AutanError
 
 if TYPE_CHECKING:
@@ -41,6 +47,7 @@ class Settings:
     mmap: bool = True
     guard: str | None = None  # a guard policy's TOML file
     adapters: Sequence[str] = ()  # LoRA adapters: "NAME=PATH" (on the one model) or "MODEL:NAME=PATH"
+    device: str = "cpu"  # "cuda": each rank of a split model on its own GPU (LOCAL_RANK), one process on cuda:0
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, api_keys: Sequence[str]) -> Settings:
@@ -67,6 +74,7 @@ class Settings:
             mmap=args.mmap,
             guard=args.guard,
             adapters=args.adapter,
+            device=args.device,
         )
 
 
@@ -114,9 +122,15 @@ def serve(settings: Settings) -> None:
     if settings.allow_signup and not settings.multi_user:
         raise AutanError("--allow-signup opens accounts, which need --multi-user")
     guard = GuardPolicy.load(settings.guard) if settings.guard else None  # a bad policy fails before the load
+    device = _device(settings.device)
+    ranks = _ranks(settings, device)
+    if ranks is not None and ranks[0] != 0:
+        return _follow(settings, device, ranks)  # the HTTP server, and everything above the model, is rank 0's
     sock = bind(settings.host, settings.port)
     config = EngineConfig(**settings.engine)
-    served = [load_served(spec, config, quantize=settings.quantize, mmap=settings.mmap) for spec in settings.models]
+    served = [load_served(spec, config, settings.quantize, settings.mmap, device, ranks) for spec in settings.models]
+    if ranks is not None:
+        print(f"rank 0 of {ranks[1]}: the model is split over {ranks[1]} ranks", file=sys.stderr)
     served += [with_adapter(served, spec) for spec in settings.adapters]
     for m in served:
         print(f"serving {m.id} ({m.path}), context {m.context} tokens", file=sys.stderr)
@@ -143,6 +157,41 @@ def serve(settings: Settings) -> None:
             **(proxies if settings.trusted_proxies else {"proxy_headers": False}),
         )
     )
-    server.run(sockets=[sock])
-    for m in served:
-        m.engine.close()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for m in served:
+            m.engine.close()
+        if ranks is not None:
+            served[0].engine.engine.leader.close()  # the other ranks stop
+
+
+def _device(name: str) -> str:
+    """The device this process runs on: with several ranks on a host, each on its own GPU."""
+    import torch
+
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise AutanError("--device cuda: this torch build sees no CUDA GPU")
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+    return name
+
+
+def _ranks(settings: Settings, device: str) -> tuple[int, int] | None:
+    """This process's place among the ranks torchrun started, if it did; a split model serves alone."""
+    from autan.engine.distributed import join
+
+    ranks = join(device)
+    if ranks is not None and (len(settings.models) != 1 or settings.adapters):
+        raise AutanError(f"a model split over {ranks[1]} ranks is served alone: name one model, and no --adapter")
+    return ranks
+
+
+def _follow(settings: Settings, device: str, ranks: tuple[int, int]) -> None:
+    """A rank other than 0: load this rank's part of the model and run the steps rank 0 sends."""
+    from autan.engine.distributed import follow
+    from autan.server.models import spec_target
+    from autan.weights import load_model
+
+    path = registry.resolve(spec_target(settings.models[0])[1])
+    follow(load_model(path, device, quantize=settings.quantize, mmap=settings.mmap, ranks=ranks))

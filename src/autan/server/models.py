@@ -117,19 +117,25 @@ class ServedModel:
 
 
 def load_served(
-    spec: str, config: EngineConfig | None = None, quantize: str | None = None, mmap: bool = True
+    spec: str,
+    config: EngineConfig | None = None,
+    quantize: str | None = None,
+    mmap: bool = True,
+    device: str = "cpu",
+    ranks: tuple[int, int] | None = None,
 ) -> ServedModel:
     """A model from `name`, `path`, or `id=name-or-path` (to choose the id clients use).
 
-    `quantize` and `mmap` as in `autan.load_model`."""
+    `quantize`, `mmap`, `device` and `ranks` (this is rank 0 of a model split over ranks) as in
+    `autan.load_model`."""
     from autan.weights import load_model
 
-    model_id, _, target = spec.rpartition("=")
+    model_id, target = spec_target(spec)
     path = registry.resolve(target)
     named = not Path(target).expanduser().exists()  # a registry or store name, not a path: clients use it
     model_id = model_id or (target if named else path.stem if path.is_file() else path.name)
     tokenizer = load_tokenizer(path)
-    engine = Engine(load_model(path, quantize=quantize, mmap=mmap), tokenizer, config)
+    engine = Engine(load_model(path, device, quantize=quantize, mmap=mmap, ranks=ranks), tokenizer, config)
     temperature = registry.recommended_sampling(path).get("temperature", 0.7)
     stored = quantize or stored_quantization(path, engine.model.dtype)
     return ServedModel(
@@ -141,6 +147,12 @@ def load_served(
         quantization=stored,
         size_bytes=disk_size(path),
     )
+
+
+def spec_target(spec: str) -> tuple[str, str]:
+    """`id=name-or-path` as (id, name or path); the id is empty where the spec names none."""
+    model_id, _, target = spec.rpartition("=")
+    return model_id, target
 
 
 def stored_quantization(path: Path, dtype: Any) -> str:

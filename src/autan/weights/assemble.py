@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from autan.config import ModelConfig
 from autan.errors import CheckpointError
+from autan.model.parallel import Shard
 from autan.model.quant import QuantizedWeight
 from autan.model.transformer import Transformer
 from autan.weights.names import expert_slot, stack
@@ -41,10 +42,15 @@ class Entry:
     value: Tensor | Packed
     path: str  # file it came from
     file_name: str  # its name in that file, for error messages
+    stored: tuple[int, ...] | None = None  # its shape in the file, where only a piece was read (a shard)
 
     @property
     def shape(self) -> tuple[int, ...]:
         return self.value.shape if isinstance(self.value, Packed) else tuple(self.value.shape)
+
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        return self.stored or self.shape
 
 
 def assemble(
@@ -55,10 +61,12 @@ def assemble(
     device: torch.device,
     dtype: torch.dtype,
     keep_stored_dtype: bool,
+    shard: Shard | None = None,
 ) -> Transformer:
-    """A model holding `entries`. With `keep_stored_dtype`, matrices keep the file's float type."""
+    """A model holding `entries` (with `shard`, this rank's part, which the entries are). With
+    `keep_stored_dtype`, matrices keep the file's float type."""
     with torch.device("meta"):
-        model = Transformer(config)
+        model = Transformer(config, shard)
     expected = {name: tuple(p.shape) for name, p in model.named_parameters()}
     placed: set[str] = set()
     for entry in _stack_experts(config, entries, expected):
@@ -103,7 +111,7 @@ def _stack_experts(
             yield entry
             continue
         stacked, expert = slot
-        n_experts = config.moe.num_experts if config.moe else 0
+        n_experts = expected[stacked][0] if stacked in expected else 0  # those held here, for a shard
         if stacked not in expected or expert >= n_experts:
             raise CheckpointError(
                 entry.path, f"unexpected expert tensor (model has {n_experts} experts)", entry.file_name

@@ -24,7 +24,8 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from autan.config import ModelConfig, check_layout
 from autan.errors import CheckpointError, UnsupportedModelError
-from autan.model.quant import QUANT_TYPES
+from autan.model.parallel import Piece, Shard
+from autan.model.quant import QUANT_TYPES, dequantize
 from autan.weights.assemble import Entry, Packed
 from autan.weights.gguf_reader import parse
 from autan.weights.names import gguf_to_hf, interleaved_to_halves, is_rope_projection
@@ -96,14 +97,18 @@ class GGUFFile:
         check_layout(config, shapes, str(self.path))
         return config
 
-    def entries(self, config: ModelConfig) -> Iterator[Entry]:
+    def entries(self, config: ModelConfig, shard: Shard | None = None) -> Iterator[Entry]:
+        """Every tensor, or with `shard` the pieces of them that rank holds (only those are read)."""
         for t in self.tensors:
             name = gguf_to_hf(t.name)
             if name is None:
                 raise CheckpointError(self.path, "unexpected tensor: not a name of llama.cpp's llama layout", t.name)
-            yield Entry(name, self._value(t, name, config), str(self.path), t.name)
+            local, piece = shard.place(name) if shard is not None else (name, None)
+            if local is not None:
+                stored = tuple(reversed(t.shape))
+                yield Entry(local, self._value(t, name, config, piece), str(self.path), t.name, stored)
 
-    def _value(self, t: TensorInfo, name: str, config: ModelConfig) -> torch.Tensor | Packed:
+    def _value(self, t: TensorInfo, name: str, config: ModelConfig, piece: Piece | None) -> torch.Tensor | Packed:
         if t.tensor_type not in SUPPORTED_TYPES:
             supported = ", ".join(q.name for q in SUPPORTED_TYPES)
             raise UnsupportedModelError(
@@ -113,20 +118,26 @@ class GGUFFile:
         with warnings.catch_warnings():  # a copy-on-write map is writable; torch's warning does not apply
             warnings.simplefilter("ignore", UserWarning)
             data = torch.from_numpy(np.asarray(t.data))
-        if t.tensor_type in DENSE_TYPES:
+        dense = t.tensor_type in DENSE_TYPES
+        if dense:
             data = data.view(DENSE_TYPES[t.tensor_type]).reshape(shape)
         else:
             block, type_size = GGML_QUANT_SIZES[t.tensor_type]
             data = data.reshape(*shape[:-1], shape[-1] // block * type_size)
-        # llama.cpp's converter interleaves the rotary rows of Llama-family q/k maps (its RoPE
-        # pairs neighbours); Qwen2 files keep Hugging Face's halves, as its RoPE pairs halves.
-        if is_rope_projection(name) and self.metadata.get("general.architecture") == "llama":
+        rope = is_rope_projection(name) and self.metadata.get("general.architecture") == "llama"
+        if rope:
             heads = config.n_heads if "q_proj" in name else config.n_kv_heads
             if len(shape) != 2 or shape[0] != heads * config.head_dim:
                 want = [heads * config.head_dim, config.dim]
                 raise CheckpointError(self.path, f"has shape {list(shape)}, expected {want}", t.name)
-            data = interleaved_to_halves(data, heads)
-        if t.tensor_type in DENSE_TYPES:
+        if piece is not None:
+            data, shape, dense = _piece(data, t.tensor_type, shape, piece, dense)
+        # llama.cpp's converter interleaves the rotary rows of Llama-family q/k maps (its RoPE
+        # pairs neighbours); Qwen2 files keep Hugging Face's halves, as its RoPE pairs halves.
+        # Whole heads move, so a shard's piece (whole heads) is turned the same way.
+        if rope:
+            data = interleaved_to_halves(data, shape[0] // config.head_dim)
+        if dense:
             return data.reshape(shape)
         return Packed(data, t.tensor_type, shape)
 
@@ -149,3 +160,22 @@ def _parse(data: np.ndarray) -> tuple[dict[str, Any], list[TensorInfo]]:
         block, type_size = GGML_QUANT_SIZES[qtype]
         infos.append(TensorInfo(t.name, qtype, t.shape, t.data_offset, math.prod(t.shape) // block * type_size))
     return metadata, infos
+
+
+def _piece(
+    data: torch.Tensor, qtype: GGMLQuantizationType, shape: tuple[int, ...], piece: Piece, dense: bool
+) -> tuple[torch.Tensor, tuple[int, ...], bool]:
+    """A rank's piece of a tensor as stored (dense values, or GGML blocks by row), its logical
+    shape, and whether it is dense. Rows are whole in the blocks; columns split on block
+    boundaries, and a piece that does not (a head of 64 columns in 256-wide K-quant blocks) is
+    unpacked to float32."""
+    new_shape = list(shape)
+    new_shape[piece.dim] = piece.stop - piece.start if piece.index is None else len(piece.index)
+    last = len(shape) - 1
+    if dense or piece.dim < last:
+        return piece.of(data), tuple(new_shape), dense
+    block, type_size = GGML_QUANT_SIZES[qtype]
+    if piece.start % block == 0 and piece.stop % block == 0 and piece.index is None:
+        part = Piece(piece.dim, piece.start // block * type_size, piece.stop // block * type_size)
+        return part.of(data), tuple(new_shape), False
+    return piece.of(dequantize(data, qtype)), tuple(new_shape), True

@@ -49,7 +49,7 @@ def pack_model(model: nn.Module, release: Callable[[], None] | None = None) -> i
             module.expert_kernels = _expert_kernels(
                 module, lambda w, e: pack(QuantizedWeight(w.packed[e], w.qtype, w.shape[1:]))
             )
-            count += 3 * module.n_experts
+            count += 3 * module.n_held
             converted()
     config = model.config
     embeddings = model.model.embed_tokens.weight
@@ -79,7 +79,7 @@ def quantize_model(model: nn.Module, kind: str) -> int:
             module.expert_kernels = _expert_kernels(module, lambda w, e: quantized(w[e], kind))
             for name in ("w1", "w2", "w3"):
                 setattr(module.experts, name, nn.Parameter(torch.empty(0), requires_grad=False))
-            count += 3 * module.n_experts
+            count += 3 * module.n_held
     embeddings = model.model.embed_tokens.weight
     if model.config.tie_embeddings and model.head_kernel is None and _is_dense(embeddings):
         model.head_kernel = quantized(embeddings, "int8")  # the embedding itself stays dense, for lookups
@@ -118,7 +118,7 @@ def _expert_kernels(moe: MoeFeedForward, kernel: Callable[[object, int], PackedL
     w1, w3, w2 = _expert_weights(moe)
     return nn.ModuleDict(
         {
-            name: nn.ModuleList(kernel(w, e) for e in range(moe.n_experts))
+            name: nn.ModuleList(kernel(w, e) for e in range(moe.n_held))
             for name, w in (("gate", w1), ("up", w3), ("down", w2))
         }
     )
