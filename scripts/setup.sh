@@ -2,7 +2,7 @@
 # Everything autan needs on a fresh machine: a virtual environment, torch (the CPU wheel, pinned
 # first so nothing pulls CUDA packages), the project with its test tools and its native kernels
 # (C++, built here with the machine's compiler), the chat app (built with npm), and the default
-# model. With --test, also what the tests drive: Debian's Chromium and
+# model. With --test, also what the tests drive: Debian's Chromium, nginx and
 # PostgreSQL (through apt, as root or with sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +48,7 @@ if [ "${1:-}" = "--test" ]; then
     missing=()
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+    [ -x /usr/sbin/nginx ] || missing+=(nginx-light)  # the load balancer in front of the replicas' test
     if [ ${#missing[@]} -gt 0 ]; then
         step "Debian packages the tests drive: ${missing[*]}"
         sudo=$([ "$(id -u)" = 0 ] || echo sudo)

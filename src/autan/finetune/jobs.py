@@ -104,6 +104,7 @@ class Jobs:
         self.wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._unservable: set[str] = set()  # succeeded jobs whose adapter could not be served
 
     # files
 
@@ -277,16 +278,23 @@ class Jobs:
                 job.status = "queued"
                 db.add(FineTuningEvent(job_id=job.id, created_at=_now(), level="info",
                                        message="Job resumed after a restart"))  # fmt: skip
+        self._serve_finished(models, ready)
+        self._thread = threading.Thread(target=self._loop, args=(models, ready), name="fine-tuning", daemon=True)
+        self._thread.start()
+
+    def _serve_finished(self, models: dict[str, Any], ready: Ready) -> None:
+        """Serve the adapters of succeeded jobs not served here yet: made before a restart, or by
+        another server on the same store (replicas sharing $AUTAN_HOME's fine_tuning folder)."""
+        with self.store.session() as db:
             done = db.scalars(select(FineTuningJob).where(FineTuningJob.status == "succeeded")).all()
             finished = [(j.model, j.fine_tuned_model, j.id, j.user_id) for j in done]
         for base, model_id, job_id, owner in finished:
-            if base in models and model_id and model_id not in models:
+            if base in models and model_id and model_id not in models and job_id not in self._unservable:
                 try:
                     ready(base, model_id.rpartition(":")[2], job_dir(job_id), owner)
                 except Exception as e:  # its folder gone, or the base model changed: the others still serve
                     log.warning("the adapter of fine-tuning job %s cannot be served: %s", job_id, e)
-        self._thread = threading.Thread(target=self._loop, args=(models, ready), name="fine-tuning", daemon=True)
-        self._thread.start()
+                    self._unservable.add(job_id)  # said once, not every few seconds
 
     def close(self) -> None:
         self._closing = True
@@ -302,6 +310,7 @@ class Jobs:
             if job_id is None:
                 self.wake.wait(5)
                 self.wake.clear()
+                self._serve_finished(models, ready)
                 continue
             if not self._claim(job_id):
                 continue  # cancelled in between, or taken by another server on the same store

@@ -13,7 +13,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, or_, select
+from sqlalchemy import Engine, create_engine, event, or_, select, text
 from sqlalchemy.orm import Session as DBSession
 from sqlalchemy.orm import sessionmaker
 
@@ -31,10 +31,17 @@ def default_url() -> str:
     return f"sqlite:///{registry.home() / 'autan.db'}"
 
 
+# the key of the PostgreSQL advisory lock that servers starting together on one database take
+# in turn while they bring its schema up to date (any number, the same in every autan)
+MIGRATION_LOCK = 0x6175_7461_6E00
+
+
 def migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":  # replicas started at once: one migrates, the next finds it done
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
