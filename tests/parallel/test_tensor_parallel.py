@@ -82,7 +82,7 @@ def served(spec, world, root, device_args=()):
     return process, f"http://127.0.0.1:{port}"
 
 
-@pytest.mark.parametrize(("name", "world"), [("smollm2", 2), ("mixtral", 4)])
+@pytest.mark.parametrize(("name", "world"), [("smollm2", 2), ("mistral", 2), ("mixtral", 4)])
 def test_torchrun_serves_the_mistralai_sdk(models, name, world, tmp_path):
     path = models[name]
     messages = [{"role": "user", "content": "What is the capital of France?"}]
