@@ -302,22 +302,29 @@ class Jobs:
 
     def _loop(self, models: dict[str, Any], ready: Ready) -> None:
         while not self._closing:
-            with self.store.session() as db:
-                stmt = (
-                    select(FineTuningJob.id).where(FineTuningJob.status == "queued").order_by(FineTuningJob.created_at)
-                )
-                job_id = db.scalars(stmt.limit(1)).first()
-            if job_id is None:
-                self.wake.wait(5)
-                self.wake.clear()
-                self._serve_finished(models, ready)
-                continue
-            if not self._claim(job_id):
-                continue  # cancelled in between, or taken by another server on the same store
             try:
-                self._run(job_id, models, ready)
-            except Exception:  # e.g. its row deleted with its account: the worker goes on with the next
-                log.exception("fine-tuning job %s ended unexpectedly", job_id)
+                self._next(models, ready)
+            except Exception:  # the store out of reach for a while (a database restarting): try again
+                log.exception("the fine-tuning worker could not reach the store; trying again shortly")
+                self.wake.wait(5)
+
+    def _next(self, models: dict[str, Any], ready: Ready) -> None:
+        """Run the oldest queued job; with none, wait a little and serve adapters finished elsewhere."""
+        with self.store.session() as db:
+            stmt = select(FineTuningJob.id).where(FineTuningJob.status == "queued").order_by(FineTuningJob.created_at)
+            job_id = db.scalars(stmt.limit(1)).first()
+        if job_id is None:
+            self.wake.wait(5)
+            self.wake.clear()
+            if not self._closing:
+                self._serve_finished(models, ready)
+            return
+        if not self._claim(job_id):
+            return  # cancelled in between, or taken by another server on the same store
+        try:
+            self._run(job_id, models, ready)
+        except Exception:  # e.g. its row deleted with its account: the worker goes on with the next
+            log.exception("fine-tuning job %s ended unexpectedly", job_id)
 
     def _claim(self, job_id: str) -> bool:
         """Mark a queued job running, unless something else changed it first."""
