@@ -24,7 +24,7 @@ request_strategy = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     requests=st.lists(request_strategy, min_size=20, max_size=60),
     arch=st.sampled_from(["llama", "mistral"]),
