@@ -6,6 +6,7 @@ experts split over the ranks; as safetensors and as GGUF) and the default model;
 splits is checked over many shapes without processes."""
 
 import functools
+import os
 import random
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from processes import free_port, wait_healthy
 
 RANKS = Path(__file__).parent / "ranks.py"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+LOOPBACK = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}  # the ranks meet on 127.0.0.1, whatever the host's name
 PROMPT = [random.Random(7).randrange(49152) for _ in range(21)]
 MAX_TOKENS = 12
 
@@ -58,7 +60,7 @@ def test_ranks_give_the_logits_and_tokens_of_one_process(models, world, tmp_path
     out = tmp_path / "ranks.pt"
     launch = [*TORCHRUN, "--nproc-per-node", str(world), "--master-port", str(free_port()), str(RANKS), str(out),
               ",".join(map(str, PROMPT)), str(MAX_TOKENS), *map(str, models.values())]  # fmt: skip
-    ran = subprocess.run(launch, capture_output=True, text=True, timeout=900)
+    ran = subprocess.run(launch, capture_output=True, text=True, timeout=900, env=LOOPBACK)
     assert ran.returncode == 0, ran.stderr[-4000:]
     found = torch.load(out, weights_only=True)
     assert found["world"] == world
@@ -76,7 +78,7 @@ def served(spec, world, root, device_args=()):
     process = subprocess.Popen(
         [*TORCHRUN, "--nproc-per-node", str(world), "--master-port", str(free_port()), "-m", "autan", "serve", spec,
          "--port", str(port), "--db", f"sqlite:///{root / 'store.db'}", *device_args],
-        stdout=log.open("w"), stderr=subprocess.STDOUT,
+        stdout=log.open("w"), stderr=subprocess.STDOUT, env=LOOPBACK,
     )  # fmt: skip
     wait_healthy(f"http://127.0.0.1:{port}", process, log)
     return process, f"http://127.0.0.1:{port}"
