@@ -16,6 +16,20 @@ def send(page, text, model="tiny"):
     page.press("#input", "Enter")
 
 
+# Greedy, the default model's answer to this runs past 1024 tokens (`autan run smollm2 LONG
+# --temperature 0`): a test that stops or kills it mid-answer cannot race its natural end. Sampled,
+# a short story or poem sometimes ends within a second, before the stop (a CI run saw 49 tokens).
+LONG = "Write a long story about a dragon who learns to bake bread."
+
+
+def send_long(page):
+    page.click("#toggle-settings")
+    page.fill("#temperature", "0")
+    page.locator("#temperature").dispatch_event("change")
+    page.click("#toggle-settings")
+    send(page, LONG, model="smollm2")
+
+
 def last_answer(page):
     return page.locator("article.assistant").last
 
@@ -59,8 +73,8 @@ def test_stream_regenerate_switch_branches_edit_and_reload(page):
     expect(page.locator("#conversations li")).not_to_have_count(0)
 
 
-def test_stop_keeps_what_was_written(page):
-    send(page, "Write a long story about a dragon who learns to bake bread.", model="smollm2")
+def test_stop_keeps_what_was_written(page, server):
+    send_long(page)
     body = last_answer(page).locator(".body")
     expect(body).to_have_text(re.compile(r"\w+\W+\w+\W+\w+"), timeout=60_000)
     page.keyboard.press("Escape")
@@ -70,6 +84,8 @@ def test_stop_keeps_what_was_written(page):
     page.reload()
     expect(last_answer(page).locator(".body")).to_have_text(kept, use_inner_text=True)
     expect(last_answer(page).locator(".stats")).to_contain_text("stopped")
+    conversation = page.evaluate("location.hash").lstrip("#")
+    assert httpx.get(f"{server.url}/api/conversations/{conversation}").json()["temperature"] == 0  # greedy, as sent
 
 
 def test_sidebar_rename_search_delete(page, server):
@@ -118,7 +134,7 @@ def test_export_import_and_untrusted_html_is_text(page, server, tmp_path):
 
 
 def test_server_killed_mid_stream_keeps_the_partial_answer(page, server):
-    send(page, "Write a long poem about the sea.", model="smollm2")
+    send_long(page)
     body = last_answer(page).locator(".body")
     expect(body).to_have_text(re.compile(r"(\w+\W+){6}"), timeout=60_000)
     page.wait_for_timeout(700)  # at least one save after these words
