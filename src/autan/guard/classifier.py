@@ -1,7 +1,8 @@
 """The moderation classifier: a small head over the sentence encoder, one score per category.
 
 The head (`head.safetensors`, trained by `autan guard train` on the prompts `guard.data` loads)
-maps an embedding to a probability per category; a text scores the highest of its windows. A
+maps the encoder's layer means (`Encoder.features`) to a probability per category; a text scores
+the highest of its whole and each of its windows. A
 category is flagged at or above its threshold: the trained ones (chosen on a validation split,
 `head.json`), or an operator's. `pii` is also raised to 1 by the pattern detector (`guard.pii`)
 whenever the text carries personal data.
@@ -22,10 +23,11 @@ from torch import nn
 
 from autan.guard import pii
 from autan.guard.categories import CATEGORIES
-from autan.guard.encoder import DIM, Encoder
+from autan.guard.encoder import FEATURES, FEATURES_VERSION, Encoder
 
 HEAD_DIR = Path(__file__).parent
 HIDDEN = 256
+MEMBERS = 3
 # letters that look like Latin ones (Cyrillic, Greek), as a confusables table maps them; with
 # NFKC (fullwidth, ligatures, styled letters) and the invisible characters dropped, a text
 # spelled to slip past the encoder reads as what it says
@@ -33,16 +35,32 @@ LOOKALIKES = str.maketrans("асеіјорхуАВСЕНІЈКМОРТХΑΒΕΗ
 INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\U000e0000-\U000e007f]")
 
 
+def member(categories: int = len(CATEGORIES) + 1, hidden: int = HIDDEN, dropout: float = 0.2) -> nn.Sequential:
+    """One of the head's networks: standardised features -> a logit per category and one for
+    "unsafe at all" (the last), through a hidden layer; dropout on its input too, since 2,304
+    features are many for 2,000 training prompts."""
+    return nn.Sequential(
+        nn.Dropout(dropout), nn.Linear(FEATURES, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, categories)
+    )
+
+
 class Head(nn.Module):
-    """Embedding -> a logit per category and one for "unsafe at all" (the last): a hidden layer,
-    then a linear map."""
+    """Features, standardised by the training split's mean and spread, through `members`
+    networks trained from different seeds; their logits are averaged (an ensemble ranks held-out
+    prompts better than any one of its members), then divided by each output's temperature,
+    fitted on the validation split: trained to near-zero loss, the members' logits run to 30 and
+    more, where a float32 probability is 1.0 and no threshold could tell two texts apart."""
 
-    def __init__(self, categories: int = len(CATEGORIES) + 1, hidden: int = HIDDEN, dropout: float = 0.1):
+    def __init__(self, members: int = MEMBERS, hidden: int = HIDDEN):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(DIM, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, categories))
+        self.register_buffer("shift", torch.zeros(FEATURES))
+        self.register_buffer("scale", torch.ones(FEATURES))
+        self.register_buffer("temperature", torch.ones(len(CATEGORIES) + 1))
+        self.members = nn.ModuleList(member(hidden=hidden) for _ in range(members))
 
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.net(embeddings)
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = (features - self.shift) / self.scale
+        return torch.stack([m(x) for m in self.members]).mean(0) / self.temperature
 
 
 @dataclass
@@ -68,7 +86,12 @@ def load_head(directory: Path = HEAD_DIR) -> tuple[Head, dict]:
     info = json.loads((directory / "head.json").read_text())
     if tuple(info["categories"]) != CATEGORIES:
         raise ValueError(f"{directory / 'head.json'} was trained for {info['categories']}, not {list(CATEGORIES)}")
-    head = Head(hidden=info.get("hidden", HIDDEN))
+    if info.get("features") != FEATURES_VERSION:
+        raise ValueError(
+            f"{directory / 'head.json'} reads the encoder's features '{info.get('features')}', not "
+            f"'{FEATURES_VERSION}': retrain it with `autan guard train`"
+        )
+    head = Head(members=info.get("members", MEMBERS), hidden=info.get("hidden", HIDDEN))
     head.load_state_dict(load_file(directory / "head.safetensors"))
     return head.eval(), info
 
@@ -101,13 +124,8 @@ class Classifier:
             return torch.zeros(0, len(CATEGORIES) + 1)
         texts = [clean(t) for t in texts]
         windows = self.encoder.windows(texts)
-        vectors = self.encoder.embed_windows(windows)
-        owner = torch.tensor(windows.owner)
-        whole = torch.zeros(len(texts), vectors.shape[1]).index_add_(0, owner, vectors)
-        whole = torch.sigmoid(self.head(nn.functional.normalize(whole, dim=-1)))
-        parts = torch.sigmoid(self.head(vectors))
-        out = whole.scatter_reduce(0, owner[:, None].expand_as(parts), parts, "amax", include_self=True)
-        return out
+        features = self.encoder.features(windows)
+        return highest_reading(self.head, features, torch.tensor(windows.owner), len(texts))
 
     def moderate(self, texts: Sequence[str]) -> list[Result]:
         results = []
@@ -119,6 +137,16 @@ class Classifier:
             scores = {c: round(s, 6) for c, s in scores.items()}
             results.append(Result(scores, decide(list(scores.values()), row[-1], self.thresholds), found))
         return results
+
+
+def highest_reading(head: Head, features: torch.Tensor, owner: torch.Tensor, texts: int) -> torch.Tensor:
+    """[texts, categories + 1] probabilities: each text's highest of its whole (its windows'
+    mean features) and each of its windows alone."""
+    counts = torch.bincount(owner, minlength=texts).clamp(min=1).unsqueeze(1)
+    whole = torch.zeros(texts, features.shape[1]).index_add_(0, owner, features) / counts
+    whole = torch.sigmoid(head(whole))
+    parts = torch.sigmoid(head(features))
+    return whole.scatter_reduce(0, owner[:, None].expand_as(parts), parts, "amax", include_self=True)
 
 
 def clean(text: str) -> str:

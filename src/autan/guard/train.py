@@ -1,10 +1,11 @@
 """Training the moderation head: `autan guard train` (one command, a few minutes on a CPU).
 
 1. The labelled prompts of `guard.data`, split by source and by near-copy group (seeded).
-2. Each text's windows embedded by the encoder (cached under `$AUTAN_HOME/guard`, keyed by the
-   texts, so a retrain with new hyperparameters does not embed again).
-3. The head trained on the training split: binary cross-entropy per category, each text's windows
-   sharing its weight, AdamW, the epoch with the lowest validation loss kept.
+2. Each text's windows read by the encoder, each layer's mean token state (cached under
+   `$AUTAN_HOME/guard`, keyed by the texts, so a retrain with new hyperparameters reads none again).
+3. The head trained on the training split: each text's mean features, standardised; binary
+   cross-entropy per category; AdamW over minibatches; of each member (one per seed), the epoch
+   whose validation split ranks unsafe over safe best is kept.
 4. A threshold per category, on the validation split: the lowest that keeps the safe prompts
    flagged (by any category) at or under `--safe-flag-rate`.
 5. The held-out test split scored per source, with its ROC curve; the head, its thresholds and
@@ -28,8 +29,8 @@ import torch
 
 from autan.guard import data
 from autan.guard.categories import CATEGORIES
-from autan.guard.classifier import HEAD_DIR, HIDDEN, Classifier, Head
-from autan.guard.encoder import WHEEL, Encoder
+from autan.guard.classifier import HEAD_DIR, HIDDEN, MEMBERS, Classifier, Head, highest_reading, member
+from autan.guard.encoder import FEATURES_VERSION, WHEEL, Encoder
 from autan.registry import home
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
@@ -38,7 +39,7 @@ DOCS = Path(__file__).resolve().parents[3] / "docs"
 @dataclass
 class Embedded:
     examples: list[data.Example]
-    vectors: torch.Tensor  # one row per window
+    vectors: torch.Tensor  # one row of features per window
     owner: torch.Tensor  # the example each window belongs to
 
     def labels(self) -> torch.Tensor:
@@ -46,24 +47,27 @@ class Embedded:
 
 
 def embed(encoder: Encoder | None, examples: list[data.Example], quiet: bool = False) -> Embedded:
-    """Each example's windows embedded; kept per text under `$AUTAN_HOME/guard`, so a retrain
-    embeds only the texts it has not seen (keyed by the encoder's pin and the text)."""
-    cache = home() / "guard" / "embeddings.pt"
+    """Each example's windows' features; kept per text under `$AUTAN_HOME/guard`, so a retrain
+    reads only the texts it has not seen (keyed by the encoder's pin, the features' version and
+    the text, as the classifier cleans it)."""
+    from autan.guard.classifier import clean
+
+    cache = home() / "guard" / "features.pt"
     known: dict[str, torch.Tensor] = torch.load(cache, weights_only=True) if cache.is_file() else {}
-    keys = [hashlib.sha256(f"{WHEEL.sha256}\0{e.text}".encode()).hexdigest() for e in examples]
+    keys = [hashlib.sha256(f"{WHEEL.sha256}\0{FEATURES_VERSION}\0{e.text}".encode()).hexdigest() for e in examples]
     missing = [i for i, k in enumerate(keys) if k not in known]
     if missing:
         encoder = encoder or Encoder()
         started = time.perf_counter()
         for at in range(0, len(missing), 64):
             part = missing[at : at + 64]
-            windows = encoder.windows([examples[i].text for i in part])
-            vectors = encoder.embed_windows(windows)
+            windows = encoder.windows([clean(examples[i].text) for i in part])
+            vectors = encoder.features(windows)
             owner = torch.tensor(windows.owner)
             for n, i in enumerate(part):
                 known[keys[i]] = vectors[owner == n].clone()
             if not quiet:
-                print(f"\rembedding {min(at + 64, len(missing))}/{len(missing)} texts", end="", file=sys.stderr)
+                print(f"\rreading {min(at + 64, len(missing))}/{len(missing)} texts", end="", file=sys.stderr)
         if not quiet:
             print(f" in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -81,18 +85,16 @@ def subset(embedded: Embedded, indices: list[int]) -> Embedded:
 
 
 def text_vectors(embedded: Embedded) -> torch.Tensor:
-    """Each text's windows averaged (and made unit length again): what the head is trained on."""
+    """Each text's windows' features averaged: what the head is trained on."""
     out = torch.zeros(len(embedded.examples), embedded.vectors.shape[1]).index_add_(0, embedded.owner, embedded.vectors)
-    return torch.nn.functional.normalize(out, dim=-1)
+    return out / torch.bincount(embedded.owner, minlength=len(embedded.examples)).clamp(min=1).unsqueeze(1)
 
 
 def text_scores(head: Head, embedded: Embedded) -> torch.Tensor:
-    """[examples, categories + 1] probabilities (the last: unsafe at all), each text's highest of
-    its whole (the windows' mean) and each of its windows, as the classifier scores it."""
+    """[examples, categories + 1] probabilities (the last: unsafe at all), as the classifier
+    scores them: each text's highest of its whole and each of its windows."""
     with torch.no_grad():
-        whole = torch.sigmoid(head.eval()(text_vectors(embedded)))
-        windows = torch.sigmoid(head(embedded.vectors))
-    return whole.scatter_reduce(0, embedded.owner[:, None].expand_as(windows), windows, "amax", include_self=True)
+        return highest_reading(head.eval(), embedded.vectors, embedded.owner, len(embedded.examples))
 
 
 def targets(embedded: Embedded) -> torch.Tensor:
@@ -111,29 +113,53 @@ def auc_binary(scores: torch.Tensor, positive: torch.Tensor) -> float:
     return ((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)).item()
 
 
-def fit(train: Embedded, validation: Embedded, seed: int, epochs: int = 1500) -> tuple[Head, int]:
-    """Full-batch AdamW on the texts' vectors; kept: the epoch whose validation split ranks
-    unsafe over safe best (checked every 25)."""
-    torch.manual_seed(seed)
-    head = Head()
-    optimiser = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=0.1)
+def fit(train: Embedded, validation: Embedded, seed: int, epochs: int = 300) -> tuple[Head, list[int]]:
+    """The head's members, one per seed from `seed`, each trained by AdamW over minibatches of
+    128 standardised texts; of each, the epoch whose validation split ranks unsafe over safe best
+    (checked every 5) is kept. Returns the head and those epochs."""
     x, y = text_vectors(train), targets(train)
+    head = Head()
+    head.shift.copy_(x.mean(0))
+    head.scale.copy_(x.std(0) + 1e-6)
+    x = (x - head.shift) / head.scale
+    x_val = (text_vectors(validation) - head.shift) / head.scale
+    unsafe_val = targets(validation)[:, -1] > 0
     pos_weight = ((len(y) - y.sum(0)) / y.sum(0).clamp(min=1)).clamp(max=20)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    unsafe_val = targets(validation)[:, -1] > 0
-    best, best_state, best_epoch = -1.0, None, 0
-    for epoch in range(epochs):
-        head.train()
-        optimiser.zero_grad()
-        loss_fn(head(x), y).backward()
-        optimiser.step()
-        if epoch % 25 == 0 or epoch == epochs - 1:
-            auc = auc_binary(text_scores(head, validation)[:, -1], unsafe_val)
-            if auc > best:
-                best, best_epoch = auc, epoch
-                best_state = {k: v.clone() for k, v in head.state_dict().items()}
-    head.load_state_dict(best_state)
-    return head.eval(), best_epoch
+    chosen = []
+    for n, net in enumerate(head.members):
+        torch.manual_seed(seed + n)
+        net.load_state_dict(member().state_dict())  # this seed's initial weights
+        optimiser = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-3)
+        best, best_state, best_epoch = -1.0, None, 0
+        for epoch in range(epochs):
+            net.train()
+            for batch in torch.randperm(len(x)).split(128):
+                optimiser.zero_grad()
+                loss_fn(net(x[batch]), y[batch]).backward()
+                optimiser.step()
+            if epoch % 5 == 4:
+                with torch.no_grad():
+                    auc = auc_binary(net.eval()(x_val)[:, -1], unsafe_val)
+                if auc > best:
+                    best, best_epoch = auc, epoch
+                    best_state = {k: v.clone() for k, v in net.state_dict().items()}
+        net.load_state_dict(best_state)
+        chosen.append(best_epoch)
+    return head.eval(), chosen
+
+
+def calibrate(head: Head, validation: Embedded) -> None:
+    """Each output's temperature (1 to 100): the one whose probabilities fit the validation
+    split's labels best (the lowest cross-entropy). It changes no ranking, only how sure a score
+    says the head is."""
+    head.temperature.fill_(1.0)
+    with torch.no_grad():
+        logits, y = head.eval()(text_vectors(validation)), targets(validation)
+        grid = torch.logspace(0, 2, 81)
+        for k in range(logits.shape[1]):
+            losses = [torch.nn.functional.binary_cross_entropy_with_logits(logits[:, k] / t, y[:, k]) for t in grid]
+            head.temperature[k] = grid[int(torch.stack(losses).argmin())]
 
 
 def choose_thresholds(scores: torch.Tensor, labels: torch.Tensor, safe_flag_rate: float) -> dict[str, float]:
@@ -145,10 +171,10 @@ def choose_thresholds(scores: torch.Tensor, labels: torch.Tensor, safe_flag_rate
     def lowest(column: torch.Tensor, rate: float) -> float:
         if not safe.any():
             return 0.5
-        return min(max(torch.quantile(column[safe], 1 - rate).item() + 1e-6, 0.5), 0.999)
+        return min(max(torch.quantile(column[safe].double(), 1 - rate).item() + 1e-6, 0.5), 0.999999)
 
-    chosen = {c: round(lowest(scores[:, k], safe_flag_rate / 10), 4) for k, c in enumerate(CATEGORIES)}
-    chosen["unsafe"] = round(lowest(scores[:, -1], safe_flag_rate), 4)
+    chosen = {c: round(lowest(scores[:, k], safe_flag_rate / 10), 6) for k, c in enumerate(CATEGORIES)}
+    chosen["unsafe"] = round(lowest(scores[:, -1], safe_flag_rate), 6)
     return chosen
 
 
@@ -277,7 +303,12 @@ def write_held_out(doc: Path, info: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autan guard train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--safe-flag-rate", type=float, default=0.03, help="on the validation split (0.03)")
+    parser.add_argument(
+        "--safe-flag-rate",
+        type=float,
+        default=0.08,
+        help="of the safe validation prompts the unsafe threshold flags (0.08)",
+    )
     parser.add_argument("--out", type=Path, default=HEAD_DIR, help="where head.safetensors and head.json go")
     parser.add_argument("--docs", type=Path, default=DOCS, help="where safety.md and guard-roc.svg go ('' for none)")
     args = parser.parse_args(argv)
@@ -289,27 +320,31 @@ def main(argv: list[str] | None = None) -> int:
     encoder = Encoder()
     embedded = embed(encoder, examples)
     parts = [subset(embedded, [index[id(e)] for e in part]) for part in (train, validation, test)]
-    head, epoch = fit(parts[0], parts[1], args.seed)
+    head, epochs = fit(parts[0], parts[1], args.seed)
+    calibrate(head, parts[1])
     thresholds = choose_thresholds(text_scores(head, parts[1]), parts[1].labels(), args.safe_flag_rate)
     args.out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in head.state_dict().items()}, args.out / "head.safetensors")
     info = {
         "categories": list(CATEGORIES),
         "hidden": HIDDEN,
+        "members": MEMBERS,
+        "features": FEATURES_VERSION,
         "thresholds": thresholds,
         "encoder": {"package": WHEEL.package, "sha256": WHEEL.sha256, "license": WHEEL.license},
         "trained": {
             "command": "autan guard train " + " ".join(argv if argv is not None else sys.argv[1:]),
             "seed": args.seed,
             "safe_flag_rate": args.safe_flag_rate,
-            "epoch": epoch,
+            "epochs": epochs,
             "examples": {"train": len(train), "validation": len(validation), "test": len(test)},
             "sources": {s.name: {"license": s.license, "files": list(s.members)} for s in data.SOURCES},
         },
     }
     (args.out / "head.json").write_text(json.dumps(info, indent=1) + "\n")
-    # the held-out prompts scored as the server scores them: cleaned, long and short windows
-    test_scores = Classifier(encoder, args.out).scores([e.text for e in test])
+    # the held-out prompts scored as the server scores them (`highest_reading` over the features of
+    # their cleaned windows), by the head as saved
+    test_scores = text_scores(Classifier(encoder, args.out).head, parts[2])
     held_out = evaluate(test_scores, parts[2], thresholds)
     points = roc(test_scores, parts[2], thresholds)
     auc = auc_of(points)
