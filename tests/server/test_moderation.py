@@ -158,7 +158,11 @@ def test_the_output_rail_cuts_a_stream_that_turns_unsafe(guarded):
     assert finals[-1]["choices"][0]["moderation"]["rail"] == "output"
     sent = [e for e in events if e["choices"] and e["choices"][0]["delta"].get("content")]
     assert sent == []  # the pieces wait for the check over them, which flagged them: none went out
-    whole = httpx.post(f"{guarded}/v1/chat/completions", json={**body, "stream": False}, timeout=120).json()
+    # whole, the answer is checked once, at its end: 4 tokens, as the stream's first check read them
+    # (64 of the tiny model's random tokens drown the question, and read as nothing but a jailbreak,
+    # which an answer cannot be: the output rail only logs that)
+    whole = {**body, "stream": False, "max_tokens": 4, "temperature": 0}
+    whole = httpx.post(f"{guarded}/v1/chat/completions", json=whole, timeout=120).json()
     assert whole["choices"][0]["finish_reason"] == "content_filter"
     assert whole["choices"][0]["message"]["content"] == "Not this."  # withheld, not shown
     # greedy: a sampled answer of the tiny random model, read after the question, was once flagged

@@ -59,3 +59,38 @@ def test_the_models_verdict_maps_onto_our_categories():
     assert not any(reflection_result("I am not sure", "hello").categories.values())
     assert reflection_result("unqualified law", "x").categories["law"]  # not "law" in "unqualified"
     assert reflection_result("not moderated", "mail me: a@b.org").categories["pii"]  # the detector still runs
+
+
+class _Says:
+    """A moderator that finds what it is told to, whatever the text."""
+
+    def __init__(self, *found):
+        self.found = found
+
+    async def moderate(self, texts):
+        from autan.guard.classifier import Result
+
+        return [Result({c: float(c in self.found) for c in CATEGORIES}, {c: c in self.found for c in CATEGORIES})]
+
+
+@pytest.mark.parametrize(
+    ("found", "rail", "blocked"),
+    [
+        (("jailbreaking",), "input", ("jailbreaking",)),
+        (("jailbreaking",), "output", None),  # an answer is not a way of asking
+        (("jailbreaking", "selfharm"), "output", ("selfharm",)),
+        (("health",), "input", None),  # scored and logged, not blocked by default
+        (("violence_and_threats",), "output", ("violence_and_threats",)),
+    ],
+)
+def test_the_rails_block_what_the_policy_names_and_answers_are_never_jailbreaks(found, rail, blocked):
+    import asyncio
+
+    from autan.guard.rails import GuardRails
+
+    guard = GuardRails(GuardPolicy(), {})
+    guard.rails_moderator = lambda policy, served: _Says(*found)
+    verdict = asyncio.run(guard.check(GuardPolicy(), None, rail, ["some text"]))
+    assert (verdict.categories if verdict else None) == blocked
+    if verdict:
+        assert verdict.rail == rail and set(verdict.scores) == set(blocked)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from autan.guard.categories import CATEGORIES
+from autan.guard.categories import CATEGORIES, JAILBREAKING
 from autan.guard.classifier import Result
 from autan.guard.moderators import ClassifierModerator, Moderator, SelfReflection
 from autan.guard.policy import GuardPolicy
@@ -44,6 +44,13 @@ class Verdict:
 
     def body(self) -> dict[str, Any]:
         return {"rail": self.rail, "categories": list(self.categories), "category_scores": self.scores}
+
+
+# Categories of a way of asking, which an answer cannot be: the output rail logs them, never
+# blocks on them. Read as a prompt, a model's long, even-toned explanation ("Photosynthesis is a
+# vital biological process...") scores like a jailbreak's preamble, and held every safe answer
+# of that kind back.
+ASKING_ONLY = (JAILBREAKING,)
 
 
 class GuardRails:
@@ -100,7 +107,7 @@ class GuardRails:
         seconds = time.perf_counter() - started
         merged = merge(results)
         found = tuple(c for c in CATEGORIES if merged.categories[c])
-        blocked = tuple(c for c in found if c in policy.block)
+        blocked = tuple(c for c in found if c in policy.block and not (rail == "output" and c in ASKING_ONLY))
         action = "block" if blocked else "log" if found else "pass"
         if self.metrics is not None:
             self.metrics.guard_seconds.labels(rail).observe(seconds)
