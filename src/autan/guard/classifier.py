@@ -141,11 +141,15 @@ class Classifier:
 def highest_reading(head: Head, features: torch.Tensor, owner: torch.Tensor, texts: int) -> torch.Tensor:
     """[texts, categories + 1] probabilities: each text's highest of its whole (its windows'
     mean features) and each of its windows alone."""
-    counts = torch.bincount(owner, minlength=texts).clamp(min=1).unsqueeze(1)
-    whole = torch.zeros(texts, features.shape[1]).index_add_(0, owner, features) / counts
-    whole = torch.sigmoid(head(whole))
+    whole = torch.sigmoid(head(window_means(features, owner, texts)))
     parts = torch.sigmoid(head(features))
     return whole.scatter_reduce(0, owner[:, None].expand_as(parts), parts, "amax", include_self=True)
+
+
+def window_means(features: torch.Tensor, owner: torch.Tensor, texts: int) -> torch.Tensor:
+    """[texts, FEATURES]: each text's windows' features averaged (window i is text owner[i]'s)."""
+    counts = torch.bincount(owner, minlength=texts).clamp(min=1).unsqueeze(1)
+    return torch.zeros(texts, features.shape[1]).index_add_(0, owner, features) / counts
 
 
 def clean(text: str) -> str:

@@ -29,7 +29,7 @@ import torch
 
 from autan.guard import data
 from autan.guard.categories import CATEGORIES
-from autan.guard.classifier import HEAD_DIR, HIDDEN, MEMBERS, Classifier, Head, highest_reading, member
+from autan.guard.classifier import HEAD_DIR, HIDDEN, MEMBERS, Classifier, Head, highest_reading, member, window_means
 from autan.guard.encoder import FEATURES_VERSION, WHEEL, Encoder
 from autan.registry import home
 
@@ -86,8 +86,7 @@ def subset(embedded: Embedded, indices: list[int]) -> Embedded:
 
 def text_vectors(embedded: Embedded) -> torch.Tensor:
     """Each text's windows' features averaged: what the head is trained on."""
-    out = torch.zeros(len(embedded.examples), embedded.vectors.shape[1]).index_add_(0, embedded.owner, embedded.vectors)
-    return out / torch.bincount(embedded.owner, minlength=len(embedded.examples)).clamp(min=1).unsqueeze(1)
+    return window_means(embedded.vectors, embedded.owner, len(embedded.examples))
 
 
 def text_scores(head: Head, embedded: Embedded) -> torch.Tensor:
