@@ -235,6 +235,19 @@ def test_wrong_keys_are_throttled_by_address(store, monkeypatch):
     assert guesser.get("/v1/models", headers=BEARER).status_code == 429  # the right key waits too
 
 
+@pytest.mark.parametrize("with_store", [False, True])
+def test_an_open_server_ignores_dummy_keys(store, monkeypatch, with_store):
+    """OpenAI-style clients must send a key ("EMPTY", "x"): on a server without keys it is not a
+    failed sign-in, however often it comes."""
+    monkeypatch.setattr(auth.time, "monotonic", lambda: 5000.0)
+    app = create_app([], store=store if with_store else None)
+    caller = client(app)
+    codes = [caller.get("/v1/models", headers={"Authorization": f"Bearer {k}"}).status_code
+             for k in ["EMPTY", "x", "sk-no-key-required"] * 10]  # fmt: skip
+    assert codes == [200] * 30
+    assert app.state.access.key_throttle._failures == {}
+
+
 def test_odd_input_in_names_and_origins(store):
     app = create_app([], store=store)
     c = client(app)
@@ -263,3 +276,19 @@ def test_another_users_message_is_as_good_as_absent(store):
     answer = bob.patch(f"/api/messages/{m['id']}", json={"content": "yours"})
     assert answer.status_code == 404 and answer.json()["message"] == f"message {m['id']} does not exist"
     assert c["id"] not in answer.text
+
+
+@pytest.mark.parametrize("with_store", [False, True])
+def test_unknown_routes_are_404_and_wrong_methods_405_in_the_envelope(store, with_store):
+    """The chat app's files are mounted at /: a POST to a path no route has was their 405."""
+    c = client(create_app([], store=store if with_store else None))
+    for method, path in [("POST", "/v1/nothing"), ("GET", "/v1/nothing/deeper"), ("POST", "/v2/chat/completions")]:
+        answer = c.request(method, path, json={})
+        assert answer.status_code == 404, (method, path, answer.text)
+        assert answer.json()["type"] == "not_found_error" and f"no route {method} {path}" in answer.json()["message"]
+    wrong = c.get("/v1/chat/completions")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert wrong.json()["message"] == "/v1/chat/completions takes POST, not GET"
+    assert c.post("/v1/models/some-model").status_code == 405  # GET /v1/models/{model_id} exists
+    if with_store:
+        assert c.get("/api/conversations/nope").status_code == 404  # a route's own 404 stays

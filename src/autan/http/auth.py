@@ -67,9 +67,10 @@ class Access:
         """Whom the request's credential speaks for; None when it carries none that is valid.
 
         Wrong keys count against the client's address like wrong passwords, so a weak key
-        cannot be guessed through /v1 either."""
+        cannot be guessed through /v1 either. On a server that is not locked no key can be valid,
+        so a bearer token is ignored, never counted: OpenAI-style clients send a dummy one."""
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and key:
+        if scheme.lower() == "bearer" and key and self.locked:
             address = self.key_throttle.keys(request)
             self.key_throttle.check(address)
             found = self.key_principal(key.strip())

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -74,7 +76,15 @@ def install(app: FastAPI) -> None:
         return JSONResponse(envelope("; ".join(parts), "invalid_request_error", param, "invalid_value"), 422)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, e: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+        allowed = _allowed(request) if e.status_code in (404, 405) else []
+        if e.status_code in (404, 405) and request.method not in allowed:  # the app's files, at /, answer any path
+            path = request.url.path[:200]
+            if not allowed:
+                message = f"no route {request.method} {path}: see /docs for the API's routes"
+                return JSONResponse(envelope(clean(message), TYPES[404]), 404)
+            message = f"{path} takes {', '.join(allowed)}, not {request.method}"
+            return JSONResponse(envelope(clean(message), "invalid_request_error"), 405, {"Allow": ", ".join(allowed)})
         kind = TYPES.get(e.status_code, "invalid_request_error")
         return JSONResponse(envelope(clean(str(e.detail)), kind), e.status_code, headers=getattr(e, "headers", None))
 
@@ -82,6 +92,26 @@ def install(app: FastAPI) -> None:
     async def unexpected(request: Request, e: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse(envelope(f"internal error: {type(e).__name__}", "internal_error"), 500)
+
+
+def _allowed(request: Request) -> list[str]:
+    """The methods the API's routes take at this path, as its OpenAPI schema lists them."""
+    path = request.url.path
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if _pattern(template).fullmatch(path):
+            return sorted(m.upper() for m in operations if m.upper() in HTTP_METHODS)
+    return []
+
+
+HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+@functools.cache
+def _pattern(template: str) -> re.Pattern[str]:
+    """/v1/models/{model_id} as a regular expression: each {name} one path segment."""
+    return re.compile("".join(
+        "[^/]+" if part.startswith("{") else re.escape(part) for part in re.split(r"(\{[^}]*\})", template)
+    ))  # fmt: skip
 
 
 def _is_name(part: object) -> bool:
