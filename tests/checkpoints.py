@@ -280,8 +280,11 @@ MISTRAL_V1_TEMPLATE = (
 )
 
 
-def save_gguf_sentencepiece(model_file: Path, path: Path, chat_template: str | None = None) -> Path:
-    """A GGUF carrying a SentencePiece tokenizer (`llama` kind), as llama.cpp's converter writes it.
+def save_gguf_sentencepiece(
+    model_file: Path, path: Path, chat_template: str | None = None, add_bos: bool | None = None
+) -> Path:
+    """A GGUF carrying a SentencePiece tokenizer (`llama` kind), as llama.cpp's converter writes it
+    (with `tokenizer.ggml.add_bos_token` where `add_bos` is not None).
 
     Tokens, scores and token types are read from the `.model` file with sentencepiece itself.
     The file holds no tensors: tokenizers are read from metadata alone.
@@ -310,6 +313,8 @@ def save_gguf_sentencepiece(model_file: Path, path: Path, chat_template: str | N
     w.add_eos_token_id(sp.eos_id())
     w.add_unk_token_id(sp.unk_id())
     w.add_add_space_prefix(True)
+    if add_bos is not None:
+        w.add_add_bos_token(add_bos)
     if chat_template:
         w.add_chat_template(chat_template)
     w.write_header_to_file()

@@ -30,7 +30,7 @@ def test_the_worker_goes_on_after_the_store_fails(tmp_path, monkeypatch):
     jobs.start({}, lambda *_: None)  # serves no model: the job must fail, saying so
     try:
         deadline = time.monotonic() + 120  # a safety net for a loaded machine, not a speed bound
-        while jobs.get(None, job["id"])["status"] == "queued" and time.monotonic() < deadline:
+        while jobs.get(None, job["id"])["status"] in ("queued", "running") and time.monotonic() < deadline:
             jobs.wake.set()
             time.sleep(0.2)
         found = jobs.get(None, job["id"])

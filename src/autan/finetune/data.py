@@ -98,7 +98,7 @@ def _clean(message: dict[str, Any]) -> dict[str, Any]:
 def encode(tokenizer: Tokenizer, row: dict[str, Any], where: str = "") -> Example:
     """An example's ids and loss mask."""
     if "text" in row:
-        ids = tokenizer.encode(row["text"], add_bos=tokenizer.bos_id is not None)
+        ids = tokenizer.encode(row["text"], add_bos=tokenizer.add_bos)
         return Example(tuple(ids), (False, *([True] * (len(ids) - 1))))
     messages = [_clean(m) for m in row["messages"]]
     tools = row.get("tools")

@@ -144,16 +144,30 @@ def _tokens(served: dict[str, ServedModel], access: Access) -> APIRouter:
     texts (`autan eval --base-url`) splits them as the model does."""
     router = APIRouter(dependencies=[Depends(access.v1)])
 
-    def model_named(name: str, request: Request) -> ServedModel:
+    def model_named(name: str | None, request: Request) -> ServedModel:
+        """The model named, or without a name (as lm-evaluation-harness asks) the first served."""
+        if name is None:
+            if not served:
+                raise APIError(404, "no model is served here")
+            name = next(iter(served))
         return _find(served, name, request)
 
     @router.post("/tokenize")
     async def tokenize(body: TokenizeRequest, request: Request) -> dict:
+        """The text's ids; with `add_special_tokens` (the default) a BOS first where the model's
+        tokenizer puts one before a text."""
         model = model_named(body.model, request)
         tokenizer = model.tokenizer
-        add_bos = body.add_special_tokens and tokenizer.bos_id is not None
+        add_bos = body.add_special_tokens and tokenizer.add_bos
         tokens = await asyncio.to_thread(tokenizer.encode, body.text, add_bos)
         return {"tokens": tokens, "count": len(tokens), "max_model_len": model.context}
+
+    @router.get("/tokenizer_info")
+    async def tokenizer_info(request: Request, model: str | None = None) -> dict:
+        """The tokenizer's settings as vLLM's `/tokenizer_info` gives them (lm-evaluation-harness's
+        remote tokenizer reads them)."""
+        found = model_named(model, request)
+        return tokenizer_card(found.tokenizer, found.id, found.context)
 
     @router.post("/detokenize")
     async def detokenize(body: DetokenizeRequest, request: Request) -> dict:
@@ -209,11 +223,12 @@ def _v1(
             if policy is not None and policy.input and texts:
                 verdict = await rails.check(policy, generation.served, "input", texts)
                 if verdict is not None:
-                    shape = refusal(generation, verdict, policy.refusal, body.n, body.stream, include_usage)
+                    choices = generation.batch * body.n
+                    shape = refusal(generation, verdict, policy.refusal, choices, body.stream, include_usage)
                     return stream(shape) if body.stream else JSONResponse(shape)
             watch = None
             if policy is not None and policy.output:
-                watch = OutputWatch(rails, policy, generation.served, question, body.n)
+                watch = OutputWatch(rails, policy, generation.served, question, generation.batch * body.n)
             await until_disconnected(request, generation.start(body, max_waiting=limits.max_waiting, **start))
             if body.stream:
                 streaming = True  # from here the stream owns the generation and closes it
@@ -277,29 +292,30 @@ def _v1(
 
     @router.post("/completions")
     async def completions(body: CompletionRequest, request: Request) -> Response:
+        """One prompt or a list (texts or token ids); a text starts with BOS where the model's
+        tokenizer says so, as the model was trained."""
         model = model_named(body.model, request)
-        text = body.prompt_text()
+        prompts, tokenizer = body.prompts(), model.tokenizer
         if log_prompts:
-            errors.log.info("completion prompt for %s: %r", body.model, text)
+            errors.log.info("completion prompts for %s: %r", body.model, prompts)
         generation = Generation.new(model, "cmpl", "text")
-        start: dict[str, Any] = {}
-        if text is None:
-            start["prompt"] = [int(t) for t in body.prompt]  # type: ignore[union-attr]
-        elif body.suffix:
-            start["encode"] = lambda: _encode_fim(model, text, body.suffix or "")
-        else:
-            tokenizer = model.tokenizer
-            start["encode"] = lambda: tokenizer.encode(text, add_bos=tokenizer.bos_id is not None)
-        if text is not None:
-            start["text_bytes"] = len(text.encode()) + len((body.suffix or "").encode())
+        generation.batch = len(prompts)
+        batch: list[Any] = []
+        for prompt in prompts:
+            if isinstance(prompt, list):
+                batch.append(prompt)
+            elif body.suffix:
+                batch.append(lambda prompt=prompt: _encode_fim(model, prompt, body.suffix or ""))
+            else:
+                batch.append(lambda prompt=prompt: tokenizer.encode(prompt, add_bos=tokenizer.add_bos))
+        texts = [p if isinstance(p, str) else _decoded(model, p) for p in prompts]  # the rails read token ids too
         if body.echo:
-            generation.echo = text if text is not None else model.tokenizer.decode(start["prompt"])
-        shown = text if text is not None else _decoded(model, start["prompt"])  # the rails read token ids too
-        read = [shown, body.suffix or ""]
-        scored = body.scores_prompt
+            generation.echoes = texts
+        size = max((len(p.encode()) for p in prompts if isinstance(p, str)), default=0)
         return await answer(
-            request, generation, body, shown, read, logprobs=body.logprobs, prompt_logprobs=scored, **start
-        )
+            request, generation, body, "\n\n".join(texts), [*texts, body.suffix or ""], logprobs=body.logprobs,
+            prompt_logprobs=body.scores_prompt, batch=batch, text_bytes=size + len((body.suffix or "").encode()),
+        )  # fmt: skip
 
     @router.post("/fim/completions")
     async def fim_completions(body: FIMCompletionRequest, request: Request) -> Response:
@@ -313,6 +329,31 @@ def _v1(
         return await answer(request, generation, body, body.prompt, read, encode=encode, text_bytes=size)
 
     return router
+
+
+def tokenizer_card(tokenizer: Any, model_id: str, context: int) -> dict:
+    """What vLLM's `/tokenizer_info` says of a tokenizer: its special tokens' text, whether a text
+    starts with BOS, the chat template (Hugging Face's; Mistral's tokenizers have none)."""
+    text = getattr(getattr(tokenizer, "tokenizer", None), "id_to_token", None)
+
+    def token(token_id: int | None) -> str | None:
+        if token_id is None:
+            return None
+        return text(token_id) if text is not None else tokenizer.raw.id_to_piece(token_id)
+
+    template = getattr(tokenizer, "template", None)
+    return {
+        "model": model_id,
+        "tokenizer_class": type(tokenizer).__name__,
+        "bos_token": token(tokenizer.bos_id),
+        "eos_token": token(getattr(tokenizer, "eos_id", None) or min(tokenizer.eos_ids, default=None)),
+        "pad_token": None,
+        "add_bos_token": tokenizer.add_bos,
+        "add_eos_token": False,
+        "chat_template": getattr(template, "source", None),
+        "model_max_length": context,
+        "vocab_size": tokenizer.vocab_size,
+    }
 
 
 def _decoded(model: ServedModel, ids: list[int]) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -74,10 +74,11 @@ class Generation:
     served: ServedModel
     kind: str  # "chat" or "text"
     id: str
-    echo: str = ""
+    echoes: list[str] = field(default_factory=list)  # per prompt: the text put before its answers (echo)
     tools: bool = False  # the request offered functions: a [TOOL_CALLS] answer is parsed into tool_calls
-    prompt: list[int] = field(default_factory=list)
-    streams: list[AsyncRequestStream] = field(default_factory=list)
+    batch: int = 1  # prompts in the request (a list of prompts to /v1/completions); each has `n` choices
+    prompts: list[list[int]] = field(default_factory=list)
+    streams: list[AsyncRequestStream] = field(default_factory=list)  # prompt k's choice j is stream k * n + j
     started: float = field(default_factory=time.perf_counter)
     _pumps: list[asyncio.Task] = field(default_factory=list)
 
@@ -85,12 +86,28 @@ class Generation:
     def new(cls, served: ServedModel, prefix: str, kind: str) -> Generation:
         return cls(served, kind, f"{prefix}-{uuid.uuid4().hex}")
 
+    @property
+    def prompt(self) -> list[int]:
+        """The (first) prompt's ids."""
+        return self.prompts[0] if self.prompts else []
+
+    def prompt_of(self, choice: int) -> list[int]:
+        return self.prompts[choice * len(self.prompts) // max(len(self.streams), 1)] if self.prompts else []
+
+    def echo_of(self, choice: int) -> str:
+        return self.echoes[choice * len(self.echoes) // max(len(self.streams), 1)] if self.echoes else ""
+
+    def prompt_tokens(self) -> int:
+        """Every prompt's tokens, each counted once however many choices it has (as OpenAI counts)."""
+        return sum(len(p) for p in self.prompts)
+
     async def start(
         self,
         body: SamplingFields,
         *,
         encode: Callable[[], list[int]] | None = None,
         prompt: list[int] | None = None,
+        batch: Sequence[list[int] | Callable[[], list[int]]] | None = None,
         text_bytes: int = 0,
         schema: dict[str, Any] | bool | None = False,
         logprobs: int | None = None,
@@ -99,9 +116,10 @@ class Generation:
     ) -> None:
         """Encode (or take) the prompt, check it, and queue one request per choice.
 
-        `text_bytes` is the size of the text behind `encode`, refused before tokenizing when
-        even its fewest possible tokens exceed the context. `schema`: False for free text,
-        None for any JSON object, a dict for JSON following that schema."""
+        `batch` gives several prompts (each ids, or what encodes them) in place of one `encode`
+        or `prompt`. `text_bytes` is the size of the longest text to encode, refused before
+        tokenizing when even its fewest possible tokens exceed the context. `schema`: False for
+        free text, None for any JSON object, a dict for JSON following that schema."""
         served, limit = self.served, body.token_limit()
         fewest = text_bytes // max(served.tokenizer_max_token_bytes, 1)
         if fewest >= served.context:
@@ -112,10 +130,12 @@ class Generation:
                 param="messages",
                 code="context_length_exceeded",
             )
-        self.prompt = prompt if prompt is not None else await _run(encode)  # type: ignore[arg-type]
-        _check_length(len(self.prompt), limit, served.context)
+        sources = batch if batch is not None else [prompt if prompt is not None else encode]
+        self.prompts = [s if isinstance(s, list) else await _run(s) for s in sources]  # type: ignore[arg-type]
+        for ids in self.prompts:
+            _check_length(len(ids), limit, served.context)
         constraint = None if schema is False else await _run(lambda: _compile(served, schema))  # type: ignore[arg-type]
-        n = body.n
+        n = body.n * len(self.prompts)
         waiting = served.engine.engine.stats().waiting + served.admitting
         if waiting + n > max_waiting:
             raise APIError(
@@ -126,7 +146,8 @@ class Generation:
         served.admitting += n  # no await between the check and this: the limit holds under concurrency
         try:
             seed = body.seed_value()
-            for i in range(n):
+            for k in range(n):
+                i = k % body.n  # the choice's number among its prompt's: the same seeds for every prompt
                 params = body.sampling(
                     served.default_temperature,
                     None if seed is None else (seed + i) % 2**63,
@@ -135,9 +156,9 @@ class Generation:
                 )
                 self.streams.append(
                     await served.engine.add_request(
-                        self.prompt,
+                        self.prompts[k // body.n],
                         params,
-                        request_id=f"{self.id}-{i}",
+                        request_id=f"{self.id}-{k}",
                         constraint=constraint.copy() if constraint is not None else None,
                         adapter=served.adapter,
                     )

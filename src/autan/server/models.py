@@ -123,11 +123,12 @@ def load_served(
     mmap: bool = True,
     device: str = "cpu",
     ranks: tuple[int, int] | None = None,
+    kernels: str = "packed",
 ) -> ServedModel:
     """A model from `name`, `path`, or `id=name-or-path` (to choose the id clients use).
 
-    `quantize`, `mmap`, `device` and `ranks` (this is rank 0 of a model split over ranks) as in
-    `autan.load_model`."""
+    `quantize`, `mmap`, `device`, `ranks` (this is rank 0 of a model split over ranks) and
+    `kernels` as in `autan.load_model`."""
     from autan.weights import load_model
 
     model_id, target = spec_target(spec)
@@ -135,7 +136,7 @@ def load_served(
     named = not Path(target).expanduser().exists()  # a registry or store name, not a path: clients use it
     model_id = model_id or (target if named else path.stem if path.is_file() else path.name)
     tokenizer = load_tokenizer(path)
-    engine = Engine(load_model(path, device, quantize=quantize, mmap=mmap, ranks=ranks), tokenizer, config)
+    engine = Engine(load_model(path, device, quantize=quantize, mmap=mmap, ranks=ranks, kernels=kernels), tokenizer, config)
     temperature = registry.recommended_sampling(path).get("temperature", 0.7)
     stored = quantize or stored_quantization(path, engine.model.dtype)
     return ServedModel(

@@ -20,7 +20,7 @@ log = logging.getLogger("autan.server")
 
 
 def usage(generation: Generation, done: Sequence[Completion]) -> dict:
-    prompt = len(generation.prompt)
+    prompt = generation.prompt_tokens()
     completion = sum(c.usage.completion_tokens for c in done)
     cached = min((c.usage.cached_tokens for c in done), default=0)
     return {
@@ -49,7 +49,7 @@ def full_response(
     for i, c in enumerate(done):
         lp = logprobs(tokenizer, c.logprobs) if c.logprobs is not None else None
         if generation.kind != "chat" and c.logprobs is not None:
-            lp = text_logprobs(tokenizer, generation, c)
+            lp = text_logprobs(tokenizer, generation, i, c)
         if generation.kind == "chat":
             message = {"role": "assistant", "content": c.text, "tool_calls": None}
             finish = c.finish_reason
@@ -60,7 +60,7 @@ def full_response(
             if i in verdicts:
                 message["content"], message["tool_calls"] = refusal_text, None
         else:
-            text = generation.echo + c.text if i not in verdicts else refusal_text
+            text = generation.echo_of(i) + c.text if i not in verdicts else refusal_text
             choice = {"index": i, "text": text, "finish_reason": c.finish_reason, "logprobs": lp}
         if i in verdicts:
             choice.update(finish_reason=FILTERED, logprobs=None, moderation=verdicts[i].body())
@@ -138,7 +138,7 @@ async def events(
     counts = [0] * len(generation.streams)
 
     def so_far() -> dict:
-        prompt = len(generation.prompt)
+        prompt = generation.prompt_tokens()
         return {"prompt_tokens": prompt, "completion_tokens": sum(counts), "total_tokens": prompt + sum(counts)}
 
     def chunk(choices: list[dict], **extra: Any) -> str:
@@ -146,7 +146,7 @@ async def events(
             extra["usage"] = so_far()
         return f"data: {json.dumps({**base, 'choices': choices, **extra}, ensure_ascii=False)}\n\n"
 
-    offsets = [len(generation.echo)] * len(generation.streams)  # where each choice's text has reached
+    offsets = [0] * len(generation.streams)  # where each choice's text has reached (its echo is sent first)
 
     def choice(i: int, text: str, finish: str | None, lps: list[TokenLogprob] | None = None) -> dict:
         if chat:
@@ -169,8 +169,8 @@ async def events(
             yield chunk(
                 [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None} for i in range(n)]
             )
-        elif generation.echo:
-            yield chunk([choice(i, generation.echo, None) for i in range(n)])
+        elif generation.echoes:
+            yield chunk([choice(i, generation.echo_of(i), None) for i in range(n)])
         done: list[Completion] | None = None
         async for i, event in generation.merged():
             if isinstance(event, BaseException):
@@ -285,20 +285,20 @@ def _alternatives(tokenizer: Any, entry: TokenLogprob) -> dict[str, float]:
     return out
 
 
-def text_logprobs(tokenizer: Any, generation: Generation, done: Completion) -> dict:
+def text_logprobs(tokenizer: Any, generation: Generation, choice: int, done: Completion) -> dict:
     """A whole completion's logprobs; with echo, the prompt's tokens first (scored, when asked)."""
     generated = done.logprobs or []
     entries: list[TokenLogprob | None] = list(generated)
-    ids = [e.token_id for e in generated]
+    ids, prompt = [e.token_id for e in generated], generation.prompt_of(choice)
     if done.prompt_logprobs is not None:
         entries = [*done.prompt_logprobs, *entries]
-        return legacy_logprobs(tokenizer, entries, pieces(tokenizer, [*generation.prompt, *ids]), 0)
-    return legacy_logprobs(tokenizer, entries, pieces(tokenizer, ids, generation.prompt), len(generation.echo))
+        return legacy_logprobs(tokenizer, entries, pieces(tokenizer, [*prompt, *ids]), 0)
+    return legacy_logprobs(tokenizer, entries, pieces(tokenizer, ids, prompt), len(generation.echo_of(choice)))
 
 
 def observe(metrics: Metrics, generation: Generation, done: Sequence[Completion]) -> None:
     name = generation.served.id
-    metrics.prompt_tokens.labels(name).inc(len(generation.prompt) * len(done))
+    metrics.prompt_tokens.labels(name).inc(sum(len(generation.prompt_of(i)) for i in range(len(done))))
     for c in done:
         metrics.cached_tokens.labels(name).inc(c.usage.cached_tokens)
         metrics.generated_tokens.labels(name).inc(c.usage.completion_tokens)

@@ -182,10 +182,20 @@ class ChatCompletionRequest(SamplingFields):
         return messages
 
 
-class CompletionRequest(SamplingFields):
-    """OpenAI's legacy text completion: the prompt is raw text, no chat format."""
+TokenId = Annotated[int, Field(ge=0, le=2**31 - 1)]
+MAX_PROMPTS = 1024  # prompts in one /v1/completions request
 
-    prompt: Text | list[Text] | list[Annotated[int, Field(ge=0, le=2**31 - 1)]]
+
+class CompletionRequest(SamplingFields):
+    """OpenAI's legacy text completion: the prompt is raw text, no chat format. One prompt, or a
+    list of them (texts, or token-id lists): prompt k's choice j is choice k * n + j."""
+
+    prompt: (
+        Text
+        | Annotated[list[Text], Field(max_length=MAX_PROMPTS)]
+        | list[TokenId]
+        | Annotated[list[list[TokenId]], Field(max_length=MAX_PROMPTS)]
+    )
     # OpenAI's default for this endpoint; 0 only reads the prompt (with echo and logprobs: scores it)
     max_tokens: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = 16
     echo: bool = False  # with logprobs: the prompt's tokens are scored too (each given those before)
@@ -202,17 +212,19 @@ class CompletionRequest(SamplingFields):
             raise ValueError("echo with logprobs (the prompt's scores) is answered whole: send stream: false")
         if self.echo and self.suffix:
             raise ValueError("echo cannot be combined with suffix (as in OpenAI's API)")
-        if isinstance(self.prompt, list) and self.prompt and isinstance(self.prompt[0], str) and len(self.prompt) != 1:
-            raise ValueError(f"prompt has {len(self.prompt)} strings; send one prompt per request")
         if isinstance(self.prompt, list) and not self.prompt:
             raise ValueError("prompt is empty")
+        if any(isinstance(p, list) and not p for p in self.prompts()):
+            raise ValueError("a prompt of token ids is empty")
+        if self.suffix and len(self.prompts()) != 1:
+            raise ValueError(f"suffix fills in the middle of one prompt, not {len(self.prompts())}")
         return self
 
-    def prompt_text(self) -> str | None:
-        """The prompt as text; None when it came as token ids."""
-        if isinstance(self.prompt, str):
-            return self.prompt
-        return self.prompt[0] if isinstance(self.prompt[0], str) else None
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt: a text, or token ids."""
+        if isinstance(self.prompt, str) or isinstance(self.prompt[0], int):
+            return [self.prompt]  # type: ignore[list-item]
+        return list(self.prompt)  # type: ignore[arg-type]
 
 
 class FIMCompletionRequest(SamplingFields):
@@ -221,9 +233,10 @@ class FIMCompletionRequest(SamplingFields):
 
 
 class TokenizeRequest(BaseModel):
-    """vLLM's `/tokenize` (llama-server's `content` is taken for `prompt` too)."""
+    """vLLM's `/tokenize` (llama-server's `content` is taken for `prompt` too); without `model`,
+    the server's first model."""
 
-    model: Annotated[Text, Field(max_length=256)]
+    model: Annotated[Text, Field(max_length=256)] | None = None
     prompt: Annotated[Text, Field(max_length=1_000_000)] | None = None  # characters: about a second to split
     content: Annotated[Text, Field(max_length=1_000_000)] | None = None
     add_special_tokens: bool = True
@@ -240,5 +253,5 @@ class TokenizeRequest(BaseModel):
 
 
 class DetokenizeRequest(BaseModel):
-    model: Annotated[Text, Field(max_length=256)]
+    model: Annotated[Text, Field(max_length=256)] | None = None
     tokens: Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(max_length=1_000_000)]

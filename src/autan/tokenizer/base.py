@@ -11,6 +11,7 @@ Tool = dict[str, Any]  # OpenAI/Mistral function tool: {"type": "function", "fun
 
 class Tokenizer(Protocol):
     bos_id: int | None
+    add_bos: bool  # whether a text prompt starts with BOS, as the model's tokenizer files say
     eos_ids: frozenset[int]  # any of these ends a generation
     vocab_size: int
 

@@ -24,6 +24,26 @@ from autan.tokenizer.template import ChatTemplate
 OPEN, CLOSE = "\ue000", "\ue001"  # private-use characters around message text while looking for control tokens
 # llama.cpp's token types
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+# fill-in-the-middle tokens (prefix, suffix, middle) as the code model families spell them, for
+# tokenizers whose files do not name them: Qwen2.5-Coder, StarCoder and SmolLM, DeepSeek-Coder, CodeLlama
+FIM_SPELLINGS = (
+    ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+    ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
+    ("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
+    ("▁<PRE>", "▁<SUF>", "▁<MID>"),
+    ("<PRE>", "<SUF>", "<MID>"),
+)
+# control tokens that end a generation wherever a GGUF vocabulary has them, as llama.cpp reads them
+# (a code model ends a fill-in-the-middle answer with <|endoftext|>, not its chat's <|im_end|>)
+END_OF_GENERATION = (
+    "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<EOT>", "▁<EOT>",
+    "<｜end▁of▁sentence｜>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>",
+)  # fmt: skip
+# GGUF's keys for them, newer first
+FIM_KEYS = (
+    ("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.fim_mid_token_id"),
+    ("tokenizer.ggml.prefix_token_id", "tokenizer.ggml.suffix_token_id", "tokenizer.ggml.middle_token_id"),
+)
 
 
 class HFTokenizer:
@@ -35,19 +55,36 @@ class HFTokenizer:
         eos_ids: Sequence[int],
         chat_template: str | None,
         source: str,
+        add_bos: bool = False,
+        fim_ids: tuple[int, int, int] | None = None,
     ):
         self.tokenizer = tokenizer
         self.bos_id = bos_id
+        self.add_bos = add_bos and bos_id is not None  # whether a text prompt starts with BOS, as the files say
+        self.fim_ids = fim_ids or _fim_by_spelling(tokenizer)  # (prefix, suffix, middle)
         self.eos_ids = frozenset(eos_ids)
+        self.eos_id = eos_ids[0] if eos_ids else None  # the files' own EOS (the others end a generation too)
         self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
         self.source = source
         bos = tokenizer.id_to_token(bos_id) if bos_id is not None else ""
-        eos = tokenizer.id_to_token(min(eos_ids)) if eos_ids else ""
+        eos = tokenizer.id_to_token(self.eos_id) if self.eos_id is not None else ""
         self.template = ChatTemplate(chat_template, bos or "", eos or "") if chat_template else None
 
     def encode(self, text: str, add_bos: bool = False) -> list[int]:
         ids = self.tokenizer.encode(text, add_special_tokens=False).ids
         return [self.bos_id, *ids] if add_bos and self.bos_id is not None else ids
+
+    def encode_fim(self, prompt: str, suffix: str) -> list[int]:
+        """Fill-in-the-middle in the prefix-suffix-middle order every family's code models learned:
+        the model writes what goes between `prompt` and `suffix`. Their text is text: one that
+        spells a FIM or control token gets its characters."""
+        if self.fim_ids is None:
+            raise UnsupportedModelError(self.source, "has no fill-in-the-middle tokens")
+        pre, suf, mid = self.fim_ids
+        text = self._as_text.encode
+        head = [self.bos_id] if self.add_bos and self.bos_id is not None else []
+        return [*head, pre, *text(prompt, add_special_tokens=False).ids, suf,
+                *text(suffix, add_special_tokens=False).ids, mid]  # fmt: skip
 
     def encode_chat(self, messages: Sequence[Message], tools: Sequence[Tool] | None = None) -> list[int]:
         """The prompt of a conversation. Text from a message is text: a message that spells a
@@ -141,16 +178,20 @@ class HFTokenizer:
             token = token.get("content") if isinstance(token, dict) else token
             return tokenizer.token_to_id(token) if token else None
 
-        eos = token_id("eos_token")
+        eos, bos = token_id("eos_token"), token_id("bos_token")
         template = config.get("chat_template")
         if isinstance(template, list):  # named templates: take the default one
             template = next((t["template"] for t in template if t.get("name") == "default"), None)
+        add_bos = config.get("add_bos_token")
+        if not isinstance(add_bos, bool):  # as transformers does: whatever the post-processor puts first
+            add_bos = bos is not None and tokenizer.encode("a", add_special_tokens=True).ids[:1] == [bos]
         return cls(
             tokenizer,
-            bos_id=token_id("bos_token"),
+            bos_id=bos,
             eos_ids=[eos] if eos is not None else [],
             chat_template=template,
             source=str(path),
+            add_bos=add_bos,
         )
 
     @classmethod
@@ -180,13 +221,27 @@ class HFTokenizer:
         )
         bos = meta.get("tokenizer.ggml.bos_token_id")
         eos = [meta[k] for k in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id") if k in meta]
+        eos += [i for i, t in enumerate(tokens) if types[i] == CONTROL and t in END_OF_GENERATION]
+        # llama.cpp's default where the file says nothing: SentencePiece vocabularies start with BOS
+        add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", kind == "llama"))
+        fim = next((tuple(int(meta[k]) for k in keys) for keys in FIM_KEYS if all(k in meta for k in keys)), None)
         return cls(
             tokenizer,
             bos_id=bos,
             eos_ids=[int(e) for e in eos],
             chat_template=meta.get("tokenizer.chat_template"),
             source=str(path),
+            add_bos=add_bos,
+            fim_ids=fim,  # type: ignore[arg-type]
         )
+
+
+def _fim_by_spelling(tokenizer: RustTokenizer) -> tuple[int, int, int] | None:
+    for spelling in FIM_SPELLINGS:
+        ids = [tokenizer.token_to_id(t) for t in spelling]
+        if all(i is not None for i in ids):
+            return ids[0], ids[1], ids[2]  # type: ignore[return-value]
+    return None
 
 
 def _unmark(marked: str) -> tuple[str, list[tuple[int, int]]]:

@@ -39,6 +39,7 @@ class MistralCommonTokenizer:
         self.path = Path(path)
         self.raw = self.mistral.instruct_tokenizer.tokenizer
         self.bos_id = self.raw.bos_id
+        self.add_bos = True  # Mistral's models read every text after BOS
         self.eos_ids = frozenset([self.raw.eos_id])
         self.vocab_size = self.raw.n_words
 
