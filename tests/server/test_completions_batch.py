@@ -110,8 +110,9 @@ def test_bos_before_a_text_prompt_follows_the_tokenizer(tmp_path, live):
     base = live(create_app([served])).url
     ids = httpx.post(f"{base}/tokenize", json={"prompt": "hello"}).json()["tokens"]
     assert ids == served.tokenizer.encode("hello", add_bos=True) and ids[0] == served.tokenizer.bos_id == 1
-    assert httpx.post(f"{base}/tokenize", json={"prompt": "hello", "add_special_tokens": False}).json()["tokens"] == (
-        ids[1:]
+    assert (
+        httpx.post(f"{base}/tokenize", json={"prompt": "hello", "add_special_tokens": False}).json()["tokens"]
+        == (ids[1:])
     )
     answer = httpx.post(f"{base}/v1/completions", json={"model": "tiny", "prompt": "hello", "max_tokens": 1})
     assert answer.json()["usage"]["prompt_tokens"] == len(ids)

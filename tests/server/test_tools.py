@@ -56,21 +56,21 @@ def scripted(tokenizer):
 
 def test_tool_calls_in_afull_response(tokenizer):
     _, _, done = scripted(tokenizer)
-    generation = Generation(Served(tokenizer), "chat", "chatcmpl-1", tools=True, prompt=[1] * 10)
+    generation = Generation(Served(tokenizer), "chat", "chatcmpl-1", tools=True, prompts=[[1] * 10])
     response = ChatCompletion.model_validate(full_response(generation, [done]))
     choice = response.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content == "Let me check."
     call = choice.message.tool_calls[0]
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
     assert len(call.id) == 9
-    without = Generation(Served(tokenizer), "chat", "chatcmpl-2", tools=False, prompt=[1] * 10)
+    without = Generation(Served(tokenizer), "chat", "chatcmpl-2", tools=False, prompts=[[1] * 10])
     assert full_response(without, [done])["choices"][0]["message"]["tool_calls"] is None
 
 
 def test_tool_calls_in_a_stream(tokenizer):
     _, deltas, done = scripted(tokenizer)
     stream = ScriptedStream(deltas, done)
-    generation = Generation(Served(tokenizer), "chat", "chatcmpl-3", tools=True, prompt=[1] * 10, streams=[stream])
+    generation = Generation(Served(tokenizer), "chat", "chatcmpl-3", tools=True, prompts=[[1] * 10], streams=[stream])
 
     async def collect():
         sent = events(generation, Metrics(dict), include_usage=False, continuous_usage=False)
@@ -82,5 +82,6 @@ def test_tool_calls_in_a_stream(tokenizer):
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert text == "Let me check."  # the call's JSON never leaks into the content
     calls = [t for c in chunks for t in c.choices[0].delta.tool_calls or []]
-    assert [t.function.name for t in calls] == ["get_weather"]
+    assert [t.function.name for t in calls if t.function.name] == ["get_weather"]  # then its arguments in pieces
+    assert json.loads("".join(t.function.arguments for t in calls)) == {"city": "Paris"}
     assert chunks[-1].choices[0].finish_reason == "tool_calls"

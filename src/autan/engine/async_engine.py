@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from autan.engine.constraint import JsonConstraint
+from autan.engine.constraint import GrammarConstraint
 from autan.engine.engine import Engine
 from autan.engine.request import Completion, Delta, Event
 from autan.engine.sampling import SamplingParams
@@ -89,7 +89,7 @@ class AsyncEngine:
         *,
         tools: Sequence[Tool] | None = None,
         request_id: str | None = None,
-        constraint: JsonConstraint | None = None,
+        constraint: GrammarConstraint | None = None,
         adapter: str | None = None,
     ) -> AsyncRequestStream:
         """Queue a request; bad input raises here, before anything streams.

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from autan.engine.blocks import ROOT_HASH, BlockPool
-from autan.engine.constraint import JsonConstraint
+from autan.engine.constraint import GrammarConstraint
 from autan.engine.distributed import Leader
 from autan.engine.paged import Chunk, KVPool, PagedStep
 from autan.engine.request import Completion, Delta, Event, Request
@@ -152,7 +152,7 @@ class Engine:
         tools: Sequence[Tool] | None = None,
         request_id: str | None = None,
         emit: Callable[[Event], None] | None = None,
-        constraint: JsonConstraint | None = None,
+        constraint: GrammarConstraint | None = None,
         adapter: str | None = None,
     ) -> RequestStream:
         """Queue a prompt (token ids, or chat messages to encode with the tokenizer's chat format).

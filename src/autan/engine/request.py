@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from autan.engine.blocks import ROOT_HASH
-from autan.engine.constraint import JsonConstraint
+from autan.engine.constraint import GrammarConstraint
 from autan.engine.sampling import Sampler, SamplingParams, StopMatcher
 from autan.tokenizer import StreamDecoder, Tokenizer
 
@@ -85,7 +85,7 @@ class Request:
     finish_reason: str | None = None
     arrival: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
-    constraint: JsonConstraint | None = None
+    constraint: GrammarConstraint | None = None
     adapter: int = 0  # the LoRA slot its tokens run through; 0: the base model
     root: bytes = ROOT_HASH  # the parent of its first block's name: blocks are keyed by adapter
 

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from autan.errors import AutanError
 from autan.guard.policy import GuardPolicy
 from autan.guard.rails import GuardRails, OutputWatch, conversation_texts, last_user_turn
 from autan.http import errors
@@ -276,8 +277,12 @@ def _v1(
         schema: Any = False
         if body.response_format is not None and body.response_format.type != "text":
             schema = body.response_format.schema_or_none()
+        grammar = tool_grammar(model, tools, body.tool_choice, body.parallel_tool_calls)
+        if grammar is not None and schema is not False:
+            message = f"tool_choice {body.tool_choice!r} asks for a function call, response_format for JSON: choose one"
+            raise APIError(400, message, param="tool_choice")
         generation = Generation.new(model, "chatcmpl", "chat")
-        generation.tools = bool(body.tools) and body.tool_choice != "none"
+        generation.tools = bool(tools)
         return await answer(
             request,
             generation,
@@ -287,6 +292,7 @@ def _v1(
             encode=lambda: model.tokenizer.encode_chat(messages, tools=tools),
             text_bytes=sum(len(m["content"].encode()) for m in messages),
             schema=schema,
+            grammar=grammar,
             logprobs=(body.top_logprobs or 0) if body.logprobs else None,
         )
 
@@ -329,6 +335,23 @@ def _v1(
         return await answer(request, generation, body, body.prompt, read, encode=encode, text_bytes=size)
 
     return router
+
+
+def tool_grammar(model: ServedModel, tools: list[dict] | None, choice: Any, parallel: bool) -> str | None:
+    """The grammar that makes the answer a call (tool_choice required, any, or a named function);
+    a model whose chat template has no function calls is refused the tools, never silently."""
+    if not tools:
+        if choice not in (None, "none", "auto"):
+            raise APIError(400, f"tool_choice {choice!r} needs tools, and the request has none", param="tool_choice")
+        return None
+    if not model.tools:
+        message = f"model '{model.id}' cannot call functions: its chat template has no tools (send tool_choice none)"
+        raise APIError(400, message, param="tools")
+    make = getattr(model.tokenizer, "tool_grammar", None)
+    try:
+        return make(tools, choice, parallel) if make is not None else None
+    except AutanError as e:
+        raise APIError(400, f"model '{model.id}': {e}", param="tool_choice") from None
 
 
 def tokenizer_card(tokenizer: Any, model_id: str, context: int) -> dict:

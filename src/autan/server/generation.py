@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 
 from autan.engine.async_engine import AsyncRequestStream, EngineUnavailable
-from autan.engine.constraint import ConstraintError, JsonConstraint
+from autan.engine.constraint import ConstraintError, GrammarConstraint
 from autan.engine.request import Completion, Delta
 from autan.errors import AutanError
 from autan.http.errors import APIError
@@ -110,6 +110,7 @@ class Generation:
         batch: Sequence[list[int] | Callable[[], list[int]]] | None = None,
         text_bytes: int = 0,
         schema: dict[str, Any] | bool | None = False,
+        grammar: str | None = None,
         logprobs: int | None = None,
         prompt_logprobs: bool = False,
         max_waiting: int,
@@ -119,7 +120,8 @@ class Generation:
         `batch` gives several prompts (each ids, or what encodes them) in place of one `encode`
         or `prompt`. `text_bytes` is the size of the longest text to encode, refused before
         tokenizing when even its fewest possible tokens exceed the context. `schema`: False for
-        free text, None for any JSON object, a dict for JSON following that schema."""
+        free text, None for any JSON object, a dict for JSON following that schema. `grammar`:
+        a Lark grammar the answer must follow instead (a function call's, by `tool_choice`)."""
         served, limit = self.served, body.token_limit()
         fewest = text_bytes // max(served.tokenizer_max_token_bytes, 1)
         if fewest >= served.context:
@@ -134,7 +136,11 @@ class Generation:
         self.prompts = [s if isinstance(s, list) else await _run(s) for s in sources]  # type: ignore[arg-type]
         for ids in self.prompts:
             _check_length(len(ids), limit, served.context)
-        constraint = None if schema is False else await _run(lambda: _compile(served, schema))  # type: ignore[arg-type]
+        constraint = None
+        if grammar is not None:
+            constraint = await _run(lambda: _compile(served, None, grammar))
+        elif schema is not False:
+            constraint = await _run(lambda: _compile(served, schema))  # type: ignore[arg-type]
         n = body.n * len(self.prompts)
         waiting = served.engine.engine.stats().waiting + served.admitting
         if waiting + n > max_waiting:
@@ -251,10 +257,14 @@ async def _run(work: Callable[[], T]) -> T:
         raise APIError(400, f"the conversation cannot be encoded for this model: {e}") from None
 
 
-def _compile(served: ServedModel, schema: dict[str, Any] | None) -> JsonConstraint:
+def _compile(served: ServedModel, schema: dict[str, Any] | None, lark: str | None = None) -> GrammarConstraint:
     guidance = getattr(served.tokenizer, "guidance_tokenizer", None)
+    param = "tool_choice" if lark is not None else "response_format"
     if guidance is None:
-        raise APIError(400, f"model '{served.id}' cannot constrain its output to JSON", param="response_format")
-    constraint = JsonConstraint(guidance(), schema)
-    constraint.check()  # a grammar that fails at its first token is refused now, not mid-answer
+        raise APIError(400, f"model '{served.id}' cannot constrain its output", param=param)
+    try:
+        constraint = GrammarConstraint(guidance(), schema, lark=lark)
+        constraint.check()  # a grammar that fails at its first token is refused now, not mid-answer
+    except (ConstraintError, AutanError) as e:
+        raise APIError(400, f"model '{served.id}': {e}", param=param) from None
     return constraint

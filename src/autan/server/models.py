@@ -61,10 +61,10 @@ class ServedModel:
 
     @property
     def tools(self) -> bool:
+        """Whether the model can call functions: its chat template teaches a call format autan reads."""
         if isinstance(self.tokenizer, MistralCommonTokenizer):
             return self.tokenizer.raw.version.value != "v1"
-        template = getattr(getattr(self.tokenizer, "template", None), "source", "") or ""
-        return "tools" in template
+        return getattr(self.tokenizer, "tool_format", None) is not None
 
     def with_adapter(self, name: str, path: Path, owner: str | None = None) -> ServedModel:
         """This model through the LoRA adapter at `path`, served as `<id>:<name>` on the same engine
@@ -136,7 +136,8 @@ def load_served(
     named = not Path(target).expanduser().exists()  # a registry or store name, not a path: clients use it
     model_id = model_id or (target if named else path.stem if path.is_file() else path.name)
     tokenizer = load_tokenizer(path)
-    engine = Engine(load_model(path, device, quantize=quantize, mmap=mmap, ranks=ranks, kernels=kernels), tokenizer, config)
+    model = load_model(path, device, quantize=quantize, mmap=mmap, ranks=ranks, kernels=kernels)
+    engine = Engine(model, tokenizer, config)
     temperature = registry.recommended_sampling(path).get("temperature", 0.7)
     stored = quantize or stored_quantization(path, engine.model.dtype)
     return ServedModel(

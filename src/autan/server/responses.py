@@ -54,7 +54,7 @@ def full_response(
             message = {"role": "assistant", "content": c.text, "tool_calls": None}
             finish = c.finish_reason
             if (parsed := generation.tool_calls(c)) is not None:
-                message["content"], message["tool_calls"] = parsed
+                message["content"], message["tool_calls"] = parsed[0] or None, parsed[1]
                 finish = "tool_calls"
             choice = {"index": i, "message": message, "finish_reason": finish, "logprobs": lp}
             if i in verdicts:
@@ -159,8 +159,7 @@ async def events(
         offsets[i] += len(text)
         return {"index": i, "text": text, "finish_reason": finish, "logprobs": lp}
 
-    marker = getattr(tokenizer, "tool_call_id", None) if generation.tools else None
-    calling: set[int] = set()  # choices answering with function calls: sent whole at the end
+    calls = ToolCallWatch(tokenizer, len(generation.streams)) if generation.tools else None
     stopped: dict[int, Verdict] = {}  # choices the output rail flagged
     held: dict[int, list[str]] = {}  # chunks the output rail has not checked yet, per choice
     try:
@@ -183,11 +182,13 @@ async def events(
             if i in stopped:
                 continue  # stopped by the rail; its abort is on its way
             counts[i] += len(event.token_ids)
-            if marker is not None and marker in event.token_ids:
-                calling.add(i)
+            text, lps = event.text, event.logprobs
+            if calls is not None:  # text that may be, or is, a function call waits
+                text = calls.feed(i, event.text, event.token_ids)
+                lps = lps if text == event.text else None
             piece = None
-            if i not in calling and (event.text or event.logprobs):
-                piece = chunk([choice(i, event.text, None, event.logprobs)])
+            if text or lps:
+                piece = chunk([choice(i, text, None, lps)])
             if watch is None:
                 if piece is not None:
                     yield piece
@@ -216,14 +217,16 @@ async def events(
             finals = [choice(i, "", c.finish_reason) for i, c in enumerate(done)]
             for i, verdict in stopped.items():
                 finals[i].update(finish_reason=FILTERED, moderation=verdict.body())
-                calling.discard(i)
-            for i in sorted(calling):
-                parsed = generation.tool_calls(done[i])
-                if parsed is None:  # not a well-formed call after all: the text it held back
-                    yield chunk([choice(i, done[i].text, None)])
+            for i in range(len(done)) if calls is not None else ():
+                if i in stopped:
                     continue
-                calls = [{"index": k, **call} for k, call in enumerate(parsed[1])]  # its text before was streamed
-                yield chunk([{"index": i, "delta": {"tool_calls": calls}, "finish_reason": None}])
+                parsed = generation.tool_calls(done[i]) if calls.held(i) else None
+                if parsed is None:  # no well-formed call after all: the text it held back
+                    if rest := calls.unsent(i, done[i].text):
+                        yield chunk([choice(i, rest, None)])
+                    continue
+                for delta in tool_call_deltas(parsed[1]):  # the text before the calls was streamed
+                    yield chunk([{"index": i, "delta": {"tool_calls": [delta]}, "finish_reason": None}])
                 finals[i]["finish_reason"] = "tool_calls"
             yield chunk(finals, usage=total)
             if include_usage:  # OpenAI's stream_options: one more chunk, with usage and no choices
@@ -232,6 +235,53 @@ async def events(
         yield "data: [DONE]\n\n"
     finally:
         generation.close()
+
+
+class ToolCallWatch:
+    """Per choice of a stream, holds back text that may be a function call (the model's call
+    marker, or text that could be starting one) until it is sure: text is passed on, calls are
+    parsed from the whole answer at the end."""
+
+    def __init__(self, tokenizer: Any, choices: int):
+        self.marker = getattr(tokenizer, "tool_call_id", None)
+        self.state = getattr(tokenizer, "tool_state", None)
+        self.text = [""] * choices  # each choice's text so far
+        self.sent = [0] * choices  # how much of it was passed on
+        self.calling = [False] * choices
+
+    def feed(self, i: int, text: str, ids: Sequence[int]) -> str:
+        """What of this piece may be streamed now."""
+        self.text[i] += text
+        if self.calling[i] or (self.marker is not None and self.marker in ids):
+            self.calling[i] = True
+            return ""
+        state = self.state(self.text[i]) if self.state is not None else "text"
+        if state == "call":
+            self.calling[i] = True
+        if state != "text":
+            return ""
+        out, self.sent[i] = self.text[i][self.sent[i] :], len(self.text[i])
+        return out
+
+    def held(self, i: int) -> bool:
+        """Whether the choice ended holding back text (a call, or the start of one)."""
+        return self.calling[i] or self.sent[i] < len(self.text[i])
+
+    def unsent(self, i: int, whole: str) -> str:
+        return whole[self.sent[i] :]
+
+
+def tool_call_deltas(calls: Sequence[dict]) -> list[dict]:
+    """OpenAI's stream of calls: each call's id, type and name with empty arguments, then its
+    arguments in pieces, each delta naming the call's index."""
+    out = []
+    for k, c in enumerate(calls):
+        function = c["function"]
+        out.append({"index": k, "id": c["id"], "type": "function",
+                    "function": {"name": function["name"], "arguments": ""}})  # fmt: skip
+        arguments = function["arguments"]
+        out += [{"index": k, "function": {"arguments": arguments[at : at + 24]}} for at in range(0, len(arguments), 24)]
+    return out
 
 
 def logprobs(tokenizer: Any, entries: Sequence[TokenLogprob]) -> dict:

@@ -7,6 +7,7 @@ rebuilt here as `tokenizers` objects, the way llama.cpp and transformers read th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -18,6 +19,7 @@ from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tok
 from tokenizers import Tokenizer as RustTokenizer
 
 from autan.errors import ChatFormatError, CheckpointError, UnsupportedModelError
+from autan.tokenizer import tool_calls
 from autan.tokenizer.base import Message, Tool
 from autan.tokenizer.template import ChatTemplate
 
@@ -69,6 +71,38 @@ class HFTokenizer:
         bos = tokenizer.id_to_token(bos_id) if bos_id is not None else ""
         eos = tokenizer.id_to_token(self.eos_id) if self.eos_id is not None else ""
         self.template = ChatTemplate(chat_template, bos or "", eos or "") if chat_template else None
+        added = {t.content: i for i, t in tokenizer.get_added_tokens_decoder().items()}
+        self.tool_format = tool_calls.detect(chat_template, added.get)
+
+    @property
+    def tool_call_id(self) -> int | None:
+        """The control token that starts the model's function calls, where its format has one."""
+        return self.tool_format.marker_id if isinstance(self.tool_format, tool_calls.MistralTemplate) else None
+
+    def tool_state(self, text: str) -> tool_calls.State:
+        """Whether an answer streamed so far is text, may be starting a call (hold it), or is one."""
+        if isinstance(self.tool_format, tool_calls.Hermes | tool_calls.Llama3):
+            return self.tool_format.state(text)
+        return "text"  # a call starts at its control token (tool_call_id)
+
+    def parse_tool_calls(self, ids: Sequence[int]) -> tuple[str, list[dict[str, Any]]]:
+        """(the text before any call, the function calls) of an answer, in OpenAI's shape."""
+        ids = [i for i in ids if i not in self.eos_ids]
+        if isinstance(self.tool_format, tool_calls.MistralTemplate):
+            return self.tool_format.parse_ids(ids, self.decode)
+        if self.tool_format is None:
+            return self.decode(ids), []
+        return self.tool_format.parse(self.decode(ids))
+
+    def tool_grammar(self, tools: Sequence[Tool], choice: Any, parallel: bool) -> str | None:
+        """A Lark grammar (llguidance's) that holds the answer to calls of the tools `choice` asks
+        for; None when the answer need not call one."""
+        chosen = tool_calls.chosen_tools(tools, choice)
+        if chosen is None:
+            return None
+        if self.tool_format is None:
+            raise ChatFormatError(f"{self.source}'s chat template has no function calls to enforce")
+        return self.tool_format.grammar(chosen, parallel)
 
     def encode(self, text: str, add_bos: bool = False) -> list[int]:
         ids = self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -92,6 +126,7 @@ class HFTokenizer:
         forge a turn. Only the template's own markup becomes control tokens."""
         if self.template is None:
             raise UnsupportedModelError(self.source, "has no chat template: use raw text prompts with this model")
+        messages = [_arguments_as_objects(m) for m in messages]
         if not any(self._spells_control_token(m) for m in messages):
             return self.encode(self.template.render(messages, tools))
         return self._encode_marked(messages, tools)
@@ -242,6 +277,23 @@ def _fim_by_spelling(tokenizer: RustTokenizer) -> tuple[int, int, int] | None:
         if all(i is not None for i in ids):
             return ids[0], ids[1], ids[2]  # type: ignore[return-value]
     return None
+
+
+def _arguments_as_objects(message: Message) -> Message:
+    """Hugging Face's templates write a call's arguments with `tojson`: they expect an object,
+    where OpenAI's messages carry a JSON string."""
+    calls = message.get("tool_calls")
+    if not calls:
+        return message
+    fixed = []
+    for c in calls:
+        function = c.get("function") if isinstance(c, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            with contextlib.suppress(json.JSONDecodeError):  # not JSON: the template writes the string
+                function = {**function, "arguments": json.loads(function["arguments"])}
+            c = {**c, "function": function}
+        fixed.append(c)
+    return {**message, "tool_calls": fixed}
 
 
 def _unmark(marked: str) -> tuple[str, list[tuple[int, int]]]:

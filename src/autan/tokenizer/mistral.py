@@ -107,6 +107,25 @@ class MistralCommonTokenizer:
             for call in decoded
         ]
 
+    def tool_grammar(self, tools: Sequence[Tool], choice: Any, parallel: bool) -> str | None:
+        """A Lark grammar (llguidance's) that holds the answer to calls of the tools `choice` asks
+        for, in this tokenizer version's format; None when the answer need not call one."""
+        from autan.tokenizer import tool_calls
+
+        chosen = tool_calls.chosen_tools(tools, choice)
+        if chosen is None:
+            return None
+        self.guidance_tokenizer()  # tekken only: refused here for SentencePiece, with the reason
+        if self.tool_call_id is None:
+            raise ChatFormatError(f"{self.path.name} has no [TOOL_CALLS] token: this model cannot call functions")
+        return tool_calls.MistralTemplate(self.tool_call_id, self._special("[ARGS]")).grammar(chosen, parallel)
+
+    def _special(self, text: str) -> int | None:
+        try:
+            return self.raw.get_special_token(text)
+        except Exception:  # absent from this version; mistral-common raises its own error kinds
+            return None
+
     @functools.cache  # noqa: B019  (one per tokenizer, which lives as long as its model)
     def guidance_tokenizer(self) -> Any:
         """The vocabulary as llguidance needs it for constrained decoding (built once, ~1 s).
