@@ -359,3 +359,66 @@ def tiny_with_template(root: Path, name: str, chat_template: str, arch: str = "l
     config = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "chat_template": chat_template}
     (out / "tokenizer_config.json").write_text(json.dumps(config))
     return out
+
+
+def tiny_bert(directory: Path, seed: int = 7) -> Path:
+    """A tiny random BERT (2 layers, 64 wide) with all-MiniLM-L6-v2's WordPiece tokenizer, in
+    sentence-transformers' layout (mean pooling, then unit length)."""
+    import shutil
+
+    import transformers
+
+    from autan.guard.encoder import pull
+
+    source = pull()
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=128, max_position_embeddings=128)  # fmt: skip
+    transformers.BertModel(config, add_pooling_layer=False).save_pretrained(directory)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "modules.json",
+                 "1_Pooling/config.json"):  # fmt: skip
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / name, directory / name)
+    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128, "do_lower_case": False}))
+    return directory
+
+
+def save_gguf_bert(hf_dir: Path, path: Path) -> Path:
+    """A BERT encoder as llama.cpp's converter writes it: gguf-py's tensor names, matrices in F16,
+    a WordPiece vocabulary in "phantom space" form (word starts get U+2581, "##" is dropped)."""
+    import transformers
+
+    model = transformers.BertModel.from_pretrained(hf_dir, add_pooling_layer=False)
+    config = model.config
+    vocab = json.loads((hf_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    phantom = [t if t.startswith("[") and t.endswith("]") else t[2:] if t.startswith("##") else "\u2581" + t
+               for t in tokens]  # fmt: skip
+    w = gguf.GGUFWriter(path, "bert")
+    w.add_context_length(config.max_position_embeddings)
+    w.add_embedding_length(config.hidden_size)
+    w.add_feed_forward_length(config.intermediate_size)
+    w.add_block_count(config.num_hidden_layers)
+    w.add_head_count(config.num_attention_heads)
+    w.add_layer_norm_eps(config.layer_norm_eps)
+    w.add_causal_attention(False)
+    w.add_pooling_type(gguf.PoolingType.MEAN)
+    w.add_tokenizer_model("bert")
+    w.add_token_list(phantom)
+    w.add_token_types([3 if t.startswith("[") and t.endswith("]") else 1 for t in tokens])
+    w.add_bos_token_id(vocab["[CLS]"])  # llama.cpp names [CLS] the BOS
+    w.add_sep_token_id(vocab["[SEP]"])
+    w.add_pad_token_id(vocab["[PAD]"])
+    w.add_unk_token_id(vocab["[UNK]"])
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.BERT, config.num_hidden_layers)
+    for name, tensor in model.state_dict().items():
+        if name.endswith("position_ids"):
+            continue
+        target = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        data = tensor.float().numpy()
+        w.add_tensor(target, data.astype(np.float16) if data.ndim == 2 else data)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

