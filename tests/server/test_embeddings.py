@@ -81,8 +81,9 @@ def test_the_mistralai_sdk_langchain_and_litellm(url):
     expected = reference(pull(), TEXTS[:2])
     mistral = Mistral(api_key="x", server_url=url).embeddings.create(model="all-minilm-l6-v2", inputs=TEXTS[:2])
     np.testing.assert_allclose(np.array([d.embedding for d in mistral.data]), expected, atol=1e-5)
-    langchain = OpenAIEmbeddings(model="all-minilm-l6-v2", base_url=f"{url}/v1", api_key="EMPTY",
-                                 check_embedding_ctx_length=False)  # (its tiktoken counting fetches a vocabulary)
+    langchain = OpenAIEmbeddings(
+        model="all-minilm-l6-v2", base_url=f"{url}/v1", api_key="EMPTY", check_embedding_ctx_length=False
+    )  # (its tiktoken counting fetches a vocabulary)
     np.testing.assert_allclose(langchain.embed_documents(TEXTS[:2]), expected, atol=1e-5)
     np.testing.assert_allclose(langchain.embed_query(TEXTS[0]), expected[0], atol=1e-5)
     langchain_mistral = MistralAIEmbeddings(model="all-minilm-l6-v2", endpoint=f"{url}/v1", api_key="EMPTY")
@@ -99,7 +100,8 @@ def test_the_mistralai_sdk_langchain_and_litellm(url):
 def test_bad_requests_say_why(url):
     post = lambda body: httpx.post(f"{url}/v1/embeddings", json=body)  # noqa: E731
     refused = post({"model": "smollm2", "input": "x"})
-    assert refused.status_code == 404 and "embedding models: tiny-bert, tiny-bert-gguf, all-minilm-l6-v2" in refused.text
+    assert refused.status_code == 404
+    assert "embedding models: tiny-bert, tiny-bert-gguf, all-minilm-l6-v2" in refused.text
     refused = post({"model": "all-minilm-l6-v2", "input": "word " * 300})
     assert refused.status_code == 400 and "input 0 has 300 tokens; all-minilm-l6-v2 reads at most 254" in refused.text
     refused = post({"model": "all-minilm-l6-v2", "input": [[1, 2, 99999]]})
