@@ -74,7 +74,7 @@ def test_each_adapter_is_a_model_and_scores_as_peft_in_one_batch(checkpoints, se
     base, adapters = checkpoints
     client = openai.OpenAI(base_url=f"{served}/v1", api_key="none")
     cards = {m.id: m for m in client.models.list().data}
-    assert set(cards) == {"tiny", "tiny:alpha", "tiny:beta"}
+    assert set(cards) == {"tiny", "tiny:alpha", "tiny:beta", "all-minilm-l6-v2"}  # and the packaged encoder
     alpha = httpx.get(f"{served}/v1/models/tiny:alpha").json()
     assert alpha["type"] == "fine-tuned" and alpha["root"] == "tiny" and alpha["adapter"] == "alpha"
     ids = torch.randint(0, 49152, (40,), generator=torch.Generator().manual_seed(4)).tolist()

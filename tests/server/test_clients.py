@@ -55,7 +55,7 @@ def test_mistral_prefix_and_safe_prompt(mistral):
 
 def test_mistral_fim_and_models(mistral):
     cards = {m.id: m for m in mistral.models.list().data}
-    assert set(cards) == {"smollm2", "tiny-mistral", "tiny-mixtral"}
+    assert set(cards) == {"smollm2", "tiny-mistral", "tiny-mixtral", "all-minilm-l6-v2"}  # and the packaged encoder
     assert cards["tiny-mistral"].capabilities.completion_fim and not cards["smollm2"].capabilities.completion_fim
     assert cards["smollm2"].max_context_length == 8192 and cards["tiny-mistral"].max_context_length == 512
     first = mistral.fim.complete(model="tiny-mistral", prompt="def f(", suffix="return x", max_tokens=8, random_seed=4)

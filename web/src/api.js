@@ -49,10 +49,11 @@ export async function api(path, options = {}) {
   return response.json();
 }
 
-// The served models as GET /v1/models describes them ([] when it cannot be read).
+// The served models that chat, as GET /v1/models describes them ([] when it cannot be read): not
+// the sentence encoders it lists for /v1/embeddings.
 export async function listModels() {
   try {
-    return (await api("/v1/models")).data;
+    return (await api("/v1/models")).data.filter((m) => !(m.capabilities && m.capabilities.embeddings));
   } catch {
     return [];
   }

@@ -70,6 +70,8 @@ class Access:
         cannot be guessed through /v1 either. On a server that is not locked no key can be valid,
         so a bearer token is ignored, never counted: OpenAI-style clients send a dummy one."""
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if not key and (key := request.headers.get("x-api-key", "")):  # Anthropic's clients send their key so
+            scheme = "bearer"
         if scheme.lower() == "bearer" and key and self.locked:
             address = self.key_throttle.keys(request)
             self.key_throttle.check(address)

@@ -53,19 +53,35 @@ def error_body(status: int, message: str, code: str | None = None) -> bytes:
     return json.dumps(envelope(message, kind, code=code)).encode()
 
 
+# Anthropic's Messages API answers its errors in its own envelope, which its SDK reads
+ANTHROPIC_PATHS = ("/v1/messages",)
+ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                   404: "not_found_error", 413: "request_too_large", 422: "invalid_request_error",
+                   429: "rate_limit_error", 500: "api_error", 503: "overloaded_error"}  # fmt: skip
+
+
+def shaped(request: Request, body: dict, status: int, headers: dict | None = None) -> JSONResponse:
+    """`body` (our envelope) as the API of the request's path words its errors."""
+    if request.url.path.startswith(ANTHROPIC_PATHS):
+        kind = ANTHROPIC_TYPES.get(status, "api_error")
+        body = {"type": "error", "error": {"type": kind, "message": body["message"]}}
+        status = 400 if status == 422 else status
+    return JSONResponse(body, status, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
-    async def api_error(_: Request, e: APIError) -> JSONResponse:
-        return e.response()
+    async def api_error(request: Request, e: APIError) -> JSONResponse:
+        return shaped(request, envelope(e.message, e.type, e.param, e.code), e.status, e.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         errors = e.errors()
         if any(err.get("type") == "json_invalid" or isinstance(err.get("input"), bytes) for err in errors):
             err = errors[0]
             reason = err.get("ctx", {}).get("error", err.get("msg"))
             message = f"the request body is not valid JSON (send it with Content-Type: application/json): {reason}"
-            return JSONResponse(envelope(message, "invalid_request_error", code="json_invalid"), 400)
+            return shaped(request, envelope(message, "invalid_request_error", code="json_invalid"), 400)
         parts, param = [], None
         for err in errors[:10]:
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body" and _is_name(p))
@@ -73,7 +89,7 @@ def install(app: FastAPI) -> None:
             parts.append(f"{where or 'body'}: {err.get('msg')}{_shown(err)}")
         if len(errors) > 10:
             parts.append(f"and {len(errors) - 10} more")
-        return JSONResponse(envelope("; ".join(parts), "invalid_request_error", param, "invalid_value"), 422)
+        return shaped(request, envelope("; ".join(parts), "invalid_request_error", param, "invalid_value"), 422)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, e: HTTPException) -> JSONResponse:
@@ -82,16 +98,17 @@ def install(app: FastAPI) -> None:
             path = request.url.path[:200]
             if not allowed:
                 message = f"no route {request.method} {path}: see /docs for the API's routes"
-                return JSONResponse(envelope(clean(message), TYPES[404]), 404)
+                return shaped(request, envelope(clean(message), TYPES[404]), 404)
             message = f"{path} takes {', '.join(allowed)}, not {request.method}"
-            return JSONResponse(envelope(clean(message), "invalid_request_error"), 405, {"Allow": ", ".join(allowed)})
+            allow = {"Allow": ", ".join(allowed)}
+            return shaped(request, envelope(clean(message), "invalid_request_error"), 405, allow)
         kind = TYPES.get(e.status_code, "invalid_request_error")
-        return JSONResponse(envelope(clean(str(e.detail)), kind), e.status_code, headers=getattr(e, "headers", None))
+        return shaped(request, envelope(clean(str(e.detail)), kind), e.status_code, getattr(e, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, e: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(envelope(f"internal error: {type(e).__name__}", "internal_error"), 500)
+        return shaped(request, envelope(f"internal error: {type(e).__name__}", "internal_error"), 500)
 
 
 def _allowed(request: Request) -> list[str]:

@@ -28,7 +28,7 @@ from autan.http import errors
 from autan.http.auth import Access, Policy
 from autan.http.errors import APIError
 from autan.http.guard import MAX_BODY_BYTES, Guard, HostNames
-from autan.server import embeddings, moderation
+from autan.server import embeddings, messages, moderation
 from autan.server.embeddings import Embedders
 from autan.server.generation import ClientGone, Generation, until_disconnected
 from autan.server.metrics import CountAndLog, Metrics
@@ -202,6 +202,8 @@ def _v1(
     router = APIRouter(prefix="/v1", dependencies=[Depends(access.v1)])
     router.include_router(moderation.router(rails))
     router.include_router(embeddings.router(embedders))
+    find = lambda name, request: _find(served, name, request)  # noqa: E731
+    router.include_router(messages.router(find, rails, metrics, limits.max_waiting, tool_grammar))
 
     def model_named(name: str, request: Request) -> ServedModel:
         return _find(served, name, request)
