@@ -28,7 +28,7 @@ from autan.http import errors
 from autan.http.auth import Access, Policy
 from autan.http.errors import APIError
 from autan.http.guard import MAX_BODY_BYTES, Guard, HostNames
-from autan.server import embeddings, messages, moderation
+from autan.server import embeddings, messages, moderation, openai_responses
 from autan.server.embeddings import Embedders
 from autan.server.generation import ClientGone, Generation, until_disconnected
 from autan.server.metrics import CountAndLog, Metrics
@@ -104,7 +104,7 @@ def create_app(
             return HTMLResponse("<p>The API docs are built with the chat app: run <code>make setup</code>.</p>")
         return HTMLResponse(page.read_text())
 
-    app.include_router(_v1(served, access, metrics, limits, log_prompts, rails, embedders))
+    app.include_router(_v1(served, access, metrics, limits, log_prompts, rails, embedders, store))
     app.include_router(_tokens(served, access))
     if store is not None:
         from autan.web.routes import install
@@ -198,12 +198,14 @@ def _v1(
     log_prompts: bool,
     rails: GuardRails,
     embedders: Embedders,
+    store: Store | None,
 ) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(access.v1)])
     router.include_router(moderation.router(rails))
     router.include_router(embeddings.router(embedders))
     find = lambda name, request: _find(served, name, request)  # noqa: E731
     router.include_router(messages.router(find, rails, metrics, limits.max_waiting, tool_grammar))
+    router.include_router(openai_responses.router(find, rails, metrics, limits.max_waiting, tool_grammar, store))
 
     def model_named(name: str, request: Request) -> ServedModel:
         return _find(served, name, request)

@@ -19,8 +19,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from autan.engine.request import Completion
-from autan.guard.rails import GuardRails, OutputWatch, conversation_texts, last_user_turn
+from autan.guard.rails import GuardRails
 from autan.http.errors import ANTHROPIC_TYPES, APIError
+from autan.server import guarded
 from autan.server.generation import ClientGone, Generation, until_disconnected
 from autan.server.metrics import Metrics
 from autan.server.responses import observe
@@ -160,32 +161,24 @@ def router(find: Callable[[str, Request], Any], rails: GuardRails, metrics: Metr
         grammar = grammar_for(model, tools, chat.tool_choice, chat.parallel_tool_calls)
         generation = Generation.new(model, "msg", "chat")
         generation.tools = bool(tools)
-        messages = chat.engine_messages()
-        policy = rails.for_request(None)
+        streaming = False
         try:
-            texts = [t for t in conversation_texts(messages) if t.strip()]
-            if policy is not None and policy.input and texts:
-                verdict = await rails.check(policy, model, "input", texts)
-                if verdict is not None:
-                    return _answer(body, _refused(generation, policy.refusal, verdict.body()))
-            await until_disconnected(request, generation.start(
-                chat, max_waiting=max_waiting, encode=lambda: model.tokenizer.encode_chat(messages, tools=tools),
-                text_bytes=sum(len(m["content"].encode()) for m in messages), grammar=grammar))  # fmt: skip
-            if body.stream and (policy is None or not policy.output):
+            run = await guarded.start(request, rails, generation, chat, tools, max_waiting, grammar=grammar)
+            if run.refused is not None:
+                return _answer(body, _refused(generation, run.policy.refusal, run.refused.body()))
+            if body.stream and not run.checks_output:
+                streaming = True  # the stream owns the generation from here, and closes it
                 return _stream(events(generation, metrics, body.stop_sequences or []))
             done = (await until_disconnected(request, generation.drain()))[0]
             observe(metrics, generation, [done])
             message = _message(generation, done, body.stop_sequences or [])
-            if policy is not None and policy.output:
-                watch = OutputWatch(rails, policy, model, last_user_turn(messages), 1)
-                watch.feed(0, done.text, done.usage.completion_tokens)
-                if (verdict := await watch.finish(0)) is not None:
-                    message = _refused(generation, policy.refusal, verdict.body(), done.usage.completion_tokens)
+            if (verdict := await guarded.output_verdict(rails, run, done)) is not None:
+                message = _refused(generation, run.policy.refusal, verdict.body(), done.usage.completion_tokens)
             return _answer(body, message)
         except ClientGone:
             return Response(status_code=499)
         finally:
-            if not body.stream or (policy is not None and policy.output):
+            if not streaming:
                 generation.close()
 
     return api

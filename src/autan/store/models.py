@@ -174,3 +174,16 @@ class FineTuningEvent(Base):
     level: Mapped[str] = mapped_column(String(8))
     message: Mapped[str] = mapped_column(CleanText)
     data: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+
+class StoredResponse(Base):
+    """A response of OpenAI's Responses API, kept for `previous_response_id` (its owner's alone)."""
+
+    __tablename__ = "responses"
+
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    body: Mapped[dict] = mapped_column(JSON)
+    input_items: Mapped[list] = mapped_column(JSON)
+    conversation: Mapped[list] = mapped_column(JSON)
