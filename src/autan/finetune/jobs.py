@@ -111,9 +111,14 @@ class Jobs:
     # files
 
     def add_file(self, user_id: str | None, filename: str, purpose: str, data: bytes) -> dict[str, Any]:
-        if purpose != "fine-tune":
-            raise Invalid(f"purpose {purpose!r}: only 'fine-tune' files are taken", "purpose")
-        lines = check_training_file(data, filename)
+        from autan.batches import check_batch_file
+
+        checks = {"fine-tune": check_training_file, "batch": check_batch_file}
+        if purpose not in checks:
+            raise Invalid(f"purpose {purpose!r}: the files taken are 'fine-tune' and 'batch' ones", "purpose")
+        if len(data) > MAX_FILE_BYTES:
+            raise Invalid(f"{filename} is {len(data)} bytes; the limit is {MAX_FILE_BYTES}", "file")
+        lines = checks[purpose](data, filename)
         file_id = "file-" + uuid.uuid4().hex[:24]
         files_dir().mkdir(parents=True, exist_ok=True)
         partial = files_dir() / f"{file_id}.partial"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from autan.http.errors import APIError
 from autan.store.accounts import Accounts, Principal, username_key
 
 COOKIE = "autan_session"
+INTERNAL = "autan-internal."
 OPERATOR = Principal(None, None, True)  # a key from the command line
 ANONYMOUS = Principal(None, None, False)  # anyone, on a server that is not locked
 
@@ -49,6 +51,7 @@ class Access:
         self._operator_keys = [_digest(k) for k in policy.api_keys]
         self.throttle = Throttle()  # sign-ins: by name and by address
         self.key_throttle = Throttle(free=20)  # wrong API keys, by address: a misconfigured client has some slack
+        self._internal = secrets.token_urlsafe(32)  # this process's own requests (a batch's), never sent out
 
     @property
     def locked(self) -> bool:
@@ -72,6 +75,8 @@ class Access:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if not key and (key := request.headers.get("x-api-key", "")):  # Anthropic's clients send their key so
             scheme = "bearer"
+        if scheme.lower() == "bearer" and key.startswith(INTERNAL) and self.locked:
+            return self._internal_principal(key)
         if scheme.lower() == "bearer" and key and self.locked:
             address = self.key_throttle.keys(request)
             self.key_throttle.check(address)
@@ -86,6 +91,16 @@ class Access:
         if session is None or session.key_hash is None:
             return session.principal if session else None
         return self._key_hash_principal(session.key_hash)  # the key must still be valid: revoked, it ends here
+
+    def internal_key(self, user_id: str | None) -> str:
+        """A key for a request this process sends itself on a user's behalf (a batch's)."""
+        return f"{INTERNAL}{self._internal}.{user_id or '-'}"
+
+    def _internal_principal(self, key: str) -> Principal | None:
+        secret, _, user = key.removeprefix(INTERNAL).partition(".")
+        if not hmac.compare_digest(secret.encode(), self._internal.encode()):
+            return None
+        return Principal(None if user == "-" else user, None, False)
 
     def key_principal(self, key: str) -> Principal | None:
         return self._key_hash_principal(hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest())

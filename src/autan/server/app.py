@@ -117,12 +117,14 @@ def create_app(
 def _fine_tuning(app: FastAPI, store: Store, served: dict[str, ServedModel], access: Access) -> None:
     """The files and fine-tuning jobs API, and its worker (from startup to shutdown); each adapter
     a job makes is served beside its base model."""
+    from autan.batches import Batches
     from autan.finetune.jobs import Jobs
-    from autan.server import finetuning
+    from autan.server import batches, finetuning
 
     jobs = Jobs(store)
     app.state.jobs = jobs
     app.include_router(finetuning.router(jobs, served, access))
+    batches.install(app, Batches(store), access, served)
 
     def ready(base: str, name: str, path: Any, owner: str | None) -> None:
         model = served[base].with_adapter(name, path, owner)

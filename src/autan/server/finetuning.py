@@ -51,7 +51,7 @@ def router(jobs: Jobs, served: dict[str, Any], access: Access) -> APIRouter:
 
     @api.get("/files/{file_id}/content")
     async def file_content(file_id: str, who: Caller) -> Response:
-        return Response(await call(jobs.file_content, who.user_id, file_id), media_type="application/jsonl")
+        return Response(await call(jobs.file_content, who.user_id, file_id), media_type="application/octet-stream")
 
     @api.delete("/files/{file_id}")
     async def delete_file(file_id: str, who: Caller) -> dict:
