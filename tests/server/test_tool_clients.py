@@ -164,3 +164,37 @@ def test_litellm_and_instructor(url):
     told = [{"role": "user", "content": "Paris is the capital of France."}]
     city = client.chat.completions.create(model=QWEN, response_model=City, temperature=0, max_tokens=64, messages=told)
     assert city.model_dump() == {"name": "Paris", "country": "France"}
+
+
+def test_fim_from_qwens_own_tokens_through_the_mistralai_sdk(url):
+    from mistralai.client import Mistral
+
+    client = Mistral(api_key="x", server_url=url)
+    answer = client.fim.complete(model=QWEN, prompt="def add(a, b):\n    return ", suffix="\n\nprint(add(1, 2))\n",
+                                 temperature=0, max_tokens=16)  # fmt: skip
+    assert answer.choices[0].message.content.startswith("a + b")
+    chunks = client.fim.stream(
+        model=QWEN, prompt="def add(a, b):\n    return ", suffix="\n", temperature=0, max_tokens=4
+    )
+    streamed = "".join(chunk.data.choices[0].delta.content or "" for chunk in chunks)
+    assert streamed.startswith("a + b")
+    with pytest.raises(Exception, match="does not support fill-in-the-middle"):
+        client.fim.complete(model="smollm2", prompt="def f():", suffix="", max_tokens=4)
+
+
+def test_usage_is_the_same_in_every_shape(url):
+    """Whole or streamed, through the openai SDK and LiteLLM's openai/ and mistral/ providers."""
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # its price list from the package, not the network
+    import litellm
+
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="EMPTY")
+    whole = client.chat.completions.create(model=QWEN, messages=ASK, temperature=0, max_tokens=8).usage
+    counts = (whole.prompt_tokens, whole.completion_tokens)
+    chunks = list(client.chat.completions.create(model=QWEN, messages=ASK, temperature=0, max_tokens=8, stream=True,
+                                                 stream_options={"include_usage": True}))  # fmt: skip
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == counts
+    for provider in ("openai", "mistral"):
+        streamed = litellm.completion(model=f"{provider}/{QWEN}", api_base=f"{url}/v1", api_key="EMPTY", messages=ASK,
+                                      temperature=0, max_tokens=8, stream=True)  # fmt: skip
+        usage = litellm.stream_chunk_builder(list(streamed)).usage
+        assert (usage.prompt_tokens, usage.completion_tokens) == counts, provider
