@@ -80,7 +80,7 @@ def test_openai_chat_stream_completions_and_models(openai):
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == done.usage.completion_tokens
     text = openai.completions.create(model="smollm2", prompt="The capital of France is", max_tokens=4, temperature=0)
     assert "Paris" in text.choices[0].text and text.object == "text_completion"
-    assert {m.id for m in openai.models.list()} == {"smollm2", "tiny-mistral", "tiny-mixtral"}
+    assert {m.id for m in openai.models.list()} == {"smollm2", "tiny-mistral", "tiny-mixtral", "all-minilm-l6-v2"}
     assert openai.models.retrieve("tiny-mixtral").id == "tiny-mixtral"
 
 
