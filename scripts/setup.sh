@@ -45,6 +45,10 @@ if ! command -v npm >/dev/null; then
 fi
 step "the chat app (npm packages, bundled into src/autan/web/static)"
 (cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run build --silent >/dev/null)
+if [ "${1:-}" = "--test" ]; then
+    step "the Node clients the server tests drive (the openai package, the Vercel AI SDK)"
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
 
 if [ "${1:-}" = "--test" ]; then
     missing=()
