@@ -118,6 +118,8 @@ def test_cancel_and_bad_files(server):
     source = client.files.create(file=("requests.jsonl", lines(rows)), purpose="batch")
     with pytest.raises(openai.BadRequestError, match="is for another endpoint than /v1/chat/completions"):
         client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions", completion_window="24h")
+    with pytest.raises(openai.BadRequestError, match="was uploaded for 'batch', not 'fine-tune'"):
+        client.fine_tuning.jobs.create(model="smollm2", training_file=source.id)
     batch = client.batches.create(input_file_id=source.id, endpoint="/v1/embeddings", completion_window="24h")
     cancelled = client.batches.cancel(batch.id)
     assert cancelled.status in ("cancelled", "cancelling", "completed")  # it may have been quicker than the cancel

@@ -182,7 +182,8 @@ class Jobs:
         job_id = "ftjob-" + uuid.uuid4().hex[:24]
         with self.store.session() as db:
             for f in training + validation:
-                self._file(db, user_id, f)
+                if (purpose := self._file(db, user_id, f).purpose) != "fine-tune":
+                    raise Invalid(f"file '{f}' was uploaded for {purpose!r}, not 'fine-tune'", "training_file")
             job = FineTuningJob(id=job_id, user_id=user_id, shape=shape, model=model, training_files=training,
                                 validation_files=validation, hyperparameters=hyper, suffix=suffix, seed=seed,
                                 status="queued", created_at=_now(), modified_at=_now())  # fmt: skip
