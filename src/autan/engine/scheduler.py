@@ -1,13 +1,22 @@
 """Which requests run in the next step, and how many of their tokens: continuous batching.
 
-Every step has a token budget. Running requests come first, oldest first: a decoding request
-takes one token, a prefilling one takes a chunk of what is left of its prompt. Waiting requests
-join while budget, blocks and the running limit allow; a prompt longer than the budget is fed
-in chunks over several steps, beside everyone else's decoding. When the pool runs out of
-blocks, the newest running request is preempted: its blocks are freed and it goes back to the
-front of the queue, to recompute its tokens later (mostly from the prefix cache, which kept
-them). With a sliding window, blocks that fall wholly out of the window are released as a
-request runs.
+Every step has a token budget (`max_batched_tokens`), spent in this order:
+
+1. Every running request that is decoding takes its one token, oldest first: a stream never
+   pauses behind someone else's prompt.
+2. Running requests still reading their prompt take chunks of it, oldest first; while a request
+   waits to be admitted, they leave it room: the smaller of half the budget and its whole prompt.
+3. Waiting requests are admitted, first come first served, while budget, blocks and the running
+   limit allow, each with a first chunk of its prompt.
+
+So a short request that arrives while a long prompt is being read is admitted at the next step
+and has its prompt read in that step (its first token comes from it), the long prompt goes on
+beside it, and a long prompt alone still gets the whole budget every step.
+
+When the pool runs out of blocks, the newest running request is preempted: its blocks are freed
+and it goes back to the front of the queue, to recompute its tokens later (mostly from the
+prefix cache, which kept them). With a sliding window, blocks that fall wholly out of the window
+are released as a request runs.
 """
 
 from __future__ import annotations
@@ -49,18 +58,25 @@ class Scheduler:
         self.prompt_tokens_looked_up = self.prompt_tokens_hit = 0
 
     def schedule(self) -> list[Scheduled]:
-        budget, plan = self.max_batched_tokens, []
-        i = 0
-        while i < len(self.running) and budget > 0:
-            request = self.running[i]
-            n = min(request.n_pending, budget)
-            if self._reserve(request, n):
-                plan.append(Scheduled(request, n))
-                budget -= n
-                i += 1
-                continue
-            victim = self.running[-1]  # the newest gives way
-            self._preempt(victim)
+        budget, plan = self.max_batched_tokens, {}  # request id -> its share of the step
+        for reading in (False, True):  # decoding requests first, then prompts being read
+            for request in list(self.running):
+                if request not in self.running or (request.n_pending > 1) != reading or budget <= 0:
+                    continue
+                cap = budget - self._room_for_arrival(budget) if reading else budget
+                n = min(request.n_pending, cap)
+                if n <= 0:
+                    continue
+                while not self._reserve(request, n):
+                    victim = self.running[-1]  # the newest gives way
+                    if id(victim) in plan:
+                        budget += plan.pop(id(victim)).n_tokens
+                    self._preempt(victim)
+                    if victim is request:
+                        break
+                else:
+                    plan[id(request)] = Scheduled(request, n)
+                    budget -= n
         while self.waiting and budget > 0 and len(self.running) < self.max_running:
             request = self.waiting[0]
             if not request.table:
@@ -75,9 +91,15 @@ class Scheduler:
                 request.cached_tokens = request.n_computed
                 self.prompt_tokens_looked_up += len(request.prompt)
                 self.prompt_tokens_hit += request.n_computed
-            plan.append(Scheduled(request, n))
+            plan[id(request)] = Scheduled(request, n)
             budget -= n
-        return plan
+        return list(plan.values())
+
+    def _room_for_arrival(self, budget: int) -> int:
+        """Tokens the prompts being read leave for the first waiting request, if it can be admitted."""
+        if not self.waiting or len(self.running) >= self.max_running:
+            return 0
+        return min(budget // 2, len(self.waiting[0].tokens))
 
     def computed(self, request: Request) -> None:
         """Name the request's newly completed blocks so later requests can share them."""
