@@ -21,6 +21,7 @@ def test_a_long_prompt_stalls_neither_arrivals_nor_streams(tmp_path):
             if isinstance(event, Delta) and event.token_ids:
                 got[name] += [steps[0]] * len(event.token_ids)
             assert not isinstance(event, BaseException), event
+
         return emit
 
     steps = [0]

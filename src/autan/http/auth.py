@@ -50,7 +50,9 @@ class Access:
         self.policy, self.accounts = policy, accounts
         self._operator_keys = [_digest(k) for k in policy.api_keys]
         self.throttle = Throttle()  # sign-ins: by name and by address
-        self.key_throttle = Throttle(free=20)  # wrong API keys, by address: a misconfigured client has some slack
+        # wrong API keys, by address: past 20, one try a second. Paced, not locked out: the holder of
+        # the right key on that address waits a second at most, a guesser gets one guess a second
+        self.key_throttle = Throttle(free=20, longest=1.0)
         self._internal = secrets.token_urlsafe(32)  # this process's own requests (a batch's), never sent out
 
     @property

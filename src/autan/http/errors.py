@@ -5,10 +5,8 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from autan.http import routes
 from autan.text import clean
 
 log = logging.getLogger("autan.server")
@@ -113,22 +112,8 @@ def install(app: FastAPI) -> None:
 
 def _allowed(request: Request) -> list[str]:
     """The methods the API's routes take at this path, as its OpenAPI schema lists them."""
-    path = request.url.path
-    for template, operations in request.app.openapi().get("paths", {}).items():
-        if _pattern(template).fullmatch(path):
-            return sorted(m.upper() for m in operations if m.upper() in HTTP_METHODS)
-    return []
-
-
-HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
-
-
-@functools.cache
-def _pattern(template: str) -> re.Pattern[str]:
-    """/v1/models/{model_id} as a regular expression: each {name} one path segment."""
-    return re.compile("".join(
-        "[^/]+" if part.startswith("{") else re.escape(part) for part in re.split(r"(\{[^}]*\})", template)
-    ))  # fmt: skip
+    found = routes.match(request.app, request.url.path)
+    return found[1] if found is not None else []
 
 
 def _is_name(part: object) -> bool:

@@ -70,7 +70,9 @@ def create_app(
     policy, limits = policy or Policy(), limits or Limits()
     embedders = embedders or Embedders()
     served = {m.id: m for m in models}
-    metrics = Metrics(lambda: {name: m.engine.engine for name, m in list(served.items()) if m.adapter is None})
+    metrics = Metrics(
+        lambda: {n: m.engine.engine for n, m in list(served.items()) if m.adapter is None and m.owner is None}
+    )
     rails = GuardRails(guard, served, metrics)
     access = Access(policy, store.accounts if store is not None else None)
     app = FastAPI(

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from autan.engine.engine import Engine
+from autan.http import routes
 
 log = logging.getLogger("autan.server")
 
@@ -118,8 +119,8 @@ class CountAndLog:
         try:
             await self.app(scope, receive, sending)
         finally:
-            endpoint = getattr(scope.get("route"), "path", None)
-            if endpoint is None:  # no route: the chat app's files (served at /), or nothing at all
-                endpoint = "/" if status < 400 else "unmatched"
+            found = routes.match(scope["app"], scope["path"]) if scope.get("route") is not None else None
+            # no route: the chat app's files (served at /), or nothing at all
+            endpoint = found[0] if found is not None else "/" if status < 400 else "unmatched"
             self.metrics.requests.labels(endpoint, str(status)).inc()
             log.info("%s %s %d %.3fs", scope["method"], endpoint, status, time.perf_counter() - start)

@@ -347,7 +347,9 @@ def text_logprobs(tokenizer: Any, generation: Generation, choice: int, done: Com
 
 
 def observe(metrics: Metrics, generation: Generation, done: Sequence[Completion]) -> None:
-    name = generation.served.id
+    served = generation.served
+    # an account's fine-tune is that account's alone: its figures count under its base model's
+    name = f"{served.base}:fine-tuned" if getattr(served, "owner", None) is not None else served.id
     metrics.prompt_tokens.labels(name).inc(sum(len(generation.prompt_of(i)) for i in range(len(done))))
     for c in done:
         metrics.cached_tokens.labels(name).inc(c.usage.cached_tokens)
