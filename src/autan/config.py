@@ -20,6 +20,9 @@ HF_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalL
 GGUF_ARCHITECTURES = ("llama", "qwen2")
 
 
+MAX_CONTEXT = 2**24  # tokens: 16M, past every model's; a header claiming more is refused
+
+
 @dataclass(frozen=True)
 class MoeConfig:
     num_experts: int
@@ -50,6 +53,9 @@ class ModelConfig:
                 raise ValueError(f"{f.name}={value!r} must be a positive integer")
             if f.type == "float" and (not isinstance(value, float | int) or value <= 0):
                 raise ValueError(f"{f.name}={value!r} must be a positive number")
+        for name, most in (("max_seq_len", MAX_CONTEXT), ("vocab_size", 2**24)):
+            if getattr(self, name) > most:
+                raise ValueError(f"{name}={getattr(self, name)} is more than any model has (at most {most})")
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
         if self.head_dim % 2:

@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+import struct
 
 import gguf
 import numpy as np
@@ -129,6 +130,7 @@ def test_truncated_gguf(hf_dir, tmp_path):
         ("attention.head_count", 0, "n_heads=0 must be a positive integer"),
         ("embedding_length", 2**40, "the config says vocab_size 128 and dim 1099511627776, but the embedding"),
         ("attention.head_count_kv", 1, "the config's 1 heads of 16 over dim 64 need [16, 64]"),
+        ("context_length", 2**32 - 1, "max_seq_len=4294967295 is more than any model has (at most 16777216)"),
     ],
 )
 def test_a_gguf_header_is_checked_against_its_tensors_before_anything_is_built(hf_dir, tmp_path, key, value, message):
@@ -137,6 +139,22 @@ def test_a_gguf_header_is_checked_against_its_tensors_before_anything_is_built(h
     path = save_gguf(hf_dir, tmp_path / "lying.gguf", metadata={key: value})
     with pytest.raises(CheckpointError, match=re.escape(message)):
         autan.load_model(path)
+
+
+def test_a_gguf_tensor_off_its_alignment_is_refused(hf_dir, tmp_path):
+    """Second probe: a tensor offset that is not a multiple of general.alignment loaded, and the
+    model read its weights shifted (llama.cpp refuses such a file)."""
+    path = save_gguf(hf_dir, tmp_path / "m.gguf")
+    data = bytearray(path.read_bytes())
+    name = b"token_embd.weight"
+    at = data.index(name) + len(name)  # then n_dims (u32), the dims (u64 each), the type (u32), the offset (u64)
+    (n_dims,) = struct.unpack_from("<I", data, at)
+    where = at + 4 + 8 * n_dims + 4
+    (offset,) = struct.unpack_from("<Q", data, where)
+    struct.pack_into("<Q", data, where, offset + 4)
+    (tmp_path / "shifted.gguf").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"tensor 'token_embd.weight' starts at offset \d+, not a multiple of"):
+        autan.load_model(tmp_path / "shifted.gguf")
 
 
 def test_gguf_unsupported_type_and_architecture(hf_dir, tmp_path):

@@ -111,9 +111,13 @@ def parse(data: np.ndarray) -> tuple[dict[str, Any], list[RawTensor]]:
         at += 4 + 8 * n_dims + 12
         infos.append(RawTensor(name, kind, tuple(shape), offset))
     alignment = metadata.get("general.alignment", 32)
-    if not isinstance(alignment, int) or alignment < 1:
-        raise ValueError(f"general.alignment is {alignment!r}, not a positive whole number")
+    if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment < 1 or alignment & (alignment - 1):
+        raise ValueError(f"general.alignment is {alignment!r}, not a power of two")
     start = -(-at // alignment) * alignment
     for info in infos:
+        if info.data_offset % alignment:  # llama.cpp refuses these too: the data would be read shifted
+            raise ValueError(
+                f"tensor '{info.name}' starts at offset {info.data_offset}, not a multiple of the alignment {alignment}"
+            )
         info.data_offset += start
     return metadata, infos
