@@ -1,6 +1,7 @@
 """The second probe's findings, each as a test that failed before its fix."""
 
 import dataclasses
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -54,3 +55,34 @@ def test_metrics_name_no_accounts_fine_tune_and_label_routes_by_template(store, 
     assert "ft-alice-secret" not in text and 'model="tiny:fine-tuned"' in text
     assert 'endpoint="/v1/moderations",status="200"' in text and 'endpoint="/moderations"' not in text
     assert 'endpoint="/v1/models/{model_id}"' not in text  # (not asked: no series made up)
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("alıce", "looks the same as one that is taken"),  # dotless i
+        ("ALİCE", "looks the same as one that is taken"),  # capital I with a dot
+        ("a1ice", "looks the same as one that is taken"),
+        ("Аlice", "looks the same as one that is taken"),  # Cyrillic A
+        ("bob\u0301", "U+0301 (combining acute accent)"),
+        ("bo\u200bb", "U+200B (zero width space)"),
+        ("b\u202eob", "U+202E (right-to-left override)"),
+        ("b\x00ob", "U+0000 (a control character)"),
+    ],
+)
+def test_look_alike_and_control_names_are_refused(store, name, reason):
+    from autan.store.errors import Invalid
+
+    store.accounts.create_user("alice", "a long passphrase 123")
+    store.accounts.create_user("bob", "a long passphrase 123")
+    with pytest.raises(Invalid, match=re.escape(reason)):
+        store.accounts.create_user(name, "a long passphrase 123")
+    assert [u["username"] for u in store.accounts.users()] == ["alice", "bob"]
+
+
+def test_a_look_alike_sign_up_is_a_400_with_the_reason(store):
+    app = create_app([], policy=Policy(multi_user=True, allow_signup=True), store=store)
+    assert client(app).post("/api/register", json={"username": "alice", "password": "a long passphrase"}).is_success
+    refused = client(app).post("/api/register", json={"username": "ALİCE", "password": "a long passphrase"})
+    assert refused.status_code == 400 and "looks the same as one that is taken" in refused.json()["message"]
+    assert client(app).post("/api/register", json={"username": "zoë", "password": "a long passphrase"}).is_success

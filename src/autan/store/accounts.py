@@ -22,6 +22,7 @@ from sqlalchemy.orm import sessionmaker
 
 from autan.store.errors import Invalid, NotFound
 from autan.store.models import ApiKey, Session, User, now
+from autan.store.names import refused_character, skeleton
 
 SESSION_DAYS = 30
 KEY_PREFIX = "sk-autan-"
@@ -66,6 +67,8 @@ class Accounts:
     def create_user(self, username: str, password: str, *, admin: bool = False) -> dict[str, Any]:
         """A new account; the first account of a database is always an admin."""
         name = username.strip()
+        if (bad := refused_character(name)) is not None:
+            raise Invalid(f"a username may not hold {bad}")
         if not (3 <= len(name) <= 64) or not name.isprintable():
             raise Invalid(f"a username must have 3 to 64 printable characters, got {len(name)}")
         if not 8 <= len(password) <= MAX_PASSWORD:
@@ -74,6 +77,9 @@ class Accounts:
         with self._sessions.begin() as db:
             if db.scalar(select(User.id).where(User.username_key == key)) is not None:
                 raise Invalid(f"the username '{name}' is taken")
+            mine = skeleton(name)
+            if any(skeleton(other) == mine for other in db.scalars(select(User.username))):
+                raise Invalid(f"the username '{name}' looks the same as one that is taken: choose another")
             first = db.scalar(select(User.id).limit(1)) is None
             user = User(username=name, username_key=key, password_hash=hash_password(password), is_admin=admin or first)
             db.add(user)
