@@ -86,3 +86,55 @@ def test_a_look_alike_sign_up_is_a_400_with_the_reason(store):
     refused = client(app).post("/api/register", json={"username": "ALİCE", "password": "a long passphrase"})
     assert refused.status_code == 400 and "looks the same as one that is taken" in refused.json()["message"]
     assert client(app).post("/api/register", json={"username": "zoë", "password": "a long passphrase"}).is_success
+
+
+def test_slow_clients_are_cut_off(store, monkeypatch):
+    """One header or body byte every few seconds held a connection for as long as the client liked."""
+    import asyncio
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from autan.http import guard
+    from autan.server.launch import bind
+    from autan.server.protocol import Protocol
+
+    monkeypatch.setattr(Protocol, "header_seconds", 1.0)
+    monkeypatch.setattr(guard, "BODY_SECONDS", 1.0)
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app([], store=store), http=Protocol, log_level="warning"))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        # headers a byte at a time: the server hangs up (the loop's bound is a safety net, not a measure)
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.settimeout(5)
+            closed = False
+            for byte in b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200:
+                try:
+                    c.sendall(bytes([byte]))
+                    time.sleep(0.2)
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                    break
+            assert closed or c.recv(1024) == b""
+        # a body that stops coming: 408 in the API's envelope
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.settimeout(10)
+            c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 100\r\n\r\n{\"model\": ")  # fmt: skip
+            answer = c.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 408") and b"the request body stopped arriving for 1 s" in answer
+        # and a client that is not slow is answered as ever, on the same server
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.settimeout(10)
+            c.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert c.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -8,7 +8,9 @@
   of localhost) gets a 403, cookie or not: no page can act for a signed-in user, nor create
   conversations on an open server; clients that are not browsers send no Origin and pass;
 - the body has a size limit, checked against Content-Length before anything is read and
-  counted as it arrives otherwise (413);
+  counted as it arrives otherwise (413), and a time limit: each part of it must come within
+  BODY_SECONDS of the one before (408), so a client that trickles a byte at a time holds no
+  connection for long (the headers have theirs: `autan.server.launch.Protocol`);
 - every response carries a Content-Security-Policy (scripts, styles and connections only from
   the server itself; no frames) and the headers that keep browsers from guessing types or
   leaking the URL.
@@ -16,6 +18,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
@@ -26,6 +29,7 @@ from starlette.exceptions import HTTPException
 from autan.http.errors import error_body
 
 MAX_BODY_BYTES = 8 * 2**20
+BODY_SECONDS = 30.0  # the longest wait for the next part of a request body
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
     "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -112,9 +116,17 @@ class Guard:
     def _counting(self, receive: Callable) -> Callable:
         received = 0
 
+        finished = False
+
         async def counted() -> dict:
-            nonlocal received
-            message = await receive()
+            nonlocal received, finished
+            if finished:  # the body is read: what comes next is the client leaving, whenever it does
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), BODY_SECONDS)
+            except TimeoutError:
+                raise HTTPException(408, f"the request body stopped arriving for {BODY_SECONDS:g} s") from None
+            finished = message["type"] != "http.request" or not message.get("more_body", False)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:

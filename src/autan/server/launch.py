@@ -121,6 +121,7 @@ def serve(settings: Settings) -> None:
     from autan.server.app import Limits, create_app
     from autan.server.embeddings import Embedders
     from autan.server.models import load_served
+    from autan.server.protocol import Protocol
     from autan.store.db import Store
 
     if settings.allow_signup and not settings.multi_user:
@@ -160,6 +161,7 @@ def serve(settings: Settings) -> None:
     server = uvicorn.Server(
         uvicorn.Config(
             app,
+            http=Protocol,  # headers within a time limit, bodies too (autan.http.guard)
             log_level="warning",
             timeout_graceful_shutdown=GRACEFUL_SECONDS,
             **(proxies if settings.trusted_proxies else {"proxy_headers": False}),
