@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-running", type=_ranged(int, 1), default=32, help="requests decoded together")
     serve.add_argument("--max-batched-tokens", type=_ranged(int, 1), default=256, help="tokens per engine step")
     serve.add_argument("--kv-cache-memory", type=_memory_size, default=None, help="KV cache size, e.g. 2GiB")
+    serve.add_argument(
+        "--finetune-memory",
+        type=_memory_size,
+        default=None,
+        help="the most memory one fine-tuning job may hold, e.g. 6GiB (default: 40%% of the machine's)",
+    )
     serve.add_argument("--max-waiting", type=_ranged(int, 0), default=256, help="queued requests before answering 429")
     serve.add_argument(
         "--max-body-size", type=_memory_size, default=8 * 2**20, help="largest request body, e.g. 8MiB (413 past it)"

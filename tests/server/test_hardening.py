@@ -1,7 +1,10 @@
 """The second probe's findings, each as a test that failed before its fix."""
 
 import dataclasses
+import json
+import os
 import re
+import threading
 
 import pytest
 from fastapi.testclient import TestClient
@@ -128,7 +131,9 @@ def test_slow_clients_are_cut_off(store, monkeypatch):
             c.settimeout(10)
             c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                       b"Content-Length: 100\r\n\r\n{\"model\": ")  # fmt: skip
-            answer = c.recv(4096)
+            answer = b""
+            while b"stopped arriving" not in answer and (part := c.recv(4096)):
+                answer += part
             assert answer.startswith(b"HTTP/1.1 408") and b"the request body stopped arriving for 1 s" in answer
         # and a client that is not slow is answered as ever, on the same server
         with socket.create_connection(("127.0.0.1", port)) as c:
@@ -138,3 +143,129 @@ def test_slow_clients_are_cut_off(store, monkeypatch):
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from checkpoints import CHATML, tiny_with_template
+
+    root = tmp_path_factory.mktemp("ft-hardening")
+    path = tiny_with_template(root, "tiny", CHATML)
+    rows = [{"messages": [{"role": "user", "content": f"Number {i}?"}, {"role": "assistant", "content": f"It is {i}."}]}
+            for i in range(8)]  # fmt: skip
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    return path, data
+
+
+def rss() -> int:
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class Peak:
+    """The most memory this process holds while the block runs (sampled every few milliseconds)."""
+
+    def __enter__(self):
+        self.base, self.peak, self.done = rss(), rss(), threading.Event()
+        self.thread = threading.Thread(target=self._watch)
+        self.thread.start()
+        return self
+
+    def _watch(self):
+        while not self.done.wait(0.005):
+            self.peak = max(self.peak, rss())
+
+    def __exit__(self, *_):
+        self.done.set()
+        self.thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.base
+
+
+def test_a_fine_tune_at_the_longest_accepted_seq_len_stays_in_its_budget(tiny, store, tmp_path):
+    import autan
+    from autan.finetune.jobs import Invalid, Jobs
+    from autan.finetune.train import TrainConfig, train
+
+    path, _ = tiny
+    config = autan.load_model(path).config
+    budget = 320 * 2**20
+    jobs = Jobs(store, memory_budget=budget)
+    longest = jobs._seq_len("tiny", config, None)
+    assert jobs._seq_len("tiny", config, longest) == longest
+    with pytest.raises(Invalid, match=rf"seq_len {longest + 1} needs about .* at most seq_len {longest} fits"):
+        jobs._seq_len("tiny", config, longest + 1)
+    words = " ".join(f"w{i}" for i in range(longest))  # one example as long as accepted
+    reply = {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": words}]}
+    (tmp_path / "long.jsonl").write_text(json.dumps(reply) + "\n")
+    run = TrainConfig(steps=2, batch_size=1, max_seq_len=longest, pack_tokens=longest)
+    with Peak() as peak:
+        train(path, tmp_path / "long.jsonl", tmp_path / "out", run, report=lambda p: None)
+    assert peak.growth <= budget, (peak.growth / 2**20, budget / 2**20)
+
+
+def test_a_huge_job_starts_at_once_and_stops_at_its_first_check(tiny, tmp_path):
+    """A million steps of 256 made a 2.56e8-entry order list before the first step (94 s, 2.1 GB)."""
+    from autan.finetune.train import TrainConfig, train
+
+    path, data = tiny
+    (tmp_path / "d.jsonl").write_bytes(data)
+    checks = []
+
+    def stop():
+        checks.append(1)
+        return len(checks) > 1  # after one step
+
+    with Peak() as peak:
+        result = train(path, tmp_path / "d.jsonl", tmp_path / "out", TrainConfig(steps=10**6, batch_size=256),
+                       report=lambda p: None, stop=stop)  # fmt: skip
+    assert result.stopped and result.steps == 1
+    assert peak.growth < 512 * 2**20, peak.growth / 2**20
+
+
+def test_one_account_cannot_queue_the_machine_and_others_go_first(tiny, store, monkeypatch):
+    from autan.finetune.jobs import MAX_ACTIVE, Jobs, Limited
+
+    path, data = tiny
+    monkeypatch.setenv("AUTAN_HOME", str(store.engine.url.database.rsplit("/", 1)[0]))
+    served = {"tiny": load_served(f"tiny={path}")}
+    alice, bob = (store.accounts.create_user(n, "a long passphrase 123")["id"] for n in ("alice", "bob"))
+    jobs = Jobs(store)
+    files = {who: jobs.add_file(who, "t.jsonl", "fine-tune", data)["id"] for who in (alice, bob)}
+    made = [jobs.create(alice, "openai", {"model": "tiny", "training_file": files[alice]}, served)["id"]
+            for _ in range(MAX_ACTIVE)]  # fmt: skip
+    with pytest.raises(Limited, match=f"this account has {MAX_ACTIVE} fine-tuning jobs queued or running"):
+        jobs.create(alice, "openai", {"model": "tiny", "training_file": files[alice]}, served)
+    bobs = jobs.create(bob, "openai", {"model": "tiny", "training_file": files[bob]}, served)["id"]
+    assert jobs.pick() == made[0] and jobs.pick() == bobs  # bob's, made last, runs second
+
+
+def test_fine_tuning_input_is_checked_at_create(tiny, store, tmp_path, monkeypatch):
+    path, data = tiny
+    monkeypatch.setenv("AUTAN_HOME", str(tmp_path / "home"))
+    app = create_app([load_served(f"tiny={path}")], store=store)  # (its worker is not started: jobs stay queued)
+    c = client(app)
+    good = c.post("/v1/files", files={"file": ("t.jsonl", data)}, data={"purpose": "fine-tune"}).json()["id"]
+    deep = "[" * 200_000 + "]" * 200_000
+    nested = c.post("/v1/fine_tuning/jobs", content=f'{{"model": "tiny", "hyperparameters": {deep}}}',
+                    headers={"content-type": "application/json"})  # fmt: skip
+    assert nested.status_code == 400 and "nested too deeply" in nested.text
+    line = b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+    refused = c.post("/v1/files", files={"file": ("d.jsonl", line)}, data={"purpose": "fine-tune"})
+    assert refused.status_code == 400 and "d.jsonl:1: nested too deeply" in refused.text
+    for body, reason in [
+        ({"hyperparameters": {"n_epochs": 10**400}}, "n_epochs 10000000000000000000... (401 characters) must be"),
+        ({"validation_file": 123}, "validation_file: name the validation file by id"),
+        ({"validation_file": [good]}, "validation_file: name the validation file by id"),
+        ({"suffix": "é٣"}, "suffix 'é٣' must be 1 to 40 ASCII letters"),
+    ]:
+        answer = c.post("/v1/fine_tuning/jobs", json={"model": "tiny", "training_file": good, **body})
+        assert answer.status_code == 400 and reason in answer.json()["message"], answer.text
+        assert "/" not in answer.json()["message"].replace("1 to 40", "")  # no path of the server's
+    job = c.post("/v1/fine_tuning/jobs", json={"model": "tiny", "training_file": good}).json()
+    in_use = c.delete(f"/v1/files/{good}")
+    assert in_use.status_code == 409 and f"in use by fine-tuning job {job['id']}" in in_use.text
+    mistral = c.post("/v1/fine_tuning/jobs", json={"model": "tiny", "training_files": [{"file_id": good}],
+                                                   "hyperparameters": {"epochs": 2}})  # fmt: skip
+    assert mistral.status_code == 200 and mistral.json()["status"] == "QUEUED"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -24,11 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from autan.errors import AutanError
 from autan.finetune.data import DataError, check_example
-from autan.finetune.train import Progress, TrainConfig, train
+from autan.finetune.train import Progress, TrainConfig, longest_fitting, peak_bytes, train
 from autan.registry import home
 from autan.store.models import File, FineTuningEvent, FineTuningJob
 
@@ -37,11 +38,21 @@ MAX_FILE_BYTES = 512 * 2**20
 DEFAULTS = {"n_epochs": 3, "batch_size": 4, "learning_rate": 2e-4}
 OPENAI_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
 MAX_SEQ_LEN = 8192  # a job's longest example: its attention is computed whole, in the server's memory
+MAX_ACTIVE = 8  # fine-tuning jobs one account may have queued or running
+MAX_FILES = 256  # files one account may hold
 Ready = Callable[[str, str, Path, "str | None"], None]  # serves (base, name, adapter dir, owner's user id)
 
 
 class NotFound(AutanError):
     pass
+
+
+class Limited(AutanError):
+    """An account at one of its limits (429)."""
+
+
+class Conflict(AutanError):
+    """What was asked clashes with what is in use (409)."""
 
 
 class Invalid(AutanError):
@@ -90,6 +101,8 @@ def check_training_file(data: bytes, filename: str) -> int:
             check_example(json.loads(line), f"{filename}:{number}")
         except ValueError as e:
             raise Invalid(f"{filename}:{number}: not JSON: {e}", "file") from None
+        except RecursionError:
+            raise Invalid(f"{filename}:{number}: nested too deeply to read", "file") from None
         except DataError as e:
             raise Invalid(str(e), "file") from None
         count += 1
@@ -101,8 +114,10 @@ def check_training_file(data: bytes, filename: str) -> int:
 class Jobs:
     """Files and jobs in the store, for one caller at a time (`user_id`), and the worker."""
 
-    def __init__(self, store: Any):
+    def __init__(self, store: Any, memory_budget: int | None = None):
         self.store = store
+        self.memory_budget = memory_budget or default_budget()  # bytes one job's training may hold
+        self._last_owner: str | None = "-"  # whose job ran last: the next goes to another account if one waits
         self.wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -119,6 +134,10 @@ class Jobs:
         if len(data) > MAX_FILE_BYTES:
             raise Invalid(f"{filename} is {len(data)} bytes; the limit is {MAX_FILE_BYTES}", "file")
         lines = checks[purpose](data, filename)
+        with self.store.session() as db:
+            held = db.scalar(select(func.count()).select_from(File).where(File.user_id == user_id)) or 0
+        if held >= MAX_FILES:
+            raise Limited(f"this account holds {held} files, the most it may: delete some first")
         file_id = "file-" + uuid.uuid4().hex[:24]
         files_dir().mkdir(parents=True, exist_ok=True)
         partial = files_dir() / f"{file_id}.partial"
@@ -148,8 +167,18 @@ class Jobs:
         return (files_dir() / f"{file_id}.jsonl").read_bytes()
 
     def delete_file(self, user_id: str | None, file_id: str) -> dict[str, Any]:
+        from autan.store.models import Batch
+
         with self.store.session() as db:
-            db.delete(self._file(db, user_id, file_id))
+            found = self._file(db, user_id, file_id)
+            live = db.scalars(select(FineTuningJob).where(FineTuningJob.status.in_(("queued", "running")))).all()
+            if users := [j.id for j in live if file_id in (j.training_files or []) + (j.validation_files or [])]:
+                raise Conflict(f"file '{file_id}' is in use by fine-tuning job {users[0]}: cancel the job first")
+            batches = db.scalars(select(Batch.id).where(Batch.input_file_id == file_id,
+                                                        Batch.status.in_(("queued", "running")))).all()  # fmt: skip
+            if batches:
+                raise Conflict(f"file '{file_id}' is in use by batch {batches[0]}: cancel the batch first")
+            db.delete(found)
         (files_dir() / f"{file_id}.jsonl").unlink(missing_ok=True)
         return {"id": file_id, "object": "file", "deleted": True}
 
@@ -161,26 +190,31 @@ class Jobs:
         if not isinstance(model, str) or model not in models:
             raise NotFound(f"model '{str(model)[:100]}' is not served here; available: {', '.join(models)}")
         if shape == "mistral":
-            training = [t.get("file_id") if isinstance(t, dict) else t for t in body.get("training_files") or []]
-            validation = list(body.get("validation_files") or [])
+            given = body.get("training_files") or []
+            given = given if isinstance(given, list) else []
+            training = [t.get("file_id") if isinstance(t, dict) else t for t in given]
+            validation = body.get("validation_files") or []
         else:
             training = [body.get("training_file")]
-            validation = [body["validation_file"]] if body.get("validation_file") else []
-        if not training or not all(isinstance(t, str) for t in training):
-            raise Invalid(
-                "name the training file(s) by id", "training_files" if shape == "mistral" else "training_file"
-            )
+            validation = [body["validation_file"]] if body.get("validation_file") is not None else []
+        names = ("training_files", "validation_files") if shape == "mistral" else ("training_file", "validation_file")
+        if not training or not all(isinstance(t, str) and len(t) <= 64 for t in training):
+            raise Invalid(f"{names[0]}: name the training file(s) by id", names[0])
+        if not isinstance(validation, list) or not all(isinstance(v, str) and len(v) <= 64 for v in validation):
+            raise Invalid(f"{names[1]}: name the validation file{'s' if shape == 'mistral' else ''} by id", names[1])
         hyper = _hyperparameters(shape, body)
+        hyper["seq_len"] = self._seq_len(model, models[model].engine.engine.model.config, hyper.get("seq_len"))
         suffix = body.get("suffix")
-        if suffix is not None and (
-            not isinstance(suffix, str) or not suffix.replace("-", "").isalnum() or len(suffix) > 40
-        ):
-            raise Invalid(f"suffix {str(suffix)[:60]!r} must be up to 40 letters, digits and '-'", "suffix")
+        if suffix is not None and (not isinstance(suffix, str) or not re.fullmatch(r"[A-Za-z0-9-]{1,40}", suffix)):
+            raise Invalid(f"suffix {str(suffix)[:60]!r} must be 1 to 40 ASCII letters, digits and '-'", "suffix")
         seed = body.get("seed", 0)
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
             raise Invalid(f"seed {seed!r} must be an integer in [0, 2^31)", "seed")
         job_id = "ftjob-" + uuid.uuid4().hex[:24]
         with self.store.session() as db:
+            active = (FineTuningJob.user_id == user_id) & FineTuningJob.status.in_(("queued", "running"))
+            if (waiting := db.scalar(select(func.count()).select_from(FineTuningJob).where(active)) or 0) >= MAX_ACTIVE:
+                raise Limited(f"this account has {waiting} fine-tuning jobs queued or running, the most it may")
             for f in training + validation:
                 if (purpose := self._file(db, user_id, f).purpose) != "fine-tune":
                     raise Invalid(f"file '{f}' was uploaded for {purpose!r}, not 'fine-tune'", "training_file")
@@ -194,6 +228,21 @@ class Jobs:
             card = self._card(db, job)
         self.wake.set()
         return card
+
+    def _seq_len(self, name: str, config: Any, asked: int | None) -> int:
+        """The longest example (and pack) a job trains on: what was asked if it fits the memory
+        budget, else a 400 that says what fits; unasked, the most that fits, up to 2,048."""
+        fits = longest_fitting(config, self.memory_budget, MAX_SEQ_LEN)
+        budget = f"{self.memory_budget / 2**30:.1f} GiB (autan serve --finetune-memory)"
+        if fits < 64:
+            raise Invalid(f"training {name} needs more memory than the fine-tuning budget of {budget}", "model")
+        if asked is None:
+            return min(fits, 2048)
+        if asked > fits:
+            need = peak_bytes(config, asked) / 2**30
+            raise Invalid(f"seq_len {asked} needs about {need:.1f} GiB to train {name}, more than the budget of "
+                          f"{budget}: at most seq_len {fits} fits", "seq_len")  # fmt: skip
+        return asked
 
     def _job(self, db: Any, user_id: str | None, job_id: str) -> FineTuningJob:
         return _owned(db, FineTuningJob, user_id, job_id, "fine-tuning job")
@@ -318,9 +367,7 @@ class Jobs:
 
     def _next(self, models: dict[str, Any], ready: Ready) -> None:
         """Run the oldest queued job; with none, wait a little and serve adapters finished elsewhere."""
-        with self.store.session() as db:
-            stmt = select(FineTuningJob.id).where(FineTuningJob.status == "queued").order_by(FineTuningJob.created_at)
-            job_id = db.scalars(stmt.limit(1)).first()
+        job_id = self.pick()
         if job_id is None:
             self.wake.wait(5)
             self.wake.clear()
@@ -333,6 +380,20 @@ class Jobs:
             self._run(job_id, models, ready)
         except Exception:  # e.g. its row deleted with its account: the worker goes on with the next
             log.exception("fine-tuning job %s ended unexpectedly", job_id)
+        finally:
+            _give_memory_back()
+
+    def pick(self) -> str | None:
+        """The next job to run: the oldest queued one of another account than the last job's, if
+        one waits (so one account's queue never holds another's job back), else the oldest."""
+        with self.store.session() as db:
+            stmt = select(FineTuningJob.id, FineTuningJob.user_id).where(FineTuningJob.status == "queued")
+            queued = db.execute(stmt.order_by(FineTuningJob.created_at)).all()
+        chosen = next((row for row in queued if row.user_id != self._last_owner), queued[0] if queued else None)
+        if chosen is None:
+            return None
+        self._last_owner = chosen.user_id
+        return chosen.id
 
     def _claim(self, job_id: str) -> bool:
         """Mark a queued job running, unless something else changed it first."""
@@ -403,8 +464,10 @@ class Jobs:
             device = str(models[base].engine.engine.model.device)
             result = train(models[base].path, data, out, config, val, device, resume=True, report=report,
                            stop=lambda: self._cancelled(job_id))  # fmt: skip
-        except Exception as e:  # the job fails, with the reason; the server goes on
-            self._event(job_id, f"Job failed: {e}", level="error", status="failed", error=str(e), finished_at=_now())
+        except Exception as e:  # the job fails, with the reason (no path of the server's); the server goes on
+            reason = str(e).replace(str(home()), "$AUTAN_HOME")
+            self._event(job_id, f"Job failed: {reason}", level="error", status="failed", error=reason,
+                        finished_at=_now())  # fmt: skip
             return
         if result.stopped:
             if self._closing:
@@ -423,6 +486,26 @@ class Jobs:
                     finished_at=_now())  # fmt: skip
 
 
+def default_budget() -> int:
+    """Four tenths of the machine's memory: the server and its models keep the rest."""
+    try:
+        return int(0.4 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError):
+        return 4 * 2**30
+
+
+def _give_memory_back() -> None:
+    """A job's tensors freed, and the pages the allocator kept for them handed back to the system
+    (glibc keeps freed memory for reuse: after a job the server stayed 5 GB larger)."""
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: the next job reuses the memory instead
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def job_dir(job_id: str) -> Path:
     return home() / "fine_tuning" / job_id
 
@@ -438,11 +521,18 @@ def _number(body: dict, key: str, kind: type, low: float, high: float, default: 
     value = body.get(key, default)
     if value == "auto" or value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not float(value).is_integer()):
-        raise Invalid(f"{key} {value!r} must be {'an integer' if kind is int else 'a number'}", key)
-    if not low <= value <= high:
-        raise Invalid(f"{key} {value} must be between {low:g} and {high:g}", key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Invalid(f"{key} {_shown(value)} must be {'an integer' if kind is int else 'a number'}", key)
+    if not low <= value <= high:  # (before any float(): a 400-digit integer is no float)
+        raise Invalid(f"{key} {_shown(value)} must be between {low:g} and {high:g}", key)
+    if kind is int and not float(value).is_integer():
+        raise Invalid(f"{key} {value!r} must be an integer", key)
     return kind(value)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
 
 
 def _hyperparameters(shape: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -462,12 +552,12 @@ def _hyperparameters(shape: str, body: dict[str, Any]) -> dict[str, Any]:
     }
     if shape == "mistral":
         out |= {
-            "training_steps": _number(raw, "training_steps", int, 1, 10**6, 0),
+            "training_steps": _number(raw, "training_steps", int, 1, 10**6, None),  # None: from the epochs
             "learning_rate": _number(raw, "learning_rate", float, 1e-8, 1, 1e-4),
             "epochs": _number(raw, "epochs", float, 0.01, 1000, 1.0),
             "weight_decay": _number(raw, "weight_decay", float, 0, 1, 0.1),
             "warmup_fraction": _number(raw, "warmup_fraction", float, 0, 0.99, 0.05),
-            "seq_len": _number(raw, "seq_len", int, 2, MAX_SEQ_LEN, 2048),
+            "seq_len": _number(raw, "seq_len", int, 2, MAX_SEQ_LEN, None),
             "batch_size": _number(raw, "batch_size", int, 1, 1024, 4),
         }
     else:
@@ -482,10 +572,12 @@ def _hyperparameters(shape: str, body: dict[str, Any]) -> dict[str, Any]:
 def _config(hyper: dict[str, Any], seed: int) -> TrainConfig:
     common = dict(rank=hyper["lora_rank"], alpha=hyper["lora_alpha"], dropout=hyper["lora_dropout"], seed=seed,
                   batch_size=hyper["batch_size"])  # fmt: skip
+    seq_len = hyper.get("seq_len") or 2048  # (jobs made before the memory budget have none)
+    common |= {"max_seq_len": seq_len, "pack_tokens": seq_len}  # so no pack holds more than the budget allows
     if "training_steps" in hyper:  # Mistral's
         config = TrainConfig(**common, learning_rate=hyper["learning_rate"], epochs=hyper["epochs"],
-                             steps=hyper["training_steps"], weight_decay=hyper["weight_decay"],
-                             warmup=hyper["warmup_fraction"], max_seq_len=hyper["seq_len"])  # fmt: skip
+                             steps=hyper["training_steps"] or 0, weight_decay=hyper["weight_decay"],
+                             warmup=hyper["warmup_fraction"])  # fmt: skip
     else:
         config = TrainConfig(**common, learning_rate=DEFAULTS["learning_rate"] * hyper["learning_rate_multiplier"],
                              epochs=hyper["n_epochs"])  # fmt: skip

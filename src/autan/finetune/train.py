@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from autan.config import ModelConfig
 from autan.errors import AutanError
 from autan.finetune import curve
 from autan.finetune.data import Example, encode, read_jsonl
@@ -34,6 +35,7 @@ from autan.model import lora
 
 SLOT = 1  # the adapter being trained
 PACK_TOKENS = 2048  # tokens packed into one forward (a longer example goes alone)
+RUNTIME_BYTES = 160 * 2**20  # what a run holds whatever its size: tokenizer, optimizer, threads' scratch
 
 
 @dataclass
@@ -55,6 +57,7 @@ class TrainConfig:
     steps: int = 0  # optimizer steps (0: as many as `epochs` take)
     eval_every: int = 0  # steps between validation losses (0: at the end only)
     save_every: int = 0  # steps between checkpoints (0: at the end only; -1: about ten in a run)
+    pack_tokens: int = PACK_TOKENS  # tokens packed into one forward: with max_seq_len, what bounds memory
 
     def check(self) -> None:
         checks = [
@@ -213,7 +216,7 @@ def train(
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     per_step = config.batch_size * config.grad_accum
     steps = config.steps or max(1, math.ceil(len(examples) * config.epochs / per_step))
-    order = _order(len(examples), steps * per_step, config.seed)
+    order = Order(len(examples), config.seed)
     save_every = config.save_every if config.save_every >= 0 else max(1, steps // 10)
 
     step, history = 0, []
@@ -229,10 +232,10 @@ def train(
             break
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step, steps)
-        batch = [examples[i] for i in order[step * per_step : (step + 1) * per_step]]
+        batch = [examples[i] for i in order.take(step * per_step, per_step)]
         learned = sum(e.learned for e in batch)
         total = 0.0
-        for group in packs(batch, max(config.max_seq_len, PACK_TOKENS)):
+        for group in packs(batch, max(config.max_seq_len, config.pack_tokens)):
             loss, _ = batch_loss(model, group)
             (loss / learned).backward()
             total += float(loss.detach())
@@ -249,7 +252,7 @@ def train(
                         (steps - step) / rate if rate else 0.0))  # fmt: skip
         at_end = step == steps
         if held_out and (at_end or (config.eval_every and step % config.eval_every == 0)):
-            value = validation_loss(model, held_out, max(config.max_seq_len, PACK_TOKENS))
+            value = validation_loss(model, held_out, max(config.max_seq_len, config.pack_tokens))
             history.append({"step": step, "val_loss": value})
             report(Progress(step, steps, last_loss, value, kind="eval"))
         if at_end or (save_every and step % save_every == 0):
@@ -263,15 +266,49 @@ def train(
     return Result(out, step, last_loss, val_losses[-1] if val_losses else None, history, tokens, step < steps)
 
 
-def _order(n: int, length: int, seed: int) -> list[int]:
-    """The examples in the order they are seen: each epoch a fresh seeded shuffle."""
-    rng = random.Random(seed)
-    out: list[int] = []
-    while len(out) < length:
-        epoch = list(range(n))
-        rng.shuffle(epoch)
-        out += epoch
-    return out[:length]
+def peak_bytes(config: ModelConfig, tokens: int) -> int:
+    """About the most memory a job's training holds over one pack of `tokens` tokens (float32), an
+    upper bound: every layer keeps its attention's scores and probabilities (heads x tokens^2:
+    the pack's mask is computed whole) and its projections' activations for the backward pass;
+    the learned rows' logits are there four times over (logits, their float copy, log-softmax,
+    its gradient); the weights, unpacked per use, are kept for the backward pass.
+    (SmolLM2-135M on one 1,192-token example: 5.3 GiB estimated, 4.2 GB measured.)"""
+    per_layer = 2 * config.n_heads * tokens**2 + tokens * (4 * config.dim + 3 * config.hidden_dim)
+    return RUNTIME_BYTES + 4 * (config.n_layers * per_layer + 4 * tokens * config.vocab_size + config.parameters)
+
+
+def longest_fitting(config: ModelConfig, budget: int, most: int) -> int:
+    """The most tokens in one pack (at most `most`) whose training fits `budget` bytes; 0 if none."""
+    low, high = 0, most
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if peak_bytes(config, mid) <= budget else (low, mid - 1)
+    return low
+
+
+class Order:
+    """The examples in the order they are seen: each epoch a fresh seeded shuffle, made as the
+    run reaches it (a million steps need no list of a million batches, and cancel is never
+    waiting behind one)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed = n, seed
+        self._rng, self._epoch, self._current = random.Random(seed), -1, list(range(n))
+
+    def take(self, start: int, count: int) -> list[int]:
+        """Indices start..start+count of the whole sequence (called with starts that only grow,
+        as a run goes; going back starts the shuffles over)."""
+        return [self._at(i) for i in range(start, start + count)]
+
+    def _at(self, i: int) -> int:
+        epoch, at = divmod(i, self.n)
+        if epoch < self._epoch:
+            self._rng, self._epoch = random.Random(self.seed), -1
+        while self._epoch < epoch:
+            self._current = list(range(self.n))
+            self._rng.shuffle(self._current)
+            self._epoch += 1
+        return self._current[at]
 
 
 def _trained(model: torch.nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -104,6 +104,11 @@ def install(app: FastAPI) -> None:
         kind = TYPES.get(e.status_code, "invalid_request_error")
         return shaped(request, envelope(clean(str(e.detail)), kind), e.status_code, getattr(e, "headers", None))
 
+    @app.exception_handler(RecursionError)
+    async def too_deep(request: Request, e: RecursionError) -> JSONResponse:
+        message = "the request is nested too deeply to read (JSON objects and arrays within each other)"
+        return shaped(request, envelope(message, "invalid_request_error", code="too_deep"), 400)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, e: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)

@@ -63,6 +63,7 @@ def create_app(
     store: Store | None = None,
     guard: GuardPolicy | None = None,
     embedders: Embedders | None = None,
+    finetune_memory: int | None = None,
 ) -> FastAPI:
     """The API for `models`; with a `store`, also the chat app at `/` and its `/api` routes; with a
     `guard` policy, rails around every generation (a request may also ask for them); `embedders`
@@ -111,19 +112,21 @@ def create_app(
     if store is not None:
         from autan.web.routes import install
 
-        _fine_tuning(app, store, served, access)  # before the chat app's files, served at /
+        _fine_tuning(app, store, served, access, finetune_memory)  # before the chat app's files, served at /
         install(app, store, access)
     return app
 
 
-def _fine_tuning(app: FastAPI, store: Store, served: dict[str, ServedModel], access: Access) -> None:
+def _fine_tuning(
+    app: FastAPI, store: Store, served: dict[str, ServedModel], access: Access, memory: int | None
+) -> None:
     """The files and fine-tuning jobs API, and its worker (from startup to shutdown); each adapter
     a job makes is served beside its base model."""
     from autan.batches import Batches
     from autan.finetune.jobs import Jobs
     from autan.server import batches, finetuning
 
-    jobs = Jobs(store)
+    jobs = Jobs(store, memory)
     app.state.jobs = jobs
     app.include_router(finetuning.router(jobs, served, access))
     batches.install(app, Batches(store), access, served)

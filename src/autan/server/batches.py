@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from autan.batches import Batches
-from autan.finetune.jobs import Invalid, NotFound
+from autan.finetune.jobs import Invalid, Limited, NotFound
 from autan.http.auth import Access
 from autan.http.errors import APIError
 from autan.store.accounts import Principal
@@ -50,6 +50,8 @@ def router(batches: Batches, access: Access) -> APIRouter:
             raise APIError(404, str(e)) from None
         except Invalid as e:
             raise APIError(400, str(e), param=e.param) from None
+        except Limited as e:
+            raise APIError(429, str(e)) from None
 
     @api.post("/batches")
     async def create(body: OpenAIBatch, who: Caller) -> dict:

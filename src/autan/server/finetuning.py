@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
-from autan.finetune.jobs import MAX_FILE_BYTES, Invalid, Jobs, NotFound
+from autan.finetune.jobs import MAX_FILE_BYTES, Conflict, Invalid, Jobs, Limited, NotFound
 from autan.http.auth import Access
 from autan.http.errors import APIError
 from autan.store.accounts import Principal
@@ -32,6 +32,10 @@ def router(jobs: Jobs, served: dict[str, Any], access: Access) -> APIRouter:
             raise APIError(404, str(e)) from None
         except Invalid as e:
             raise APIError(400, str(e), param=e.param) from None
+        except Conflict as e:
+            raise APIError(409, str(e)) from None
+        except Limited as e:
+            raise APIError(429, str(e)) from None
 
     @api.post("/files")
     async def upload(

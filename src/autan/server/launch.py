@@ -49,6 +49,7 @@ class Settings:
     adapters: Sequence[str] = ()  # LoRA adapters: "NAME=PATH" (on the one model) or "MODEL:NAME=PATH"
     device: str = "cpu"  # "cuda": each rank of a split model on its own GPU (LOCAL_RANK), one process on cuda:0
     embedding_models: Sequence[str] = ()  # encoders for /v1/embeddings besides the packaged one
+    finetune_memory: int | None = None  # bytes one fine-tuning job may hold (None: 40% of the machine's)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, api_keys: Sequence[str]) -> Settings:
@@ -77,6 +78,7 @@ class Settings:
             adapters=args.adapter,
             device=args.device,
             embedding_models=args.embedding_model,
+            finetune_memory=args.finetune_memory,
         )
 
 
@@ -147,7 +149,7 @@ def serve(settings: Settings) -> None:
     for e in embedders.loaded.values():
         print(f"embeddings: {e.id} ({e.path}), {e.dimensions} dimensions, {e.pooling} pooling", file=sys.stderr)
     app = create_app(served, policy=policy, limits=limits, log_prompts=settings.log_prompts, store=store, guard=guard,
-                     embedders=embedders)  # fmt: skip
+                     embedders=embedders, finetune_memory=settings.finetune_memory)  # fmt: skip
     if guard is not None:
         print(f"guard: {guard.moderator}, input rail {guard.input}, output rail {guard.output}", file=sys.stderr)
     port = sock.getsockname()[1]
