@@ -4,9 +4,11 @@ meanwhile is still taken and ended (here: failed, with the reason, as its model 
 import json
 import threading
 import time
+from types import SimpleNamespace
 
 from sqlalchemy.exc import OperationalError
 
+from autan.config import ModelConfig
 from autan.finetune.jobs import Jobs
 from autan.store.db import Store
 
@@ -17,7 +19,10 @@ def test_the_worker_goes_on_after_the_store_fails(tmp_path, monkeypatch):
     jobs = Jobs(store)
     row = {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}
     file = jobs.add_file(None, "train.jsonl", "fine-tune", (json.dumps(row) + "\n").encode())
-    job = jobs.create(None, "openai", {"model": "tiny", "training_file": file["id"]}, {"tiny": object()})
+    shape = ModelConfig(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16, hidden_dim=128, vocab_size=128,
+                        norm_eps=1e-5, rope_theta=1e4, max_seq_len=512)  # fmt: skip
+    served = SimpleNamespace(engine=SimpleNamespace(engine=SimpleNamespace(model=SimpleNamespace(config=shape))))
+    job = jobs.create(None, "openai", {"model": "tiny", "training_file": file["id"]}, {"tiny": served})
     working, failures = store.session, []
 
     def flaky():  # out of reach twice, for the worker's thread

@@ -104,7 +104,8 @@ def test_sentencepiece_kind_chat_equals_mistral_common_v1(spm_ours):
 
 def test_bos_eos_from_metadata(ours, theirs):
     assert ours.bos_id == theirs.bos_token_id == 1
-    assert ours.eos_ids == {theirs.eos_token_id} == {2}
+    assert ours.eos_id == theirs.eos_token_id == 2
+    assert ours.eos_ids == {2, 0}  # and <|endoftext|>: an end of generation, as llama.cpp reads the vocabulary
 
 
 CONVERSATIONS = [
