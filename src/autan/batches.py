@@ -16,13 +16,12 @@ import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
 
-from autan.finetune.jobs import Invalid, NotFound, files_dir
+from autan.finetune.jobs import Invalid, NotFound, files_dir, stamp, utc_now
 from autan.registry import home
 from autan.store.models import Batch, File
 
@@ -31,16 +30,6 @@ ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/r
              "/v1/moderations")  # fmt: skip
 MAX_REQUESTS = 50_000  # lines in one batch file, as OpenAI allows
 Send = Callable[[str, dict[str, Any], str | None], Awaitable[tuple[int, dict[str, Any]]]]  # (url, body, user) -> answer
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _stamp(moment: datetime | None) -> int | None:
-    if moment is None:
-        return None
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
 def check_batch_file(data: bytes, filename: str) -> int:
@@ -92,17 +81,17 @@ def card(b: Batch) -> dict[str, Any]:
         return {"id": b.id, "object": "batch", "input_files": [b.input_file_id], "endpoint": b.endpoint,
                 "model": b.model, "metadata": b.meta or {}, "output_file": b.output_file_id,
                 "error_file": b.error_file_id, "errors": [{"message": b.error}] if b.error else [],
-                "status": MISTRAL_STATUS[b.status], "created_at": _stamp(b.created_at),
+                "status": MISTRAL_STATUS[b.status], "created_at": stamp(b.created_at),
                 "total_requests": b.total, "completed_requests": b.completed + failed,
-                "succeeded_requests": b.completed, "failed_requests": failed, "started_at": _stamp(b.started_at),
-                "completed_at": _stamp(b.finished_at)}  # fmt: skip
+                "succeeded_requests": b.completed, "failed_requests": failed, "started_at": stamp(b.started_at),
+                "completed_at": stamp(b.finished_at)}  # fmt: skip
     errors = {"object": "list", "data": [{"code": "batch_failed", "message": b.error}]} if b.error else None
     return {"id": b.id, "object": "batch", "endpoint": b.endpoint, "errors": errors, "input_file_id": b.input_file_id,
             "completion_window": "24h", "status": OPENAI_STATUS[b.status], "output_file_id": b.output_file_id,
-            "error_file_id": b.error_file_id, "created_at": _stamp(b.created_at),
-            "in_progress_at": _stamp(b.started_at), "completed_at": _stamp(b.finished_at) if b.status == "completed"
-            else None, "cancelled_at": _stamp(b.finished_at) if b.status == "cancelled" else None,
-            "failed_at": _stamp(b.finished_at) if b.status == "failed" else None,
+            "error_file_id": b.error_file_id, "created_at": stamp(b.created_at),
+            "in_progress_at": stamp(b.started_at), "completed_at": stamp(b.finished_at) if b.status == "completed"
+            else None, "cancelled_at": stamp(b.finished_at) if b.status == "cancelled" else None,
+            "failed_at": stamp(b.finished_at) if b.status == "failed" else None,
             "request_counts": {"total": b.total, "completed": b.completed, "failed": failed},
             "metadata": b.meta or {}}  # fmt: skip
 
@@ -129,7 +118,7 @@ class Batches:
                 raise Invalid(f"request {wrong[0]!r} is for another endpoint than {endpoint}", "input_file_id")
             batch = Batch(id="batch_" + uuid.uuid4().hex, user_id=user_id, shape=shape, endpoint=endpoint,
                           input_file_id=file_id, model=model, status="queued", total=len(rows), completed=0,
-                          failed=0, meta=metadata or {}, created_at=_now())  # fmt: skip
+                          failed=0, meta=metadata or {}, created_at=utc_now())  # fmt: skip
             db.add(batch)
             db.flush()
             return card(batch)
@@ -159,7 +148,7 @@ class Batches:
         with self.store.session() as db:
             batch = self._owned(db, user_id, batch_id)
             if batch.status == "queued":
-                batch.status, batch.finished_at = "cancelled", _now()
+                batch.status, batch.finished_at = "cancelled", utc_now()
             elif batch.status == "running":
                 batch.status = "cancelling"  # the runner stops before its next request
             return card(batch)
@@ -188,10 +177,10 @@ class Batches:
             if batch is None:
                 return None
             if batch.status == "cancelling":
-                batch.status, batch.finished_at = "cancelled", _now()
+                batch.status, batch.finished_at = "cancelled", utc_now()
                 return None
             if batch.status == "queued":
-                batch.status, batch.started_at = "running", _now()
+                batch.status, batch.started_at = "running", utc_now()
             return batch.id
 
     async def _run(self, batch_id: str, send: Send, busy: Callable[[], bool]) -> None:
@@ -236,7 +225,7 @@ class Batches:
             if batch is None:
                 return True
             if batch.status == "cancelling":
-                batch.status, batch.finished_at = "cancelled", _now()
+                batch.status, batch.finished_at = "cancelled", utc_now()
                 return True
             return False
 
@@ -255,7 +244,7 @@ class Batches:
         with self.store.session() as db:
             batch = db.get(Batch, batch_id)
             if batch is not None:
-                batch.status, batch.finished_at = "completed", _now()
+                batch.status, batch.finished_at = "completed", utc_now()
                 batch.output_file_id, batch.error_file_id = ids.get("output.jsonl"), ids.get("errors.jsonl")
 
     def _keep_file(self, owner: str | None, filename: str, data: bytes, purpose: str = "batch_output") -> str:
@@ -264,7 +253,7 @@ class Batches:
         (files_dir() / f"{file_id}.jsonl").write_bytes(data)
         with self.store.session() as db:
             db.add(File(id=file_id, user_id=owner, filename=filename, purpose=purpose, bytes=len(data),
-                        num_lines=data.count(b"\n"), created_at=_now()))  # fmt: skip
+                        num_lines=data.count(b"\n"), created_at=utc_now()))  # fmt: skip
         return file_id
 
 

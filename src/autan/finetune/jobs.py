@@ -65,11 +65,11 @@ def files_dir() -> Path:
     return home() / "files"
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _stamp(moment: datetime | None) -> int | None:
+def stamp(moment: datetime | None) -> int | None:
     if moment is None:
         return None
     return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
@@ -80,7 +80,7 @@ def _stamp(moment: datetime | None) -> int | None:
 
 def file_card(f: File) -> dict[str, Any]:
     """A file as OpenAI's and Mistral's APIs describe it (the fields of both)."""
-    return {"id": f.id, "object": "file", "bytes": f.bytes, "created_at": _stamp(f.created_at), "filename": f.filename,
+    return {"id": f.id, "object": "file", "bytes": f.bytes, "created_at": stamp(f.created_at), "filename": f.filename,
             "purpose": f.purpose, "status": "processed", "sample_type": "instruct", "num_lines": f.num_lines,
             "source": "upload"}  # fmt: skip
 
@@ -145,7 +145,7 @@ class Jobs:
         partial.replace(files_dir() / f"{file_id}.jsonl")
         with self.store.session() as db:
             row = File(id=file_id, user_id=user_id, filename=filename[:256], purpose=purpose, bytes=len(data),
-                       num_lines=lines, created_at=_now())  # fmt: skip
+                       num_lines=lines, created_at=utc_now())  # fmt: skip
             db.add(row)
             return file_card(row)
 
@@ -220,10 +220,10 @@ class Jobs:
                     raise Invalid(f"file '{f}' was uploaded for {purpose!r}, not 'fine-tune'", "training_file")
             job = FineTuningJob(id=job_id, user_id=user_id, shape=shape, model=model, training_files=training,
                                 validation_files=validation, hyperparameters=hyper, suffix=suffix, seed=seed,
-                                status="queued", created_at=_now(), modified_at=_now())  # fmt: skip
+                                status="queued", created_at=utc_now(), modified_at=utc_now())  # fmt: skip
             db.add(job)
             db.flush()  # the job's row first: the event refers to it
-            db.add(FineTuningEvent(job_id=job_id, created_at=_now(), level="info", message="Job queued"))
+            db.add(FineTuningEvent(job_id=job_id, created_at=utc_now(), level="info", message="Job queued"))
             db.flush()
             card = self._card(db, job)
         self.wake.set()
@@ -262,11 +262,11 @@ class Jobs:
         with self.store.session() as db:
             job = self._job(db, user_id, job_id)
             if job.status == "queued":
-                job.status, job.finished_at = "cancelled", _now()
-                db.add(FineTuningEvent(job_id=job.id, created_at=_now(), level="info", message="Job cancelled"))
+                job.status, job.finished_at = "cancelled", utc_now()
+                db.add(FineTuningEvent(job_id=job.id, created_at=utc_now(), level="info", message="Job cancelled"))
             elif job.status == "running":
                 job.cancel_requested = True  # the worker stops at its next step
-            job.modified_at = _now()
+            job.modified_at = utc_now()
             db.flush()
             return self._card(db, job)
 
@@ -278,7 +278,7 @@ class Jobs:
                 {
                     "object": "fine_tuning.job.event",
                     "id": f"ftevent-{e.id}",
-                    "created_at": _stamp(e.created_at),
+                    "created_at": stamp(e.created_at),
                     "level": e.level,
                     "message": e.message,
                     "data": e.data or {},
@@ -293,7 +293,7 @@ class Jobs:
                       "cancelled": "CANCELLED"}[job.status]  # fmt: skip
             card: dict[str, Any] = {
                 "id": job.id, "object": "job", "job_type": "FT", "auto_start": True, "model": job.model,
-                "status": status, "created_at": _stamp(job.created_at), "modified_at": _stamp(job.modified_at),
+                "status": status, "created_at": stamp(job.created_at), "modified_at": stamp(job.modified_at),
                 "training_files": job.training_files, "validation_files": job.validation_files,
                 "hyperparameters": job.hyperparameters, "fine_tuned_model": job.fine_tuned_model,
                 "suffix": job.suffix, "trained_tokens": job.trained_tokens,
@@ -301,13 +301,13 @@ class Jobs:
             if detail:
                 stmt = select(FineTuningEvent).where(FineTuningEvent.job_id == job.id).order_by(FineTuningEvent.id)
                 events = db.scalars(stmt).all()
-                card["events"] = [{"name": e.message, "data": e.data or {}, "created_at": _stamp(e.created_at)}
+                card["events"] = [{"name": e.message, "data": e.data or {}, "created_at": stamp(e.created_at)}
                                   for e in events]  # fmt: skip
                 card["checkpoints"] = [
                     {
                         "metrics": {"train_loss": e.data.get("train_loss"), "valid_loss": e.data.get("valid_loss")},
                         "step_number": e.data["step"],
-                        "created_at": _stamp(e.created_at),
+                        "created_at": stamp(e.created_at),
                     }
                     for e in events
                     if e.data and e.data.get("checkpoint")
@@ -315,8 +315,8 @@ class Jobs:
             return card
         error = {"code": "training_failed", "message": job.error, "param": None} if job.error else None
         return {
-            "id": job.id, "object": "fine_tuning.job", "model": job.model, "created_at": _stamp(job.created_at),
-            "finished_at": _stamp(job.finished_at), "fine_tuned_model": job.fine_tuned_model,
+            "id": job.id, "object": "fine_tuning.job", "model": job.model, "created_at": stamp(job.created_at),
+            "finished_at": stamp(job.finished_at), "fine_tuned_model": job.fine_tuned_model,
             "organization_id": "autan", "result_files": [], "status": job.status,
             "training_file": job.training_files[0], "validation_file": (job.validation_files or [None])[0],
             "hyperparameters": {k: v for k, v in job.hyperparameters.items() if k in OPENAI_HYPERPARAMETERS},
@@ -333,7 +333,7 @@ class Jobs:
         with self.store.session() as db:
             for job in db.scalars(select(FineTuningJob).where(FineTuningJob.status == "running")).all():
                 job.status = "queued"
-                db.add(FineTuningEvent(job_id=job.id, created_at=_now(), level="info",
+                db.add(FineTuningEvent(job_id=job.id, created_at=utc_now(), level="info",
                                        message="Job resumed after a restart"))  # fmt: skip
         self._serve_finished(models, ready)
         self._thread = threading.Thread(target=self._loop, args=(models, ready), name="fine-tuning", daemon=True)
@@ -401,7 +401,7 @@ class Jobs:
             claimed = db.execute(
                 update(FineTuningJob)
                 .where(FineTuningJob.id == job_id, FineTuningJob.status == "queued")
-                .values(status="running", modified_at=_now())
+                .values(status="running", modified_at=utc_now())
             )
             return claimed.rowcount == 1
 
@@ -410,11 +410,11 @@ class Jobs:
             job = db.get(FineTuningJob, job_id)
             if job is None:
                 return  # deleted with its account
-            db.add(FineTuningEvent(job_id=job_id, created_at=_now(), level=level, message=message, data=data))
+            db.add(FineTuningEvent(job_id=job_id, created_at=utc_now(), level=level, message=message, data=data))
             if changes:
                 for k, v in changes.items():
                     setattr(job, k, v)
-                job.modified_at = _now()
+                job.modified_at = utc_now()
 
     def _cancelled(self, job_id: str) -> bool:
         with self.store.session() as db:
@@ -467,23 +467,23 @@ class Jobs:
         except Exception as e:  # the job fails, with the reason (no path of the server's); the server goes on
             reason = str(e).replace(str(home()), "$AUTAN_HOME")
             self._event(job_id, f"Job failed: {reason}", level="error", status="failed", error=reason,
-                        finished_at=_now())  # fmt: skip
+                        finished_at=utc_now())  # fmt: skip
             return
         if result.stopped:
             if self._closing:
                 return  # the server is stopping: the job stays running, and is queued again at the next start
-            self._event(job_id, "Job cancelled", status="cancelled", finished_at=_now())
+            self._event(job_id, "Job cancelled", status="cancelled", finished_at=utc_now())
             return
         name = f"ft-{suffix}-{job_id[-8:]}" if suffix else f"ft-{job_id[-8:]}"
         try:
             ready(base, name, out, owner)
         except Exception as e:
             self._event(job_id, f"Job failed: the adapter could not be served: {e}", level="error", status="failed",
-                        error=str(e), finished_at=_now())  # fmt: skip
+                        error=str(e), finished_at=utc_now())  # fmt: skip
             return
         self._event(job_id, "Job succeeded", {"train_loss": result.train_loss, "valid_loss": result.val_loss},
                     status="succeeded", fine_tuned_model=f"{base}:{name}", trained_tokens=result.tokens,
-                    finished_at=_now())  # fmt: skip
+                    finished_at=utc_now())  # fmt: skip
 
 
 def default_budget() -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from autan.errors import AutanError
@@ -33,7 +33,7 @@ from autan.server.embeddings import Embedders
 from autan.server.generation import ClientGone, Generation, until_disconnected
 from autan.server.metrics import CountAndLog, Metrics
 from autan.server.models import ServedModel
-from autan.server.responses import events, full_response, observe, refusal
+from autan.server.responses import events, full_response, observe, refusal, sse
 from autan.server.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -217,10 +217,6 @@ def _v1(
     def model_named(name: str, request: Request) -> ServedModel:
         return _find(served, name, request)
 
-    def stream(chunks: Any) -> StreamingResponse:
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
-
     async def answer(
         request: Request,
         generation: Generation,
@@ -243,7 +239,7 @@ def _v1(
                 if verdict is not None:
                     choices = generation.batch * body.n
                     shape = refusal(generation, verdict, policy.refusal, choices, body.stream, include_usage)
-                    return stream(shape) if body.stream else JSONResponse(shape)
+                    return sse(shape) if body.stream else JSONResponse(shape)
             watch = None
             if policy is not None and policy.output:
                 watch = OutputWatch(rails, policy, generation.served, question, generation.batch * body.n)
@@ -251,7 +247,7 @@ def _v1(
             if body.stream:
                 streaming = True  # from here the stream owns the generation and closes it
                 continuous = bool(options and options.continuous_usage_stats)
-                return stream(
+                return sse(
                     events(
                         generation,
                         metrics,

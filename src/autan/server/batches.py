@@ -13,9 +13,9 @@ from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from autan.batches import Batches
-from autan.finetune.jobs import Invalid, Limited, NotFound
 from autan.http.auth import Access
 from autan.http.errors import APIError
+from autan.server.finetuning import call
 from autan.store.accounts import Principal
 
 
@@ -42,16 +42,6 @@ class MistralBatch(BaseModel):
 def router(batches: Batches, access: Access) -> APIRouter:
     api = APIRouter(prefix="/v1")
     Caller = Annotated[Principal, Depends(access.v1)]
-
-    async def call(work: Any, *args: Any) -> Any:
-        try:
-            return await asyncio.to_thread(work, *args)
-        except NotFound as e:
-            raise APIError(404, str(e)) from None
-        except Invalid as e:
-            raise APIError(400, str(e), param=e.param) from None
-        except Limited as e:
-            raise APIError(429, str(e)) from None
 
     @api.post("/batches")
     async def create(body: OpenAIBatch, who: Caller) -> dict:

@@ -18,24 +18,26 @@ from autan.http.errors import APIError
 from autan.store.accounts import Principal
 
 
+async def call(work: Any, *args: Any) -> Any:
+    """`work(*args)` off the event loop, its refusals in the API's terms (files, jobs, batches)."""
+    try:
+        return await asyncio.to_thread(work, *args)
+    except NotFound as e:
+        raise APIError(404, str(e)) from None
+    except Invalid as e:
+        raise APIError(400, str(e), param=e.param) from None
+    except Conflict as e:
+        raise APIError(409, str(e)) from None
+    except Limited as e:
+        raise APIError(429, str(e)) from None
+
+
 def router(jobs: Jobs, served: dict[str, Any], access: Access) -> APIRouter:
     api = APIRouter(prefix="/v1")
     Caller = Annotated[Principal, Depends(access.v1)]
 
     def bases() -> dict[str, Any]:
         return {name: m for name, m in list(served.items()) if m.adapter is None}
-
-    async def call(work: Any, *args: Any) -> Any:
-        try:
-            return await asyncio.to_thread(work, *args)
-        except NotFound as e:
-            raise APIError(404, str(e)) from None
-        except Invalid as e:
-            raise APIError(400, str(e), param=e.param) from None
-        except Conflict as e:
-            raise APIError(409, str(e)) from None
-        except Limited as e:
-            raise APIError(429, str(e)) from None
 
     @api.post("/files")
     async def upload(

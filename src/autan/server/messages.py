@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from autan.engine.request import Completion
@@ -24,7 +24,7 @@ from autan.http.errors import ANTHROPIC_TYPES, APIError
 from autan.server import guarded
 from autan.server.generation import ClientGone, Generation, until_disconnected
 from autan.server.metrics import Metrics
-from autan.server.responses import observe
+from autan.server.responses import observe, sse
 from autan.server.schemas import ChatCompletionRequest, Text
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
@@ -168,7 +168,7 @@ def router(find: Callable[[str, Request], Any], rails: GuardRails, metrics: Metr
                 return _answer(body, _refused(generation, run.policy.refusal, run.refused.body()))
             if body.stream and not run.checks_output:
                 streaming = True  # the stream owns the generation from here, and closes it
-                return _stream(events(generation, metrics, body.stop_sequences or []))
+                return sse(events(generation, metrics, body.stop_sequences or []))
             done = (await until_disconnected(request, generation.drain()))[0]
             observe(metrics, generation, [done])
             message = _message(generation, done, body.stop_sequences or [])
@@ -194,12 +194,7 @@ async def generation_prompt(generation: Generation, chat: ChatCompletionRequest,
 def _answer(body: MessagesRequest, message: dict) -> Response:
     if not body.stream:
         return JSONResponse(message)
-    return _stream(_replayed(message))
-
-
-def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
+    return sse(_replayed(message))
 
 
 def _event(kind: str, **data: Any) -> str:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from autan.engine.request import Completion
@@ -26,7 +26,7 @@ from autan.http.errors import APIError
 from autan.server import guarded
 from autan.server.generation import ClientGone, Generation, failure, until_disconnected
 from autan.server.metrics import Metrics
-from autan.server.responses import ToolCallWatch, observe
+from autan.server.responses import ToolCallWatch, observe, sse
 from autan.server.schemas import ChatCompletionRequest
 from autan.store.models import StoredResponse
 from autan.text import clean
@@ -215,7 +215,7 @@ def router(find: Callable[[str, Request], Any], rails: GuardRails, metrics: Metr
                 return shape.answer(shape.refused(run.policy.refusal, run.refused.body()))
             if body.stream and not run.checks_output:
                 streaming = True  # the stream owns the generation from here, and closes it
-                return _stream(shape.events(metrics, keep))
+                return sse(shape.events(metrics, keep))
             done = (await until_disconnected(request, generation.drain()))[0]
             observe(metrics, generation, [done])
             result, answer = shape.response(done)
@@ -307,7 +307,7 @@ class Shape:
         return {**self.base("completed", output, self.usage(done)), "moderation": why}
 
     def answer(self, result: dict) -> Response:
-        return _stream(self.replayed(result)) if self.body.stream else JSONResponse(result)
+        return sse(self.replayed(result)) if self.body.stream else JSONResponse(result)
 
     async def replayed(self, result: dict) -> AsyncIterator[str]:
         events = Events()
@@ -421,8 +421,3 @@ class Events:
             self("response.output_text.delta", item_id=item["id"], output_index=index, content_index=0,
                  delta=item["content"][0]["text"]),
         ]  # fmt: skip
-
-
-def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)

@@ -10,6 +10,8 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from fastapi.responses import StreamingResponse
+
 from autan.engine.request import Completion, TokenLogprob
 from autan.guard.rails import OutputWatch, Verdict
 from autan.http.errors import envelope
@@ -17,6 +19,12 @@ from autan.server.generation import Generation, failure
 from autan.server.metrics import Metrics
 
 log = logging.getLogger("autan.server")
+
+
+def sse(chunks: AsyncIterator[str]) -> StreamingResponse:
+    """Server-sent events, passed on as they come (no buffering in a proxy)."""
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
 
 
 def usage(generation: Generation, done: Sequence[Completion]) -> dict:
