@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from autan.finetune.jobs import Invalid, NotFound, files_dir, stamp, utc_now
+from autan.finetune.jobs import MAX_ACTIVE, MAX_FILES, Invalid, Limited, NotFound, files_dir, stamp, utc_now
 from autan.registry import home
 from autan.store.models import Batch, File
 
@@ -108,6 +108,9 @@ class Batches:
         if endpoint not in ENDPOINTS:
             raise Invalid(f"endpoint {endpoint!r} is not one of {', '.join(ENDPOINTS)}", "endpoint")
         with self.store.session() as db:
+            active = (Batch.user_id == user_id) & Batch.status.in_(("queued", "running", "cancelling"))
+            if (count := db.scalar(select(func.count()).select_from(Batch).where(active)) or 0) >= MAX_ACTIVE:
+                raise Limited(f"this account has {count} batches queued or running, the most it may")
             source = db.get(File, file_id)
             if source is None or source.user_id != user_id:
                 raise NotFound(f"no file '{file_id[:64]}'")
@@ -127,6 +130,10 @@ class Batches:
         """Requests sent inline (Mistral's `requests`) as a batch file of the caller's."""
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in requests).encode()
         check_batch_file(data, "requests")
+        with self.store.session() as db:
+            held = db.scalar(select(func.count()).select_from(File).where(File.user_id == user_id)) or 0
+        if held >= MAX_FILES:
+            raise Limited(f"this account holds {held} files, the most it may: delete some first")
         return self._keep_file(user_id, "requests.jsonl", data, "batch")
 
     def _owned(self, db: Any, user_id: str | None, batch_id: str) -> Batch:
@@ -203,7 +210,11 @@ class Batches:
             body = dict(row["body"])
             if model and "model" not in body:
                 body["model"] = model
-            status, answer = await send(endpoint, body, owner)
+            try:
+                status, answer = await send(endpoint, body, owner)
+            except Exception as e:  # whatever went wrong, this request is answered and the batch goes on
+                log.exception("batch %s: request %s failed", batch_id, row["custom_id"])
+                status, answer = 500, {"message": f"internal error: {type(e).__name__}"}
             error = None if status < 400 else {"code": str(status), "message": _message(answer)}
             result = {"id": "batch_req_" + uuid.uuid4().hex, "custom_id": row["custom_id"], "error": error,
                       "response": {"status_code": status, "request_id": uuid.uuid4().hex, "body": answer}}  # fmt: skip

@@ -269,3 +269,62 @@ def test_fine_tuning_input_is_checked_at_create(tiny, store, tmp_path, monkeypat
     mistral = c.post("/v1/fine_tuning/jobs", json={"model": "tiny", "training_files": [{"file_id": good}],
                                                    "hyperparameters": {"epochs": 2}})  # fmt: skip
     assert mistral.status_code == 200 and mistral.json()["status"] == "QUEUED"
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return load_served("smollm2")
+
+
+def test_odd_requests_to_the_new_apis_are_400s(smollm2, store):
+    """The review's findings: each was a 500 with a traceback."""
+    c = client(create_app([smollm2], store=store))
+    for path, body, reason in [
+        ("/v1/responses", {"model": "smollm2", "input": []}, "messages"),
+        ("/v1/responses", {"model": "smollm2", "input": "x", "text": {"format": "json_object"}}, "text.format must"),
+        ("/v1/responses", {"model": "smollm2", "input": "x", "text": {"format": {"type": "no"}}}, "text.format must"),
+        ("/v1/messages", {"model": "smollm2", "max_tokens": 4, "stop_sequences": [""],
+                          "messages": [{"role": "user", "content": "x"}]}, "stop"),
+        ("/v1/messages", {"model": "smollm2", "max_tokens": 4, "messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t", "content": [{"text": "x"}]}]}]}, "a tool_result holds a None"),
+    ]:  # fmt: skip
+        answer = c.post(path, json=body)
+        assert answer.status_code == 400, (path, body, answer.text)
+        message = answer.json().get("message") or answer.json()["error"]["message"]
+        assert reason in message, (reason, message)
+
+
+def test_a_batch_line_that_fails_does_not_stop_the_batch(smollm2, store, tmp_path, monkeypatch):
+    """An app error raised through the in-process transport made the runner retry the same line forever."""
+    import time
+
+    import openai
+
+    from conftest import Live
+
+    monkeypatch.setenv("AUTAN_HOME", str(tmp_path / "home"))
+    live = Live(create_app([smollm2], store=store))
+    try:
+        api = openai.OpenAI(base_url=f"{live.url}/v1", api_key="EMPTY")
+        rows = [{"custom_id": "bad", "url": "/v1/responses", "body": {"model": "smollm2", "input": []}},
+                {"custom_id": "good", "url": "/v1/responses", "body": {"model": "smollm2", "input": "Hi",
+                                                                        "max_output_tokens": 2}}]  # fmt: skip
+        source = api.files.create(file=("b.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode()),
+                                  purpose="batch")  # fmt: skip
+        batch = api.batches.create(input_file_id=source.id, endpoint="/v1/responses", completion_window="24h")
+        deadline = time.monotonic() + 300  # a safety net for a loaded machine, not a speed bound
+        while (done := api.batches.retrieve(batch.id)).status != "completed" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (done.status, done.request_counts.completed, done.request_counts.failed) == ("completed", 1, 1)
+    finally:
+        live.close()
+
+
+def test_an_accounts_key_passes_while_its_address_is_paced(store, monkeypatch):
+    monkeypatch.setattr(auth.time, "monotonic", lambda: 5000.0)
+    user = store.accounts.create_user("alice", "a long passphrase 123")
+    key = store.accounts.create_key("alice", user["id"])[1]
+    c = client(create_app([], policy=Policy(api_keys=["sk-operator"]), store=store))
+    codes = [c.get("/v1/models", headers={"Authorization": f"Bearer sk-{i}"}).status_code for i in range(30)]
+    assert codes[-1] == 429  # a guesser on this address is paced...
+    assert c.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200  # ...alice is not

@@ -98,6 +98,11 @@ def test_tool_choice_names_what_must_be_called():
         tool_calls.chosen_tools(TOOLS, {"type": "function", "function": {"name": "get_date"}})
     with pytest.raises(ChatFormatError, match="'sometimes' is not one of"):
         tool_calls.chosen_tools(TOOLS, "sometimes")
+    for bad in ([{"type": "function", "function": {}}], [{"type": "function"}], ["get_weather"]):
+        with pytest.raises(ChatFormatError, match='a tool must be {"type": "function", "function": {"name"'):
+            tool_calls.chosen_tools(bad, "required")
+    with pytest.raises(ChatFormatError, match="names the function None, which is not among"):
+        tool_calls.chosen_tools(TOOLS, {"type": "function", "function": "get_time"})
 
 
 @pytest.fixture(scope="module", params=[("hermes", HERMES_TEMPLATE), ("llama3", LLAMA3_TEMPLATE)])

@@ -93,7 +93,8 @@ def install(app: FastAPI, batches: Batches, access: Access, served: dict[str, An
     """The routes, and the runner from startup to shutdown: it sends each request through the app
     itself (its checks, limits and rails), as the batch's owner, while no interactive request waits."""
     app.include_router(router(batches, access))
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1", timeout=None)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # a 500 is an answer, not a crash
+    client = httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=None)
 
     async def send(url: str, body: dict[str, Any], owner: str | None) -> tuple[int, dict[str, Any]]:
         headers = {"Authorization": f"Bearer {access.internal_key(owner)}"}

@@ -90,14 +90,18 @@ def router(embedders: Embedders) -> APIRouter:
 
     @api.post("/embeddings")
     async def embeddings(body: EmbeddingRequest) -> dict:
-        encoder = embedders.get(body.model)
+        encoder = await asyncio.to_thread(embedders.get, body.model)  # (the packaged one loads on first use)
         wanted = body.dimensions or body.output_dimension
         if wanted is not None and wanted != encoder.dimensions:
             message = f"{encoder.id} gives {encoder.dimensions} dimensions, not {wanted} (its vectors are not cut)"
             raise APIError(400, message, param="dimensions")
-        try:
+
+        def work() -> tuple[list[list[int]], Any]:
             ids = [encoder.tokens(clean(x)) if isinstance(x, str) else x for x in body.items()]
-            vectors = await asyncio.to_thread(encoder.embed, ids)
+            return ids, encoder.embed(ids)
+
+        try:
+            ids, vectors = await asyncio.to_thread(work)
         except EmbeddingInputError as e:
             raise APIError(400, str(e), param="input") from None
         except AutanError as e:

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from pydantic import ValidationError
 
 from autan.engine.request import Completion
 from autan.guard.policy import GuardPolicy
 from autan.guard.rails import GuardRails, OutputWatch, Verdict, conversation_texts, last_user_turn
+from autan.http.errors import APIError
 from autan.server.generation import Generation, until_disconnected
 from autan.server.schemas import ChatCompletionRequest
 
@@ -42,6 +44,9 @@ async def start(
     **constraint: Any,
 ) -> Guarded:
     """Check the prompt, then queue the generation (`constraint`: `grammar` or `schema`)."""
+    served = generation.served
+    if getattr(served.tokenizer, "template", True) is None:
+        raise APIError(400, f"model '{served.id}' has no chat template: send it text through /v1/completions")
     messages = chat.engine_messages()
     guarded = Guarded(generation, rails.for_request(chat.guardrails), messages)
     texts = [t for t in conversation_texts(messages) if t.strip()]
@@ -49,7 +54,6 @@ async def start(
         guarded.refused = await rails.check(guarded.policy, generation.served, "input", texts)
         if guarded.refused is not None:
             return guarded
-    served = generation.served
     work = generation.start(
         chat,
         max_waiting=max_waiting,
@@ -68,3 +72,12 @@ async def output_verdict(rails: GuardRails, guarded: Guarded, done: Completion) 
     watch = OutputWatch(rails, guarded.policy, guarded.generation.served, last_user_turn(guarded.messages), 1)
     watch.feed(0, done.text, done.usage.completion_tokens)
     return await watch.finish(0)
+
+
+def chat_request(fields: dict[str, Any]) -> ChatCompletionRequest:
+    """Another API's request as a chat request; what that refuses is the client's mistake (400)."""
+    try:
+        return ChatCompletionRequest.model_validate(fields)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}" for err in e.errors()[:5])
+        raise APIError(400, f"the request cannot be run: {problems}") from None

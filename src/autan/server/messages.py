@@ -83,7 +83,7 @@ class CountRequest(BaseModel):
             mapped = {"type": "function", "function": {"name": choice.get("name")}}
         elif mapped is None:
             raise APIError(400, f"tool_choice type {kind!r} is not one of auto, any, tool, none", param="tool_choice")
-        return ChatCompletionRequest.model_validate({
+        return guarded.chat_request({
             "model": self.model, "messages": messages, "tools": tools or None, "tool_choice": mapped if tools else None,
             "parallel_tool_calls": not choice.get("disable_parallel_tool_use", False), **sampling,
         })  # fmt: skip
@@ -101,6 +101,15 @@ class MessagesRequest(CountRequest):
         fields = {"max_tokens": self.max_tokens, "stop": self.stop_sequences, "temperature": self.temperature,
                   "top_p": self.top_p, "stream": self.stream}  # fmt: skip
         return {k: v for k, v in fields.items() if v is not None}
+
+
+def _arguments(text: str) -> Any:
+    """A call's arguments as an object; text that is not a JSON object is kept under "input"."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return {"input": text}
+    return value if isinstance(value, dict) else {"input": value}
 
 
 def _text(content: str | list[Block] | list[dict] | None) -> str:
@@ -125,7 +134,12 @@ def _messages(turn: Turn) -> list[dict[str, Any]]:
             calls.append({"id": block.id, "type": "function", "function": function})
         elif block.type == "tool_result" and turn.role == "user":
             parts = block.content
-            result = _text([Block(**b) for b in parts] if isinstance(parts, list) else parts)
+            if isinstance(parts, list):  # text blocks; anything else in a tool's result is refused by name
+                if bad := next((b for b in parts if not isinstance(b, dict) or b.get("type") != "text"), None):
+                    kind = bad.get("type") if isinstance(bad, dict) else type(bad).__name__
+                    raise APIError(400, f"a tool_result holds a {kind!r} block: text only", param="messages")
+                parts = "\n".join(str(b.get("text", "")) for b in parts)
+            result = _text(parts)
             out.append({"role": "tool", "tool_call_id": block.tool_use_id, "content": result})
         elif block.type in ("image", "document"):
             article = "an" if block.type[0] in "aeiou" else "a"
@@ -187,8 +201,11 @@ def router(find: Callable[[str, Request], Any], rails: GuardRails, metrics: Metr
 async def generation_prompt(generation: Generation, chat: ChatCompletionRequest, tools: Any) -> list[int]:
     from autan.server.generation import _run
 
+    served = generation.served
+    if getattr(served.tokenizer, "template", True) is None:
+        raise APIError(400, f"model '{served.id}' has no chat template: it takes no messages")
     messages = chat.engine_messages()
-    return await _run(lambda: generation.served.tokenizer.encode_chat(messages, tools=tools))
+    return await _run(lambda: served.tokenizer.encode_chat(messages, tools=tools))
 
 
 def _answer(body: MessagesRequest, message: dict) -> Response:
@@ -221,7 +238,7 @@ def _message(generation: Generation, done: Completion, stops: list[str]) -> dict
     text, calls = (parsed[0], parsed[1]) if parsed is not None else (done.text, [])
     content: list[dict] = [{"type": "text", "text": text}] if text or not calls else []
     content += [{"type": "tool_use", "id": c["id"].replace("call_", "toolu_"), "name": c["function"]["name"],
-                 "input": json.loads(c["function"]["arguments"])} for c in calls]  # fmt: skip
+                 "input": _arguments(c["function"]["arguments"])} for c in calls]  # fmt: skip
     reason, sequence = _stop(generation, done, stops, bool(calls))
     return {"id": generation.id.replace("msg-", "msg_"), "type": "message", "role": "assistant",
             "model": generation.served.id, "content": content, "stop_reason": reason, "stop_sequence": sequence,
@@ -313,7 +330,7 @@ async def events(generation: Generation, metrics: Metrics, stops: list[str]) -> 
             index = 1
         for k, c in enumerate(parsed[1] if parsed else []):
             block = {"id": c["id"].replace("call_", "toolu_"), "name": c["function"]["name"],
-                     "input": json.loads(c["function"]["arguments"])}  # fmt: skip
+                     "input": _arguments(c["function"]["arguments"])}  # fmt: skip
             for e in _tool_use_events(index + k, block):
                 yield e
             yield _event("content_block_stop", index=index + k)

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import delete, select
 
 from autan.engine.request import Completion
 from autan.guard.rails import GuardRails
@@ -27,11 +28,11 @@ from autan.server import guarded
 from autan.server.generation import ClientGone, Generation, failure, until_disconnected
 from autan.server.metrics import Metrics
 from autan.server.responses import ToolCallWatch, observe, sse
-from autan.server.schemas import ChatCompletionRequest
 from autan.store.models import StoredResponse
 from autan.text import clean
 
 MAX_ITEMS = 10_000
+MAX_KEPT = 1000  # responses kept per account: a longer history forgets its oldest
 
 
 class ResponsesRequest(BaseModel):
@@ -120,6 +121,8 @@ def _tool_choice(choice: Any) -> Any:
 
 def _response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
     form = (text or {}).get("format") or {"type": "text"}
+    if not isinstance(form, dict) or form.get("type") not in ("text", "json_object", "json_schema"):
+        raise APIError(400, "text.format must be an object of type text, json_object or json_schema", param="text")
     if form.get("type") == "json_schema":
         named = {"name": form.get("name", "response"), "schema": form.get("schema"), "strict": form.get("strict")}
         return {"type": "json_schema", "json_schema": named}
@@ -155,11 +158,16 @@ class Kept:
             return found
 
     def keep(self, user_id: str | None, body: dict, items: list[dict], conversation: list[dict]) -> None:
+        """Kept, and past MAX_KEPT of the account's, its oldest forgotten."""
         if self.store is None:
             return
         with self.store.session() as db:
             db.add(StoredResponse(id=body["id"], user_id=user_id, body=body, input_items=items,
                                   conversation=conversation))  # fmt: skip
+            mine = select(StoredResponse.id).where(StoredResponse.user_id == user_id)
+            old = db.scalars(mine.order_by(StoredResponse.created_at.desc()).offset(MAX_KEPT)).all()
+            if old:
+                db.execute(delete(StoredResponse).where(StoredResponse.id.in_(old)))
 
     def delete(self, user_id: str | None, response_id: str) -> None:
         with self.store.session() as db:
@@ -184,7 +192,7 @@ def router(find: Callable[[str, Request], Any], rails: GuardRails, metrics: Metr
         system = [{"role": "system", "content": clean(body.instructions)}] if body.instructions else []
         fields = {"max_tokens": body.max_output_tokens, "temperature": body.temperature, "top_p": body.top_p}
         tools = _tools(body.tools)
-        chat = ChatCompletionRequest.model_validate({
+        chat = guarded.chat_request({
             "model": body.model, "messages": [*system, *turns], "tools": tools,
             "tool_choice": _tool_choice(body.tool_choice),
             "parallel_tool_calls": body.parallel_tool_calls, "response_format": _response_format(body.text),
@@ -220,7 +228,8 @@ def router(find: Callable[[str, Request], Any], rails: GuardRails, metrics: Metr
             observe(metrics, generation, [done])
             result, answer = shape.response(done)
             if (verdict := await guarded.output_verdict(rails, run, done)) is not None:
-                result, answer = shape.refused(run.policy.refusal, verdict.body(), done), []
+                result = shape.refused(run.policy.refusal, verdict.body(), done)
+                answer = [{"role": "assistant", "content": run.policy.refusal}]  # what was said, to go on from
             keep(result, answer)
             return shape.answer(result)
         except ClientGone:
@@ -353,9 +362,11 @@ class Shape:
                 if not text and final:
                     for e in events.message_opened(message_id):
                         yield e
-                if final != text:
+                if final.startswith(text) and final != text:  # what was held back, and only that
                     yield events("response.output_text.delta", item_id=message_id, output_index=0, content_index=0,
-                                 delta=final[len(text) :] if final.startswith(text) else final)  # fmt: skip
+                                 delta=final[len(text) :])  # fmt: skip
+                elif not final.startswith(text):  # the call's parser trimmed what was sent: the sent text stands
+                    output[0]["content"][0]["text"] = text
                 for e in events.message_closed(0, output[0]):
                     yield e
             for index, item in enumerate(output):

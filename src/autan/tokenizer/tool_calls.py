@@ -35,10 +35,14 @@ def call(name: str, arguments: Any) -> dict[str, Any]:
     return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": {"name": name, "arguments": text}}
 
 
-def function_schema(tool: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def function_schema(tool: Any) -> tuple[str, dict[str, Any]]:
     """(name, JSON schema of its arguments) of an OpenAI/Mistral function tool."""
-    function = tool.get("function") or {}
+    function = tool.get("function") if isinstance(tool, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+        raise ChatFormatError('a tool must be {"type": "function", "function": {"name": ..., "parameters": ...}}')
     parameters = function.get("parameters") or {"type": "object"}
+    if not isinstance(parameters, dict):
+        raise ChatFormatError(f"the parameters of tool {function['name']!r} must be a JSON schema object")
     return function["name"], parameters
 
 
@@ -48,13 +52,15 @@ def chosen_tools(tools: Sequence[dict[str, Any]], choice: Any) -> list[dict[str,
     a named function. Raises ChatFormatError for a choice that names no tool offered."""
     if choice in (None, "auto", "none"):
         return None
+    names = [function_schema(t)[0] for t in tools]  # every tool well formed, or a ChatFormatError
     if choice in ("required", "any"):
         return list(tools)
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name") or choice.get("name")
-        found = [t for t in tools if (t.get("function") or {}).get("name") == name]
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else choice.get("name")
+        found = [t for t, n in zip(tools, names, strict=True) if n == name]
         if not found:
-            offered = ", ".join(str((t.get("function") or {}).get("name")) for t in tools)
+            offered = ", ".join(names)
             raise ChatFormatError(f"tool_choice names the function {name!r}, which is not among the tools: {offered}")
         return found
     raise ChatFormatError(f"tool_choice {choice!r} is not one of none, auto, required, any, or a named function")
