@@ -14,6 +14,7 @@ from autan.http.auth import Policy
 from autan.server.app import create_app
 from autan.server.models import load_served
 from autan.store.db import Store
+from conftest import Live
 
 
 def client(app):
@@ -299,8 +300,6 @@ def test_a_batch_line_that_fails_does_not_stop_the_batch(smollm2, store, tmp_pat
     import time
 
     import openai
-
-    from conftest import Live
 
     monkeypatch.setenv("AUTAN_HOME", str(tmp_path / "home"))
     live = Live(create_app([smollm2], store=store))
