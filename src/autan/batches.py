@@ -21,14 +21,16 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from autan.finetune.jobs import MAX_ACTIVE, MAX_FILES, Invalid, Limited, NotFound, files_dir, stamp, utc_now
+from autan.errors import Invalid, Limited, NotFound
+from autan.files import MAX_FILES, files_dir, stamp, utc_now
 from autan.registry import home
-from autan.store.models import Batch, File
+from autan.store.tables import Batch, File
 
 log = logging.getLogger("autan.batches")
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/fim/completions",
              "/v1/moderations")  # fmt: skip
 MAX_REQUESTS = 50_000  # lines in one batch file, as OpenAI allows
+MAX_ACTIVE = 8  # batches one account may have queued or running
 Send = Callable[[str, dict[str, Any], str | None], Awaitable[tuple[int, dict[str, Any]]]]  # (url, body, user) -> answer
 
 

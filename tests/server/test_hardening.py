@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from autan.http import auth
 from autan.http.auth import Policy
 from autan.server.app import create_app
-from autan.server.models import load_served
+from autan.server.served import load_served
 from autan.store.db import Store
 from conftest import Live
 
@@ -101,12 +101,12 @@ def test_slow_clients_are_cut_off(store, monkeypatch):
 
     import uvicorn
 
-    from autan.http import guard
+    from autan.http import gate
     from autan.server.launch import bind
     from autan.server.protocol import Protocol
 
     monkeypatch.setattr(Protocol, "header_seconds", 1.0)
-    monkeypatch.setattr(guard, "BODY_SECONDS", 1.0)
+    monkeypatch.setattr(gate, "BODY_SECONDS", 1.0)
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app([], store=store), http=Protocol, log_level="warning"))
@@ -184,22 +184,38 @@ class Peak:
         return self.peak - self.base
 
 
-def test_a_fine_tune_at_the_longest_accepted_seq_len_stays_in_its_budget(tiny, store, tmp_path):
+def test_a_fine_tune_at_the_longest_accepted_seq_len_stays_in_its_budget(store, tmp_path, monkeypatch):
+    """The budget binds below the model's context: one token more than it allows is a 400 naming
+    seq_len and batch_size, and a run on one example that long stays within the budget."""
     import autan
-    from autan.finetune.jobs import Invalid, Jobs
-    from autan.finetune.train import TrainConfig, train
+    from autan.finetune.train import TrainConfig, peak_bytes, train, training_weights
+    from checkpoints import CHATML, tiny_with_template
 
-    path, _ = tiny
+    wide = dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, max_position_embeddings=8192)
+    path = tiny_with_template(tmp_path, "long", CHATML, **wide)  # what a token holds is most of the budget
     config = autan.load_model(path).config
-    budget = 320 * 2**20
-    jobs = Jobs(store, memory_budget=budget)
-    longest = jobs._seq_len("tiny", config, None)
-    assert jobs._seq_len("tiny", config, longest) == longest
-    with pytest.raises(Invalid, match=rf"seq_len {longest + 1} needs about .* at most seq_len {longest} fits"):
-        jobs._seq_len("tiny", config, longest + 1)
-    words = " ".join(f"w{i}" for i in range(longest))  # one example as long as accepted
+    longest = 6000
+    budget = peak_bytes(config, longest, training_weights(config, path))
+    monkeypatch.setenv("AUTAN_HOME", str(tmp_path / "home"))
+    c = client(create_app([load_served(f"tiny={path}")], store=store, finetune_memory=budget))
+    words = " ".join(f"w{i}" for i in range(longest))  # one example longer than accepted
     reply = {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": words}]}
-    (tmp_path / "long.jsonl").write_text(json.dumps(reply) + "\n")
+    data = json.dumps(reply) + "\n"
+    file = c.post("/v1/files", files={"file": ("t.jsonl", data)}, data={"purpose": "fine-tune"}).json()["id"]
+
+    def job(seq_len):
+        hyper = {"seq_len": seq_len, "batch_size": 8, "training_steps": 1}
+        return c.post("/v1/fine_tuning/jobs", json={"model": "tiny", "training_files": [{"file_id": file}],
+                                                    "hyperparameters": hyper})  # fmt: skip
+
+    refused = job(longest + 1)
+    assert refused.status_code == 400 and refused.json()["param"] == "seq_len"
+    assert re.search(rf"seq_len {longest + 1} with batch_size 8 needs about .* at most seq_len {longest} fits",
+                     refused.json()["message"])  # fmt: skip
+    assert job(longest).status_code == 200
+    over_context = job(8193)
+    assert over_context.status_code == 400 and "8193" in over_context.json()["message"]
+    (tmp_path / "long.jsonl").write_text(data)
     run = TrainConfig(steps=2, batch_size=1, max_seq_len=longest, pack_tokens=longest)
     with Peak() as peak:
         train(path, tmp_path / "long.jsonl", tmp_path / "out", run, report=lambda p: None)
@@ -226,7 +242,8 @@ def test_a_huge_job_starts_at_once_and_stops_at_its_first_check(tiny, tmp_path):
 
 
 def test_one_account_cannot_queue_the_machine_and_others_go_first(tiny, store, monkeypatch):
-    from autan.finetune.jobs import MAX_ACTIVE, Jobs, Limited
+    from autan.errors import Limited
+    from autan.finetune.jobs import MAX_ACTIVE, Jobs
 
     path, data = tiny
     monkeypatch.setenv("AUTAN_HOME", str(store.engine.url.database.rsplit("/", 1)[0]))

@@ -4,7 +4,7 @@ from fastapi.testclient import TestClient
 
 from autan.engine.engine import EngineConfig
 from autan.server.app import Limits, create_app
-from autan.server.models import load_served
+from autan.server.served import load_served
 
 
 def test_a_full_queue_answers_429_with_retry_after(tmp_path):

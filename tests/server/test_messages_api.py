@@ -11,7 +11,7 @@ import pytest
 
 from autan.http.auth import Policy
 from autan.server.app import create_app
-from autan.server.models import load_served
+from autan.server.served import load_served
 from conftest import Live
 
 QWEN = "qwen2.5-coder-0.5b"

@@ -11,7 +11,7 @@ from sentence_transformers import SentenceTransformer
 
 from autan.guard.encoder import pull
 from autan.server.app import create_app
-from autan.server.models import load_served
+from autan.server.served import load_served
 from conftest import Live
 
 NODE = Path(__file__).parent.parent / "node"

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from autan.server.app import create_app
-from autan.server.models import load_served
+from autan.server.served import load_served
 from autan.store.db import Store
 from conftest import Live
 

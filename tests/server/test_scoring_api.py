@@ -13,7 +13,7 @@ from autan.engine.sampling import SamplingParams
 from autan.eval.scoring import EngineScorer, HTTPScorer
 from autan.eval.tasks import TASKS, Doc
 from autan.server.app import create_app
-from autan.server.models import load_served
+from autan.server.served import load_served
 from autan.tokenizer import load_tokenizer
 from autan.weights import load_model
 

@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from autan.server.app import create_app
-from autan.server.models import load_served
+from autan.server.served import load_served
 from checkpoints import tiny_mistral_format
 from conftest import Live
 

@@ -7,7 +7,7 @@ from sqlalchemy import select, update
 
 from autan.store.accounts import Principal, check_password, hash_password, token_hash
 from autan.store.db import Invalid, NotFound
-from autan.store.models import ApiKey, Session, now
+from autan.store.tables import ApiKey, Session, now
 
 
 def test_names_are_one_whatever_their_case_and_the_first_account_is_the_admin(store):

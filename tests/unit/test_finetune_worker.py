@@ -21,7 +21,8 @@ def test_the_worker_goes_on_after_the_store_fails(tmp_path, monkeypatch):
     file = jobs.add_file(None, "train.jsonl", "fine-tune", (json.dumps(row) + "\n").encode())
     shape = ModelConfig(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16, hidden_dim=128, vocab_size=128,
                         norm_eps=1e-5, rope_theta=1e4, max_seq_len=512)  # fmt: skip
-    served = SimpleNamespace(engine=SimpleNamespace(engine=SimpleNamespace(model=SimpleNamespace(config=shape))))
+    model = SimpleNamespace(config=shape)
+    served = SimpleNamespace(engine=SimpleNamespace(engine=SimpleNamespace(model=model)), path=tmp_path / "tiny")
     job = jobs.create(None, "openai", {"model": "tiny", "training_file": file["id"]}, {"tiny": served})
     working, failures = store.session, []
 

@@ -177,9 +177,9 @@ def split_adapter(model: str, adapter: str | None) -> tuple[str, Path | None]:
 def local_subject(model: str, max_batched_tokens: int, in_flight: int, adapter: str | None = None) -> Subject:
     from autan.engine.engine import Engine, EngineConfig
     from autan.model.lora import load_adapter
-    from autan.server.models import stored_quantization
     from autan.tokenizer import load_tokenizer
     from autan.weights import load_model
+    from autan.weights.gguf_reader import stored_quantization
 
     model, adapter_dir = split_adapter(model, adapter)
     path = registry.resolve(model)

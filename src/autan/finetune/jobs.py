@@ -13,6 +13,7 @@ every caller of the server may use it (see docs/finetune.md).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -21,68 +22,40 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
 
-from autan.errors import AutanError
+from autan.batches import check_batch_file
+from autan.errors import AutanError, Conflict, Invalid, Limited, NotFound
+from autan.files import (
+    MAX_FILE_BYTES,
+    MAX_FILES,
+    file_card,
+    files_dir,
+    stamp,
+    utc_now,
+)
 from autan.finetune.data import DataError, check_example
-from autan.finetune.train import Progress, TrainConfig, longest_fitting, peak_bytes, train
+from autan.finetune.train import (
+    Progress,
+    TrainConfig,
+    give_memory_back,
+    longest_fitting,
+    peak_bytes,
+    train,
+    training_weights,
+)
 from autan.registry import home
-from autan.store.models import File, FineTuningEvent, FineTuningJob
+from autan.store.tables import File, FineTuningEvent, FineTuningJob
 
 log = logging.getLogger("autan.finetune")
-MAX_FILE_BYTES = 512 * 2**20
 DEFAULTS = {"n_epochs": 3, "batch_size": 4, "learning_rate": 2e-4}
 OPENAI_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
-MAX_SEQ_LEN = 8192  # a job's longest example: its attention is computed whole, in the server's memory
+MAX_SEQ_LEN = 8192  # a job's longest example (and pack): one step on it takes minutes on a CPU
 MAX_ACTIVE = 8  # fine-tuning jobs one account may have queued or running
-MAX_FILES = 256  # files one account may hold
 Ready = Callable[[str, str, Path, "str | None"], None]  # serves (base, name, adapter dir, owner's user id)
-
-
-class NotFound(AutanError):
-    pass
-
-
-class Limited(AutanError):
-    """An account at one of its limits (429)."""
-
-
-class Conflict(AutanError):
-    """What was asked clashes with what is in use (409)."""
-
-
-class Invalid(AutanError):
-    def __init__(self, message: str, param: str | None = None):
-        super().__init__(message)
-        self.param = param
-
-
-def files_dir() -> Path:
-    return home() / "files"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def stamp(moment: datetime | None) -> int | None:
-    if moment is None:
-        return None
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
-
-
-# files --------------------------------------------------------------------------------------------
-
-
-def file_card(f: File) -> dict[str, Any]:
-    """A file as OpenAI's and Mistral's APIs describe it (the fields of both)."""
-    return {"id": f.id, "object": "file", "bytes": f.bytes, "created_at": stamp(f.created_at), "filename": f.filename,
-            "purpose": f.purpose, "status": "processed", "sample_type": "instruct", "num_lines": f.num_lines,
-            "source": "upload"}  # fmt: skip
 
 
 def check_training_file(data: bytes, filename: str) -> int:
@@ -126,8 +99,6 @@ class Jobs:
     # files
 
     def add_file(self, user_id: str | None, filename: str, purpose: str, data: bytes) -> dict[str, Any]:
-        from autan.batches import check_batch_file
-
         checks = {"fine-tune": check_training_file, "batch": check_batch_file}
         if purpose not in checks:
             raise Invalid(f"purpose {purpose!r}: the files taken are 'fine-tune' and 'batch' ones", "purpose")
@@ -167,7 +138,7 @@ class Jobs:
         return (files_dir() / f"{file_id}.jsonl").read_bytes()
 
     def delete_file(self, user_id: str | None, file_id: str) -> dict[str, Any]:
-        from autan.store.models import Batch
+        from autan.store.tables import Batch
 
         with self.store.session() as db:
             found = self._file(db, user_id, file_id)
@@ -203,7 +174,7 @@ class Jobs:
         if not isinstance(validation, list) or not all(isinstance(v, str) and len(v) <= 64 for v in validation):
             raise Invalid(f"{names[1]}: name the validation file{'s' if shape == 'mistral' else ''} by id", names[1])
         hyper = _hyperparameters(shape, body)
-        hyper["seq_len"] = self._seq_len(model, models[model].engine.engine.model.config, hyper.get("seq_len"))
+        hyper["seq_len"] = self._seq_len(model, models[model], hyper)
         suffix = body.get("suffix")
         if suffix is not None and (not isinstance(suffix, str) or not re.fullmatch(r"[A-Za-z0-9-]{1,40}", suffix)):
             raise Invalid(f"suffix {str(suffix)[:60]!r} must be 1 to 40 ASCII letters, digits and '-'", "suffix")
@@ -229,19 +200,30 @@ class Jobs:
         self.wake.set()
         return card
 
-    def _seq_len(self, name: str, config: Any, asked: int | None) -> int:
-        """The longest example (and pack) a job trains on: what was asked if it fits the memory
-        budget, else a 400 that says what fits; unasked, the most that fits, up to 2,048."""
-        fits = longest_fitting(config, self.memory_budget, MAX_SEQ_LEN)
+    def _seq_len(self, name: str, served: Any, hyper: dict[str, Any]) -> int:
+        """The longest example (and pack) a job trains on: what was asked if it fits the model's
+        context and the memory budget, else a 400 that says what fits; unasked, the most that
+        fits, up to 2,048."""
+        config = served.engine.engine.model.config
+        asked, batch = hyper.get("seq_len"), hyper["batch_size"]
+        weights = training_weights(config, served.path)
+        most = min(MAX_SEQ_LEN, config.max_seq_len)
+        fits = longest_fitting(config, weights, self.memory_budget, most)
         budget = f"{self.memory_budget / 2**30:.1f} GiB (autan serve --finetune-memory)"
         if fits < 64:
             raise Invalid(f"training {name} needs more memory than the fine-tuning budget of {budget}", "model")
         if asked is None:
             return min(fits, 2048)
+        if asked > config.max_seq_len:
+            raise Invalid(f"seq_len {asked} is longer than {name}'s context of {config.max_seq_len} tokens", "seq_len")
         if asked > fits:
-            need = peak_bytes(config, asked) / 2**30
-            raise Invalid(f"seq_len {asked} needs about {need:.1f} GiB to train {name}, more than the budget of "
-                          f"{budget}: at most seq_len {fits} fits", "seq_len")  # fmt: skip
+            need = peak_bytes(config, asked, weights) / 2**30
+            raise Invalid(
+                f"seq_len {asked} with batch_size {batch} needs about {need:.1f} GiB to train {name}, more than the "
+                f"budget of {budget}: at most seq_len {fits} fits. (A batch trains in packs of at most seq_len "
+                "tokens, one after another: batch_size changes the time a step takes, not its memory.)",
+                "seq_len",
+            )
         return asked
 
     def _job(self, db: Any, user_id: str | None, job_id: str) -> FineTuningJob:
@@ -381,7 +363,8 @@ class Jobs:
         except Exception:  # e.g. its row deleted with its account: the worker goes on with the next
             log.exception("fine-tuning job %s ended unexpectedly", job_id)
         finally:
-            _give_memory_back()
+            gc.collect()  # the job's model and tensors, then their pages
+            give_memory_back()
 
     def pick(self) -> str | None:
         """The next job to run: the oldest queued one of another account than the last job's, if
@@ -492,18 +475,6 @@ def default_budget() -> int:
         return int(0.4 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError):
         return 4 * 2**30
-
-
-def _give_memory_back() -> None:
-    """A job's tensors freed, and the pages the allocator kept for them handed back to the system
-    (glibc keeps freed memory for reuse: after a job the server stayed 5 GB larger)."""
-    import contextlib
-    import ctypes
-    import gc
-
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: the next job reuses the memory instead
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def job_dir(job_id: str) -> Path:

@@ -13,7 +13,10 @@ to `out`:
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -26,6 +29,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from autan.config import ModelConfig
 from autan.errors import AutanError
@@ -35,7 +39,7 @@ from autan.model import lora
 
 SLOT = 1  # the adapter being trained
 PACK_TOKENS = 2048  # tokens packed into one forward (a longer example goes alone)
-RUNTIME_BYTES = 160 * 2**20  # what a run holds whatever its size: tokenizer, optimizer, threads' scratch
+RUNTIME_BYTES = 320 * 2**20  # what a run holds whatever its size: tokenizer, optimizer, threads' scratch
 
 
 @dataclass
@@ -58,6 +62,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between validation losses (0: at the end only)
     save_every: int = 0  # steps between checkpoints (0: at the end only; -1: about ten in a run)
     pack_tokens: int = PACK_TOKENS  # tokens packed into one forward: with max_seq_len, what bounds memory
+    recompute: bool = True  # keep each block's input only and run the block again in the backward pass
 
     def check(self) -> None:
         checks = [
@@ -123,9 +128,11 @@ def learning_rate(config: TrainConfig, step: int, steps: int) -> float:
     return config.learning_rate * 0.5 * (1 + math.cos(math.pi * done))
 
 
-def batch_loss(model: torch.nn.Module, examples: list[Example]) -> tuple[torch.Tensor, int]:
+def batch_loss(model: torch.nn.Module, examples: list[Example], recompute: bool = True) -> tuple[torch.Tensor, int]:
     """The summed loss of the examples' learned tokens, and how many there are: the examples
-    packed into one forward (each attending only to itself), logits only where a token is learned."""
+    packed into one forward (each attending only to itself), with `recompute` each block run again
+    in the backward pass rather than kept, the logits made only where a token is learned and a few
+    rows at a time."""
     from autan.model.cache import packed_step
 
     inputs = [torch.tensor(e.ids[:-1], dtype=torch.long) for e in examples]
@@ -135,8 +142,25 @@ def batch_loss(model: torch.nn.Module, examples: list[Example]) -> tuple[torch.T
     if len(rows) == 0:
         return torch.zeros((), device=model.device, requires_grad=True), 0
     step = packed_step([len(x) for x in inputs], model.config.sliding_window, model.device)
-    logits = model.run(torch.cat(inputs), step, rows, SLOT).float()
-    return F.cross_entropy(logits, targets.to(model.device)[rows], reduction="sum"), len(rows)
+    features = model.features(torch.cat(inputs), step, rows, SLOT, recompute=recompute)
+    targets = targets.to(model.device)[rows]
+    chunk = loss_rows(model.config)
+    total = torch.zeros((), device=model.device)
+    for start in range(0, len(rows), chunk):
+        part = (features[start : start + chunk], targets[start : start + chunk])
+        total = total + (
+            checkpoint(_loss, model, *part, use_reentrant=False) if torch.is_grad_enabled() else _loss(model, *part)
+        )
+    return total, len(rows)
+
+
+def loss_rows(config: ModelConfig) -> int:
+    """Rows whose logits are made at once: about 16M floats (64 MiB), whatever the vocabulary."""
+    return max(16, 2**24 // config.vocab_size)
+
+
+def _loss(model: torch.nn.Module, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model.head(features).float(), targets, reduction="sum")
 
 
 def packs(examples: list[Example], max_tokens: int) -> list[list[Example]]:
@@ -224,6 +248,9 @@ def train(
         step, history = _restore(latest, model, optimizer, config)
     torch.manual_seed(config.seed + step)  # dropout
     model.train()
+    if config.recompute:  # (the model is this run's own: the hooks go with it)
+        for block in model.model.layers:
+            block.register_forward_pre_hook(lambda *_: give_memory_back())
     report = report or _printer(steps)
     started, tokens, last_loss = time.perf_counter(), 0, None
     first_step = step
@@ -236,7 +263,7 @@ def train(
         learned = sum(e.learned for e in batch)
         total = 0.0
         for group in packs(batch, max(config.max_seq_len, config.pack_tokens)):
-            loss, _ = batch_loss(model, group)
+            loss, _ = batch_loss(model, group, config.recompute)
             (loss / learned).backward()
             total += float(loss.detach())
             tokens += sum(len(e.ids) for e in group)
@@ -266,24 +293,59 @@ def train(
     return Result(out, step, last_loss, val_losses[-1] if val_losses else None, history, tokens, step < steps)
 
 
-def peak_bytes(config: ModelConfig, tokens: int) -> int:
-    """About the most memory a job's training holds over one pack of `tokens` tokens (float32), an
-    upper bound: every layer keeps its attention's scores and probabilities (heads x tokens^2:
-    the pack's mask is computed whole) and its projections' activations for the backward pass;
-    the learned rows' logits are there four times over (logits, their float copy, log-softmax,
-    its gradient); the weights, unpacked per use, are kept for the backward pass.
-    (SmolLM2-135M on one 1,192-token example: 5.3 GiB estimated, 4.2 GB measured.)"""
-    per_layer = 2 * config.n_heads * tokens**2 + tokens * (4 * config.dim + 3 * config.hidden_dim)
-    return RUNTIME_BYTES + 4 * (config.n_layers * per_layer + 4 * tokens * config.vocab_size + config.parameters)
+def peak_bytes(config: ModelConfig, tokens: int, weights: int) -> int:
+    """About the most memory a run holds while training on one pack of `tokens` tokens with its
+    blocks run again in the backward pass (`recompute`), an upper bound, float32:
+    - the model as loaded for training (`weights`, see `training_weights`), one block's weights
+      unpacked at a time and, for a tied head, the embedding matrix unpacked;
+    - per token, every block's input (kept for the backward pass), and inside the one block being
+      run again its activations and their gradients: 8 vectors the model's width and 6 the
+      hidden width (times the experts a token goes to), twice;
+    - the logits of `loss_rows` rows at a time, four times over (logits, log-softmax, gradients).
+    Nothing grows with the square of `tokens`: attention runs in SDPA's fused kernel.
+    (Measured peaks, against this bound: bench/finetune_memory.py, docs/benchmarks.md.)"""
+    c = config
+    experts = c.moe.num_experts_per_tok if c.moe else 1
+    per_token = c.n_layers * c.dim + 2 * (8 * c.dim + 6 * c.hidden_dim * experts)
+    embeddings = c.vocab_size * c.dim * (1 if c.tie_embeddings else 2)
+    block = (c.parameters - embeddings) // c.n_layers
+    head = c.vocab_size * c.dim if c.tie_embeddings else 0
+    return RUNTIME_BYTES + weights + 4 * (block + head + tokens * per_token + 4 * loss_rows(c) * c.vocab_size)
 
 
-def longest_fitting(config: ModelConfig, budget: int, most: int) -> int:
+def training_weights(config: ModelConfig, path: str | Path) -> int:
+    """Bytes the model at `path` takes once loaded for training: a GGUF's blocks stay as stored
+    (about the file's size, whatever the file is named, as in Ollama's store); other formats are
+    held as float32."""
+    path = Path(path)
+    if path.is_file():
+        with path.open("rb") as f:
+            if f.read(4) == b"GGUF":
+                return path.stat().st_size
+    return 4 * config.parameters
+
+
+def longest_fitting(config: ModelConfig, weights: int, budget: int, most: int) -> int:
     """The most tokens in one pack (at most `most`) whose training fits `budget` bytes; 0 if none."""
     low, high = 0, most
     while low < high:
         mid = (low + high + 1) // 2
-        low, high = (mid, high) if peak_bytes(config, mid) <= budget else (low, mid - 1)
+        low, high = (mid, high) if peak_bytes(config, mid, weights) <= budget else (low, mid - 1)
     return low
+
+
+def give_memory_back() -> None:
+    """Freed tensors' pages handed back to the system. glibc keeps what is freed for reuse, and
+    training's many short-lived tensors of changing sizes scatter it: trimmed before each block,
+    a 2,048-token step held 1.0 GB where it held 3.2-4.1 GB untrimmed (1.1x the time); after a job,
+    the server stayed 5 GB larger until trimmed."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: the memory is reused instead
+        _libc().malloc_trim(0)
+
+
+@functools.cache
+def _libc() -> Any:
+    return ctypes.CDLL("libc.so.6")
 
 
 class Order:
@@ -408,6 +470,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=d.seed, help="data order, initialisation and dropout (0)")
     parser.add_argument("--eval-every", type=int, default=0, help="steps between validation losses (0: at the end)")
     parser.add_argument("--save-every", type=int, default=0, help="steps between checkpoints (0: at the end)")
+    parser.add_argument(
+        "--keep-activations", action="store_true",
+        help="keep every block's activations for the backward pass: faster, but memory grows ~10x faster with length",
+    )  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--resume", action="store_true", help="go on from the newest checkpoint in --out")
     args = parser.parse_args(argv)
@@ -417,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         learning_rate=args.learning_rate, schedule=args.schedule, warmup=args.warmup, epochs=args.epochs,
         batch_size=args.batch_size, grad_accum=args.grad_accum, weight_decay=args.weight_decay,
         max_seq_len=args.max_seq_len, seed=args.seed, eval_every=args.eval_every, save_every=args.save_every,
+        recompute=not args.keep_activations,
     )  # fmt: skip
     if args.device.startswith("cuda"):
         if not torch.cuda.is_available():

@@ -117,15 +117,57 @@ def uncached_step(n_tokens: int, sliding_window: int | None, device: torch.devic
     return AttentionStep(positions, positions, mask, None, 0, _plain_causal(0, n_tokens, sliding_window))
 
 
-def packed_step(lengths: list[int], sliding_window: int | None, device: torch.device) -> AttentionStep:
+def packed_step(lengths: list[int], sliding_window: int | None, device: torch.device) -> PackedStep:
     """Several whole sequences packed into one forward (for training): each from position 0,
     each seeing only its own tokens."""
     positions = torch.cat([torch.arange(n) for n in lengths]).to(device)
-    sequence = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths)).to(device)
-    mask = attention_mask(positions, positions, sliding_window) & (sequence[:, None] == sequence[None, :])
-    return AttentionStep(
-        positions, positions, mask, None, 0, len(lengths) == 1 and _plain_causal(0, lengths[0], sliding_window)
-    )
+    return PackedStep(positions, lengths, sliding_window)
+
+
+@dataclass
+class PackedStep:
+    """Whole sequences packed into one forward, nothing cached, with no (N, N) mask: each sequence
+    attends alone through SDPA's fused causal kernel, which keeps no scores for the backward pass;
+    where a window cuts a sequence, its queries go `sliding_window` at a time, each chunk with the
+    keys it can see. So what attention holds grows with the tokens, not with their square."""
+
+    positions: Tensor  # (N,)
+    lengths: list[int]
+    sliding_window: int | None
+
+    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        out, start = [], 0
+        for n in self.lengths:
+            out.append(
+                _causal_alone(q[start : start + n], k[start : start + n], v[start : start + n], self.sliding_window)
+            )
+            start += n
+        return torch.cat(out)
+
+    def native_plan(self) -> NativePlan:
+        sequence = torch.repeat_interleave(torch.arange(len(self.lengths)), torch.tensor(self.lengths))
+        positions = self.positions.cpu()
+        mask = attention_mask(positions, positions, self.sliding_window) & (sequence[:, None] == sequence[None, :])
+        return AttentionStep(positions, positions, mask, None, 0).native_plan()
+
+
+def _causal_alone(q: Tensor, k: Tensor, v: Tensor, window: int | None) -> Tensor:
+    """One sequence from position 0 attending to itself: q (T, n_heads, hd), k and v (T, n_kv, hd)."""
+    q, k, v = q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None]  # (1, heads, T, hd)
+    T = q.shape[2]
+    if window is None or window >= T:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    else:
+        parts = []
+        for start in range(0, T, window):
+            end, first = min(start + window, T), max(0, start - window + 1)
+            positions = torch.arange(first, end, device=q.device)
+            mask = attention_mask(positions[start - first :], positions, window)
+            parts.append(F.scaled_dot_product_attention(
+                q[:, :, start:end], k[:, :, first:end], v[:, :, first:end], attn_mask=mask[None, None], enable_gqa=True
+            ))  # fmt: skip
+        out = torch.cat(parts, dim=2)
+    return out[0].transpose(0, 1)
 
 
 def _plain_causal(n_cached: int, n_tokens: int, sliding_window: int | None) -> bool:

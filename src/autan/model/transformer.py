@@ -16,12 +16,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from autan import native
 from autan.config import ModelConfig
 from autan.model.cache import KVCache, Step, uncached_step
 from autan.model.kernels import PackedLinear
-from autan.model.layers import Embedding, Linear, RMSNorm
+from autan.model.layers import Embedding, Linear, RMSNorm, Rows
 from autan.model.lora import lora_rows
 from autan.model.moe import MoeFeedForward
 from autan.model.parallel import Shard, all_reduce, embed, gather_vocab
@@ -151,6 +152,18 @@ def _kernel_segments(kernels: list[object]) -> list[tuple[Tensor, int]] | None:
     return [(k.weight, k.kernel_type) for k in kernels]
 
 
+def _adapted(
+    block: Block, held: Rows, slots: int | Tensor | None, x: Tensor, cos: Tensor, sin: Tensor, step: Step
+) -> Tensor:
+    """`block` on `x` with each row's LoRA slot in force: set for this block alone, so that when
+    it runs again in the backward pass (`checkpoint`) it sees the same adapters."""
+    held.set(slots)
+    try:
+        return block(x, cos, sin, step)
+    finally:
+        held.set(None)
+
+
 class Decoder(nn.Module):
     def __init__(self, config: ModelConfig, shard: Shard | None = None):
         super().__init__()
@@ -212,6 +225,20 @@ class Transformer(nn.Module):
     def run(self, tokens: Tensor, step: Step, rows: slice | Tensor, adapters: int | Tensor | None = None) -> Tensor:
         """Logits of the `rows` of tokens (N,), placed and attended as `step` says; `adapters`
         gives the LoRA slot of every token (one for all, or (N,)), None for the base model."""
+        logits = self.head(self.features(tokens, step, rows, adapters))
+        return logits if self.shard is None else gather_vocab(logits, self.shard, self.config.vocab_size)
+
+    def features(
+        self,
+        tokens: Tensor,
+        step: Step,
+        rows: slice | Tensor,
+        adapters: int | Tensor | None = None,
+        recompute: bool = False,
+    ) -> Tensor:
+        """The last block's output at `rows`, normed: what `head` turns into logits. With
+        `recompute` (training), each block keeps only its input for the backward pass and runs
+        again there, so the activations held are every block's input and one block's inside."""
         self._check_ids(tokens)
         tokens = tokens.to(self.device)
         cos, sin = rope_cos_sin(step.positions, self._frequencies(), self.dtype)
@@ -224,17 +251,21 @@ class Transformer(nn.Module):
             x = self._run_native(x, cos, sin, step)
         else:
             held = lora_rows(self)
-            held.set(adapters.to(self.device) if isinstance(adapters, Tensor) else adapters)
-            try:
+            slots = adapters.to(self.device) if isinstance(adapters, Tensor) else adapters
+            if recompute and torch.is_grad_enabled():
                 for layer in self.model.layers:
-                    x = layer(x, cos, sin, step)
-            finally:
-                held.set(None)
-        x = self.model.norm(x[rows])
-        logits = self._head(x)
-        return logits if self.shard is None else gather_vocab(logits, self.shard, self.config.vocab_size)
+                    x = checkpoint(_adapted, layer, held, slots, x, cos, sin, step, use_reentrant=False)
+            else:
+                held.set(slots)
+                try:
+                    for layer in self.model.layers:
+                        x = layer(x, cos, sin, step)
+                finally:
+                    held.set(None)
+        return self.model.norm(x[rows])
 
-    def _head(self, x: Tensor) -> Tensor:
+    def head(self, x: Tensor) -> Tensor:
+        """Logits (this rank's part of the vocabulary) of `features`."""
         if self.config.tie_embeddings:
             if self.head_kernel is not None:
                 return self.head_kernel(x)

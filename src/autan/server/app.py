@@ -5,7 +5,7 @@
     GET  /v1/models             GET  /v1/models/{id}   GET  /health   GET /metrics   GET /docs
 
 Generation runs in each model's engine thread; this module only routes. Who may call what is
-`autan.http.auth`, what every request passes first `autan.http.guard`, one request's work
+`autan.http.auth`, what every request passes first `autan.http.gate`, one request's work
 `generation`, the bodies it answers with `responses`, the guardrails around it `autan.guard.rails`.
 """
 
@@ -21,18 +21,18 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from autan import __version__
 from autan.errors import AutanError
 from autan.guard.policy import GuardPolicy
 from autan.guard.rails import GuardRails, OutputWatch, conversation_texts, last_user_turn
 from autan.http import errors
 from autan.http.auth import Access, Policy
 from autan.http.errors import APIError
-from autan.http.guard import MAX_BODY_BYTES, Guard, HostNames
+from autan.http.gate import MAX_BODY_BYTES, Guard, HostNames
 from autan.server import embeddings, messages, moderation, openai_responses
 from autan.server.embeddings import Embedders
 from autan.server.generation import ClientGone, Generation, until_disconnected
 from autan.server.metrics import CountAndLog, Metrics
-from autan.server.models import ServedModel
 from autan.server.responses import events, full_response, observe, refusal, sse
 from autan.server.schemas import (
     ChatCompletionRequest,
@@ -42,6 +42,7 @@ from autan.server.schemas import (
     SamplingFields,
     TokenizeRequest,
 )
+from autan.server.served import ServedModel
 from autan.store.db import Store
 
 STATIC = Path(__file__).parent.parent / "web" / "static"
@@ -78,7 +79,7 @@ def create_app(
     access = Access(policy, store.accounts if store is not None else None)
     app = FastAPI(
         title="autan",
-        version="0.1.0",
+        version=__version__,
         description="Mistral-compatible API for models run locally.",
         docs_url=None,
         redoc_url=None,

@@ -12,7 +12,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
-from autan.finetune.jobs import MAX_FILE_BYTES, Conflict, Invalid, Jobs, Limited, NotFound
+from autan.errors import Conflict, Invalid, Limited, NotFound
+from autan.files import MAX_FILE_BYTES
+from autan.finetune.jobs import Jobs
 from autan.http.auth import Access
 from autan.http.errors import APIError
 from autan.store.accounts import Principal

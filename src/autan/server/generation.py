@@ -23,8 +23,8 @@ from autan.engine.constraint import ConstraintError, GrammarConstraint
 from autan.engine.request import Completion, Delta
 from autan.errors import AutanError
 from autan.http.errors import APIError
-from autan.server.models import ServedModel
 from autan.server.schemas import SamplingFields
+from autan.server.served import ServedModel
 
 T = TypeVar("T")
 

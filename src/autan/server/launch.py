@@ -22,7 +22,7 @@ from autan import registry
 from autan.errors import AutanError
 
 if TYPE_CHECKING:
-    from autan.server.models import ServedModel
+    from autan.server.served import ServedModel
 
 GRACEFUL_SECONDS = 10  # on SIGTERM, how long open streams may run on before they are cut
 
@@ -122,8 +122,8 @@ def serve(settings: Settings) -> None:
     from autan.http.auth import Policy
     from autan.server.app import Limits, create_app
     from autan.server.embeddings import Embedders
-    from autan.server.models import load_served
     from autan.server.protocol import Protocol
+    from autan.server.served import load_served
     from autan.store.db import Store
 
     if settings.allow_signup and not settings.multi_user:
@@ -163,7 +163,7 @@ def serve(settings: Settings) -> None:
     server = uvicorn.Server(
         uvicorn.Config(
             app,
-            http=Protocol,  # headers within a time limit, bodies too (autan.http.guard)
+            http=Protocol,  # headers within a time limit, bodies too (autan.http.gate)
             log_level="warning",
             timeout_graceful_shutdown=GRACEFUL_SECONDS,
             **(proxies if settings.trusted_proxies else {"proxy_headers": False}),
@@ -202,7 +202,7 @@ def _ranks(settings: Settings, device: str) -> tuple[int, int] | None:
 def _follow(settings: Settings, device: str, ranks: tuple[int, int]) -> None:
     """A rank other than 0: load this rank's part of the model and run the steps rank 0 sends."""
     from autan.engine.distributed import follow
-    from autan.server.models import spec_target
+    from autan.server.served import spec_target
     from autan.weights import load_model
 
     path = registry.resolve(spec_target(settings.models[0])[1])

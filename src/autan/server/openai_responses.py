@@ -28,7 +28,7 @@ from autan.server import guarded
 from autan.server.generation import ClientGone, Generation, failure, until_disconnected
 from autan.server.metrics import Metrics
 from autan.server.responses import ToolCallWatch, observe, sse
-from autan.store.models import StoredResponse
+from autan.store.tables import StoredResponse
 from autan.text import clean
 
 MAX_ITEMS = 10_000

@@ -1,7 +1,7 @@
 """uvicorn's HTTP/1.1 protocol with a time limit on each request's headers: a client that sends
 them a byte at a time (or sends nothing after connecting) is cut off after HEADER_SECONDS
 instead of holding a connection for as long as it likes. (Bodies have their own limit, in
-`autan.http.guard`; idle keep-alive connections uvicorn's.)"""
+`autan.http.gate`; idle keep-alive connections uvicorn's.)"""
 
 from __future__ import annotations
 

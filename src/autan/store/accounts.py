@@ -21,8 +21,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import sessionmaker
 
 from autan.store.errors import Invalid, NotFound
-from autan.store.models import ApiKey, Session, User, now
 from autan.store.names import refused_character, skeleton
+from autan.store.tables import ApiKey, Session, User, now
 
 SESSION_DAYS = 30
 KEY_PREFIX = "sk-autan-"

@@ -21,7 +21,7 @@ from autan import registry
 from autan.store.accounts import Accounts
 from autan.store.documents import ROLES, STATUSES, ConversationDocument, Settings, Stats
 from autan.store.errors import Conflict, Invalid, NotFound
-from autan.store.models import Conversation, Message, now
+from autan.store.tables import Conversation, Message, now
 
 __all__ = ["Conflict", "Invalid", "NotFound", "Store", "default_url"]
 MIGRATIONS = Path(__file__).parent / "migrations"

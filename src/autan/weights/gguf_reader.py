@@ -7,11 +7,13 @@ none of them pays for importing torch. `gguf_file` builds the tensors on top of 
 from __future__ import annotations
 
 import struct
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gguf import GGMLQuantizationType, LlamaFileType
 
 from autan.errors import CheckpointError
 
@@ -121,3 +123,16 @@ def parse(data: np.ndarray) -> tuple[dict[str, Any], list[RawTensor]]:
             )
         info.data_offset += start
     return metadata, infos
+
+
+def stored_quantization(path: Path, dtype: Any) -> str:
+    """How a checkpoint's weights are stored: a GGUF's file type as llama.cpp names it (Q4_K_M),
+    else the dtype its matrices load in (bfloat16)."""
+    if not is_gguf(path):
+        return str(dtype).removeprefix("torch.")
+    metadata, tensors = read_header(path)
+    try:
+        return LlamaFileType(metadata["general.file_type"]).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    except (KeyError, ValueError):  # no file type, or a newer one: the type most of the matrices have
+        counts = Counter(t.type for t in tensors if len(t.shape) == 2)
+        return GGMLQuantizationType(counts.most_common(1)[0][0]).name if counts else "unknown"

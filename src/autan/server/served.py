@@ -6,21 +6,18 @@ import dataclasses
 import functools
 import re
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from gguf import GGMLQuantizationType, LlamaFileType
 
 from autan import registry
 from autan.engine.async_engine import AsyncEngine
 from autan.engine.engine import Engine, EngineConfig
 from autan.errors import AutanError
+from autan.other_tools import disk_size
 from autan.store.accounts import Principal
-from autan.stores import disk_size
 from autan.tokenizer import MistralCommonTokenizer, Tokenizer, load_tokenizer
-from autan.weights.gguf_reader import is_gguf, read_header
+from autan.weights.gguf_reader import stored_quantization
 
 
 @dataclass
@@ -155,16 +152,3 @@ def spec_target(spec: str) -> tuple[str, str]:
     """`id=name-or-path` as (id, name or path); the id is empty where the spec names none."""
     model_id, _, target = spec.rpartition("=")
     return model_id, target
-
-
-def stored_quantization(path: Path, dtype: Any) -> str:
-    """How a checkpoint's weights are stored: a GGUF's file type as llama.cpp names it (Q4_K_M),
-    else the dtype its matrices load in (bfloat16)."""
-    if not is_gguf(path):
-        return str(dtype).removeprefix("torch.")
-    metadata, tensors = read_header(path)
-    try:
-        return LlamaFileType(metadata["general.file_type"]).name.removeprefix("MOSTLY_").removeprefix("ALL_")
-    except (KeyError, ValueError):  # no file type, or a newer one: the type most of the matrices have
-        counts = Counter(t.type for t in tensors if len(t.shape) == 2)
-        return GGMLQuantizationType(counts.most_common(1)[0][0]).name if counts else "unknown"
