@@ -17,14 +17,8 @@ from gguf import GGMLQuantizationType as Q
 from safetensors.torch import save_file
 
 from autan.weights import read_safetensors
-from autan.weights.names import (
-    gguf_to_hf,
-    halves_to_interleaved,
-    hf_to_gguf,
-    hf_to_mistral,
-    interleaved_to_halves,
-    is_rope_projection,
-)
+from autan.weights.names import gguf_to_hf, interleaved_to_halves, is_rope_projection
+from references import halves_to_interleaved, hf_to_gguf, hf_to_mistral
 
 ARCHS = ("llama", "mistral", "mixtral")
 

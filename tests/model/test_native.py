@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 
 import autan
 from autan import native
-from autan.model.kernels import BLOCK_PARTS, NATIVE_TYPES, repack, unrepack
+from autan.model.kernels import NATIVE_TYPES
 from autan.model.quant import QK_K, _f16, _k_scales, dequantize
 from checkpoints import hf_model, random_blocks, save_gguf, save_hf
+from references import BLOCK_PARTS, dequantized, repack, unrepack
 
 N = native.module()
 # Only a run that turned them off goes without them; a missing build fails (scripts/setup.sh builds it).
@@ -367,8 +368,6 @@ def test_quantize_at_load_writes_llama_cpp_blocks_for_the_native_step(arch, kind
     quantizer writes for it (the head 8-bit), and the model runs them on the native step as the
     exact path runs the same blocks' values."""
     import gguf
-
-    from autan.model.kernels import dequantized
 
     hf = hf_model(arch, seed=7)
     hf.save_pretrained(tmp_path / "hf")

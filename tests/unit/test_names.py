@@ -5,16 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autan.model.rope import apply_rope, inverse_frequencies, rope_cos_sin
-from autan.weights.names import (
-    expert_slot,
-    gguf_to_hf,
-    halves_to_interleaved,
-    hf_to_gguf,
-    hf_to_mistral,
-    interleaved_to_halves,
-    mistral_to_hf,
-)
+from autan.weights.names import expert_slot, gguf_to_hf, interleaved_to_halves, mistral_to_hf
 from checkpoints import hf_model, hf_tensors, save_hf
+from references import halves_to_interleaved, hf_to_gguf, hf_to_mistral
 
 
 def test_name_maps_round_trip_every_tensor_of_every_architecture(tmp_path):

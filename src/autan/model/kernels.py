@@ -239,30 +239,6 @@ def _ggml(weight: QuantizedWeight) -> PackedLinear:
 
 GROUP_ROWS = 4  # rows the native kernels take together (csrc/qgemm.h)
 TILE_FLOATS = 1 << 22  # a full-width product unpacks at most this many weights at a time (16 MiB)
-# per GGML type: bytes of a block, and of its scales (d, or d and m) before the quantized values
-BLOCK_PARTS = {Q.Q4_0: (18, 2), Q.Q4_1: (20, 4), Q.Q8_0: (34, 2)}
-
-
-def repack(blocks: Tensor, qtype: Q) -> Tensor:
-    """GGUF rows of blocks (N, B * size) -> four-row groups (N / 4, B * 4 * size), the native
-    kernels' layout: per group and block position, the four rows' d (f16 x 4), then for Q4_1
-    their m, then their quantized values, row after row (csrc/qgemm.h). `autan._native.repack`
-    does this at load in one pass; this is its reference in the tests."""
-    size, scales = BLOCK_PARTS[qtype]
-    n = blocks.shape[0]
-    grouped = blocks.reshape(n // GROUP_ROWS, GROUP_ROWS, -1, size).transpose(1, 2)  # (G, B, 4, size)
-    parts = [grouped[..., i : i + 2] for i in range(0, scales, 2)] + [grouped[..., scales:]]
-    return torch.cat([p.flatten(2) for p in parts], dim=-1).reshape(n // GROUP_ROWS, -1).contiguous()
-
-
-def unrepack(groups: Tensor, qtype: Q) -> Tensor:
-    """The inverse of `repack`: the GGUF rows of blocks (N, B * size)."""
-    size, scales = BLOCK_PARTS[qtype]
-    g = groups.shape[0]
-    by_block = groups.reshape(g, -1, GROUP_ROWS * size)  # (G, B, 4 * size)
-    cut = [GROUP_ROWS * 2] * (scales // 2) + [GROUP_ROWS * (size - scales)]
-    parts = [p.reshape(g, p.shape[1], GROUP_ROWS, -1) for p in by_block.split(cut, dim=-1)]
-    return torch.cat(parts, dim=-1).transpose(1, 2).reshape(g * GROUP_ROWS, -1).contiguous()
 
 
 def _int4(weight: QuantizedWeight | Tensor) -> PackedLinear:
@@ -335,16 +311,6 @@ def _int8(weight: QuantizedWeight | Tensor) -> PackedLinear:
         q[start : start + 4096] = torch.round(dense / s[:, None]).clamp(-127, 127).to(torch.int8)
         scale[start : start + 4096] = s
     return PackedLinear("int8", q, scale.to(torch.bfloat16), rows)
-
-
-def dequantized(kernel: PackedLinear) -> Tensor:
-    """The float32 matrix a kernel multiplies by (for tests and error bounds)."""
-    if kernel.kind == "int8":
-        return kernel.weight.float() * kernel.scales.float()[:, None]
-    if kernel.kind == "ggml":
-        return kernel.unpacked(torch.float32).t()
-    eye = torch.eye(kernel.scales.shape[0] * GROUP, dtype=torch.bfloat16)  # in_features = groups * 32
-    return kernel(eye).float().t()
 
 
 def check_quantize(kind: str) -> None:

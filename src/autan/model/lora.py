@@ -8,6 +8,9 @@ runs once for every row, then each adapter's low-rank product for its own rows.
 The files are PEFT's (`adapter_config.json` + `adapter_model.safetensors`), so an adapter trained
 by peft on transformers loads here, and one trained here loads in peft. Parameter names are
 Hugging Face's (the model's own), e.g. `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`.
+
+The runtime is here too: `Rows` (each row's slot, shared by every map of a model) and
+`LinearLora` (one map's adapters, which `Linear` calls after its own product).
 """
 
 from __future__ import annotations
@@ -23,11 +26,68 @@ import torch
 from torch import Tensor, nn
 
 from autan.errors import AutanError
-from autan.model.layers import Linear, LinearLora, Rows
+from autan.model.layers import Linear
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PREFIX = "base_model.model."
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
+
+
+class Rows:
+    """Which slot each token row of the current forward pass uses, shared by every adapted map:
+    `value` is None (all the base model), one slot for every row, or a (N,) tensor of slots;
+    `groups` are the rows of each slot, found once a pass rather than once a map."""
+
+    def __init__(self) -> None:
+        self.value: int | Tensor | None = None
+        self.groups: list[tuple[str, Tensor]] = []
+
+    def set(self, value: int | Tensor | None) -> None:
+        self.value = value
+        self.groups = []
+        if isinstance(value, Tensor):
+            slots, inverse = value.unique(return_inverse=True)
+            order = inverse.argsort(stable=True)
+            counts = torch.bincount(inverse, minlength=len(slots)).tolist()
+            self.groups = [(str(s), i) for s, i in zip(slots.tolist(), order.split(counts), strict=True) if s != 0]
+
+
+class LinearLora(nn.Module):
+    """The adapters of one linear map, by slot."""
+
+    def __init__(self, rows: Rows, dropout: float = 0.0):
+        super().__init__()
+        self.rows = rows
+        self.a = nn.ParameterDict()  # slot -> (r, in)
+        self.b = nn.ParameterDict()  # slot -> (out, r)
+        self.scales: dict[str, float] = {}
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+
+    def add(self, slot: int, a: Tensor, b: Tensor, scale: float, trainable: bool = False) -> None:
+        self.a[str(slot)] = nn.Parameter(a, requires_grad=trainable)
+        self.b[str(slot)] = nn.Parameter(b, requires_grad=trainable)
+        self.scales[str(slot)] = scale
+
+    def remove(self, slot: int) -> None:
+        for table in (self.a, self.b):
+            if str(slot) in table:
+                del table[str(slot)]
+        self.scales.pop(str(slot), None)
+
+    def delta(self, x: Tensor, slot: str) -> Tensor:
+        a, b = self.a[slot].to(x.dtype), self.b[slot].to(x.dtype)
+        return (self.dropout(x) @ a.t() @ b.t()) * self.scales[slot]
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        rows = self.rows.value
+        if rows is None:
+            return y
+        if isinstance(rows, int):
+            return y + self.delta(x, str(rows)) if str(rows) in self.a else y
+        for slot, index in self.rows.groups:
+            if slot in self.a:
+                y = y.index_add(0, index, self.delta(x[index], slot))
+        return y
 
 
 class AdapterError(AutanError):

@@ -22,8 +22,8 @@ from autan import native
 from autan.config import ModelConfig
 from autan.model.cache import KVCache, Step, uncached_step
 from autan.model.kernels import PackedLinear
-from autan.model.layers import Embedding, Linear, RMSNorm, Rows
-from autan.model.lora import lora_rows
+from autan.model.layers import Embedding, Linear, RMSNorm
+from autan.model.lora import Rows, lora_rows
 from autan.model.moe import MoeFeedForward
 from autan.model.parallel import Shard, all_reduce, embed, gather_vocab
 from autan.model.quant import materialize

@@ -64,10 +64,6 @@ _HF_EXPERT = re.compile(r"^block_sparse_moe\.experts\.(\d+)\.(w[123])\.weight$")
 _GGUF_EXPERT = re.compile(r"^(ffn_gate|ffn_down|ffn_up)\.(\d+)\.weight$")
 
 
-def _invert(table: dict[str, str]) -> dict[str, str]:
-    return {v: k for k, v in table.items()}
-
-
 def _rename(
     name: str, top: dict[str, str], layer: dict[str, str], prefix: str, expert: Callable[[str], str | None]
 ) -> str | None:
@@ -90,14 +86,6 @@ def mistral_to_hf(name: str) -> str | None:
     return _rename(name, MISTRAL_TO_HF, MISTRAL_TO_HF_LAYER, "model.layers", expert)
 
 
-def hf_to_mistral(name: str) -> str | None:
-    def expert(rest: str) -> str | None:
-        m = _HF_EXPERT.match(rest)
-        return f"feed_forward.experts.{m[1]}.{m[2]}.weight" if m else None
-
-    return _rename(name, _invert(MISTRAL_TO_HF), _invert(MISTRAL_TO_HF_LAYER), "layers", expert)
-
-
 def gguf_to_hf(name: str) -> str | None:
     """`blk.3.attn_q.weight` -> `model.layers.3.self_attn.q_proj.weight`; None if unknown."""
 
@@ -106,14 +94,6 @@ def gguf_to_hf(name: str) -> str | None:
         return f"block_sparse_moe.experts.{m[2]}.{GGUF_EXPERT[m[1]]}.weight" if m else None
 
     return _rename(name, GGUF_TO_HF, GGUF_TO_HF_LAYER, "model.layers", expert)
-
-
-def hf_to_gguf(name: str) -> str | None:
-    def expert(rest: str) -> str | None:
-        m = _HF_EXPERT.match(rest)
-        return f"{_invert(GGUF_EXPERT)[m[2]]}.{m[1]}.weight" if m else None
-
-    return _rename(name, _invert(GGUF_TO_HF), _invert(GGUF_TO_HF_LAYER), "blk", expert)
 
 
 def is_rope_projection(hf_name: str) -> bool:
@@ -129,12 +109,6 @@ def interleaved_to_halves(w: Tensor, n_heads: int) -> Tensor:
     """
     rows, cols = w.shape
     return w.reshape(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
-
-
-def halves_to_interleaved(w: Tensor, n_heads: int) -> Tensor:
-    """The inverse of `interleaved_to_halves`."""
-    rows, cols = w.shape
-    return w.reshape(n_heads, 2, rows // n_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
 
 
 def expert_slot(hf_name: str) -> tuple[str, int] | None:
