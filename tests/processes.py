@@ -27,3 +27,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def interruptible() -> None:
+    """For `preexec_fn`: Ctrl-C (SIGINT) acts in the child as in a program started from a terminal.
+    A test run started in the background of a shell without job control inherits SIGINT ignored,
+    and Python then leaves it ignored in every child it starts."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -7,6 +7,7 @@ import pexpect
 import pytest
 
 from autan import registry
+from processes import interruptible
 
 pytestmark = pytest.mark.default_model
 
@@ -21,7 +22,8 @@ def pulled():
 def spawn(max_tokens: int) -> pexpect.spawn:
     env = {**os.environ, "TERM": "dumb"}
     args = ["-m", "autan.cli", "chat", "smollm2", "--temperature", "0", "--max-tokens", str(max_tokens)]
-    child = pexpect.spawn(sys.executable, args, env=env, encoding="utf-8", timeout=120, dimensions=(50, 500))
+    child = pexpect.spawn(sys.executable, args, env=env, encoding="utf-8", timeout=120, dimensions=(50, 500),
+                          preexec_fn=interruptible)  # fmt: skip
     child.expect_exact("/help for commands")
     child.expect_exact(PROMPT)
     return child

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from autan import cli, registry
-from processes import wait_healthy
+from processes import interruptible, wait_healthy
 
 pytestmark = pytest.mark.default_model
 ROOT = Path(__file__).parents[2]
@@ -69,6 +69,7 @@ def test_ctrl_c_ends_run_quietly():
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     assert process.stdout.read(1)  # the answer has begun
     process.send_signal(signal.SIGINT)
