@@ -23,7 +23,7 @@ from report import write_section
 import autan
 from autan import registry
 from autan.model.layers import Linear
-from autan.model.quant import QuantizedWeight
+from autan.kernels.blocks import QuantizedWeight
 from autan.tokenizer import load_tokenizer
 from autan.weights.packing import quantize_model
 

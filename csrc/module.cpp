@@ -62,7 +62,7 @@ QType qtype_of(int64_t t) {
 
 // The file's rows of blocks, of one or more matrices stacked (N rows in all, N a multiple of 4),
 // in the four-row groups of qgemm.h: (N / 4, K / 32 * group_block_bytes(kernel_type)). One
-// pass, in parallel over groups; for Q4_0, Q4_1 and Q8_0 `autan.model.kernels.repack` is the
+// pass, in parallel over groups; for Q4_0, Q4_1 and Q8_0 `tests/references.py's repack` is the
 // same permutation in torch operations.
 torch::Tensor repack(const std::vector<torch::Tensor>& parts, int64_t file_type) {
   TORCH_CHECK(repackable(static_cast<int>(file_type)), "quantization type ", file_type, " has no native kernel");

@@ -9,7 +9,7 @@
 //   Q8_0x4  d[4] f16 | qs[4][32]                                  136 bytes
 //   K8x4    d[4] f16 | sc[4][2] int8 | m[4] f32 | qs[4][32] int8   160 bytes
 // (group g, block b) is at (g * blocks_per_row + b) * size. For Q4_0, Q4_1 and Q8_0 these are
-// the file's bytes in another order (autan.model.kernels.repack is the permutation). The
+// the file's bytes in another order (tests/references.py's repack is the permutation). The
 // K-quants, whose super-blocks of 256 hold eight blocks of 32 with 6-bit scales, are rewritten
 // once at load (`repack_group`):
 //   Q4_K -> Q4_1x4: each block's scale d * sc and offset -dmin * m rounded to f16 (a relative

@@ -11,7 +11,8 @@ import torch
 from gguf import GGMLQuantizationType as Q
 from torch import Tensor
 
-from autan.model.kernels import GROUP, GROUP_ROWS, PackedLinear
+from autan.kernels import Kernel, NativeGgml, TorchInt8
+from autan.kernels.native import GROUP_ROWS
 from autan.weights.names import GGUF_EXPERT, GGUF_TO_HF, GGUF_TO_HF_LAYER, MISTRAL_TO_HF, MISTRAL_TO_HF_LAYER
 
 _HF_LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
@@ -75,11 +76,12 @@ def unrepack(groups: Tensor, qtype: Q) -> Tensor:
     return torch.cat(parts, dim=-1).transpose(1, 2).reshape(g * GROUP_ROWS, -1).contiguous()
 
 
-def dequantized(kernel: PackedLinear) -> Tensor:
-    """The float32 matrix a kernel multiplies by (for tests and error bounds)."""
-    if kernel.kind == "int8":
+def dequantized(kernel: Kernel) -> Tensor:
+    """The float32 matrix a kernel multiplies by (for tests and error bounds): its int8 values
+    times their scales, its blocks unpacked, or read back by multiplying the identity."""
+    if isinstance(kernel, TorchInt8):
         return kernel.weight.float() * kernel.scales.float()[:, None]
-    if kernel.kind == "ggml":
+    if isinstance(kernel, NativeGgml):
         return kernel.unpacked(torch.float32).t()
-    eye = torch.eye(kernel.scales.shape[0] * GROUP, dtype=torch.bfloat16)  # in_features = groups * 32
-    return kernel(eye).float().t()
+    eye = torch.eye(kernel.in_features)
+    return kernel.product(eye).float().t()

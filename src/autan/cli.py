@@ -390,8 +390,8 @@ def _list(_: argparse.Namespace) -> None:
 def _inspect(args: argparse.Namespace) -> None:
     import autan
     from autan import native
-    from autan.model.kernels import PackedLinear
-    from autan.model.quant import QuantizedWeight
+    from autan.kernels import Kernel
+    from autan.kernels.blocks import QuantizedWeight
 
     path = registry.resolve(args.model)
     model = autan.load_model(path)
@@ -402,9 +402,9 @@ def _inspect(args: argparse.Namespace) -> None:
         if isinstance(module, QuantizedWeight):
             kinds[module.qtype.name] += 1
             nbytes += module.packed.nbytes
-        elif isinstance(module, PackedLinear):  # packed at load: the file's type, in the kernels' layout
-            kinds[module.qtype.name if module.qtype is not None else module.kind] += 1
-            nbytes += module.weight.nbytes + module.scales.nbytes
+        elif isinstance(module, Kernel):  # packed at load: the file's type, in the kernels' layout
+            kinds[module.qtype.name if module.qtype is not None else module.family] += 1
+            nbytes += module.nbytes
     for p in model.parameters():
         kinds[str(p.dtype).removeprefix("torch.")] += 1
         nbytes += p.nbytes
@@ -416,12 +416,12 @@ def _inspect(args: argparse.Namespace) -> None:
     if c.moe:
         print(f"experts    {c.moe.num_experts_per_tok} of {c.moe.num_experts}")
     print(f"weights    {', '.join(f'{n} {k}' for k, n in kinds.most_common())}: {nbytes / 1e6:.1f} MB in memory")
-    products = Counter(m.kind for m in model.modules() if isinstance(m, PackedLinear))
+    products = Counter(m.family for m in model.modules() if isinstance(m, Kernel))
     on = ", ".join(f"{n} {KERNEL_NAMES.get(k, k)}" for k, n in products.most_common()) or "none: float matrices"
     print(f"kernels    {native.describe()}; products on them: {on}")
 
 
-KERNEL_NAMES = {"ggml": "native (file's blocks)", "int4": "PyTorch int4", "int8": "PyTorch int8"}
+KERNEL_NAMES = {"native": "native (file's blocks)", "int4": "PyTorch int4", "int8": "PyTorch int8"}
 
 
 def _user(args: argparse.Namespace) -> None:

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 import autan
 from autan import registry
-from autan.model.kernels import pack
-from autan.model.quant import QuantizedWeight, packed_row_bytes
+from autan.kernels import TorchInt4, TorchInt8, choose
+from autan.kernels.blocks import QuantizedWeight, packed_row_bytes
 from checkpoints import random_blocks
 from references import dequantized
 
@@ -46,13 +46,13 @@ def random_weight(qtype: Q, rows: int, cols: int, seed: int) -> QuantizedWeight:
 @pytest.mark.parametrize("seed", range(3))
 def test_packed_weights_equal_the_unpacked_ones_within_rounding(qtype, seed):
     weight = random_weight(qtype, 64, 512, seed)
-    kernel = pack(weight)
-    assert kernel is not None and kernel.kind == ("int4" if qtype in (Q.Q4_0, Q.Q4_1, Q.Q4_K) else "int8")
+    kernel = choose(weight)
+    assert kernel is not None and kernel.family == ("int4" if qtype in (Q.Q4_0, Q.Q4_1, Q.Q4_K) else "int8")
     exact = weight.dequantize(torch.float32)
     row_max = exact.abs().amax(dim=1, keepdim=True)
     # int4: bf16 scale and offset, each off by half a bf16 step of values up to the row's magnitude
     # int8: half an int8 step (row max / 254) plus the bf16 scale's rounding
-    bound = 4 * BF16 if kernel.kind == "int4" else 1 / 254 + 2 * BF16
+    bound = 4 * BF16 if kernel.family == "int4" else 1 / 254 + 2 * BF16
     error = ((dequantized(kernel) - exact).abs() / row_max).max().item()
     assert error <= bound, f"{qtype.name}: {error:.5f} > {bound:.5f}"
     x = torch.randn(5, 512, generator=torch.Generator().manual_seed(seed))
@@ -65,7 +65,7 @@ def test_the_default_model_on_packed_kernels_stays_close_to_the_exact_path():
     path = registry.pull("smollm2", quiet=True)
     packed, exact = autan.load_model(path), autan.load_model(path, kernels="exact")
     layer = packed.model.layers[0]
-    assert layer.mlp.down_proj.weight.kind == "int4" and packed.head_kernel.kind == "int8"
+    assert layer.mlp.down_proj.weight.family == "int4" and packed.head_kernel.family == "int8"
     prompt = torch.tensor([1, 9690, 198, 2683, 314, 253, 5356, 282, 4649, 47, 2, 198, 1, 520, 9531, 198])
     p, q = torch.log_softmax(exact.logits(prompt), -1), torch.log_softmax(packed.logits(prompt), -1)
     kl = (p.exp() * (p - q)).sum(-1)  # KL(exact || packed) per position, in nats
@@ -113,10 +113,10 @@ def test_quantize_at_load_rounds_to_its_grid_and_computes_with_it(arch, kind, tm
     reference = autan.load_model(tmp_path / "hf", dtype=torch.float32)  # will hold the packed matrices
 
     def check(kernel, original, target):
-        assert kernel.kind == (kind if kind == "int8" or kernel is not quantized.lm_head.weight else "int8")
+        assert kernel.family == (kind if kind == "int8" or kernel is not quantized.lm_head.weight else "int8")
         matrix = dequantized(kernel)
         error = (matrix - original).abs()
-        if kernel.kind == "int8":
+        if kernel.family == "int8":
             bound = original.abs().amax(1, keepdim=True) / 254 * (1 + 2 * BF16) + 1e-7
         else:
             bound = _int4_grid_error(original)
@@ -140,7 +140,7 @@ def test_quantize_at_load_rounds_to_its_grid_and_computes_with_it(arch, kind, tm
                 for name, w in (("gate", "w1"), ("up", "w3"), ("down", "w2")):
                     check(kernels[name][e], getattr(de, w)[e], getattr(re_, w)[e])
     check(quantized.lm_head.weight, dense.lm_head.weight, reference.lm_head.weight)
-    assert quantized.lm_head.weight.kind == "int8"
+    assert quantized.lm_head.weight.family == "int8"
 
     tokens = torch.randint(0, 128, (20,), generator=torch.Generator().manual_seed(1))
     a, b = quantized.logits(tokens), reference.logits(tokens)
@@ -156,9 +156,9 @@ def test_quantize_names_the_bad_value():
 def test_full_width_products_unpack_the_int4_layout_exactly(rows, cols):
     """From FULL_WIDTH_FROM rows a product unpacks the kernel's own int4 layout to float32: the
     unpacked matrix is the one the kernel multiplies by, and the product is the float product."""
-    from autan.model.kernels import FULL_WIDTH_FROM, _int4
+    from autan.kernels import FULL_WIDTH_FROM
 
-    kernel = _int4(torch.randn(rows, cols) * 0.02)
+    kernel = TorchInt4(torch.randn(rows, cols) * 0.02)
     matrix = kernel.unpacked(torch.float32).t()
     torch.testing.assert_close(matrix.to(torch.bfloat16).float(), dequantized(kernel), rtol=0, atol=0)
     x = torch.randn(FULL_WIDTH_FROM + 3, cols)
@@ -178,7 +178,7 @@ def test_a_long_prompt_on_packed_kernels_stays_close_to_the_exact_path():
 
 
 def _integer_units() -> bool:
-    from autan.model.kernels import integer_units_exact
+    from autan.kernels.torch_int8 import integer_units_exact
 
     return integer_units_exact()
 
@@ -201,7 +201,7 @@ def test_int8_products_on_integer_units_stay_within_their_activation_bound(rows,
     """Each activation row goes in as s * (q1 + q2 / 254): off by at most s / 508 per value
     (s = the row's largest magnitude / 127), checked value by value through an identity matrix; so
     each output is off by at most that times the row's sum of |w|, plus float32 rounding."""
-    from autan.model.kernels import int8_product
+    from autan.kernels.torch_int8 import int8_product
 
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(rows, cols, generator=g) * magnitude
@@ -222,9 +222,7 @@ def test_int8_products_on_integer_units_stay_within_their_activation_bound(rows,
 def test_int8_kernels_give_one_row_and_many_rows_the_same_products():
     """One row takes the bfloat16 kernel, several the integer one (where the CPU has exact
     integer units): within 1e-4 of the float product, and within bfloat16 rounding of it."""
-    from autan.model.kernels import _int8
-
-    kernel = _int8(torch.randn(200, 576))
+    kernel = TorchInt8(torch.randn(200, 576))
     x = torch.randn(7, 576)
     many = kernel(x)
     one = torch.cat([kernel(x[i : i + 1]) for i in range(len(x))])
@@ -252,10 +250,10 @@ def test_int8_sums_either_side_of_the_int32_limit_stay_exact(side):
     """127 * 127 in every term: up to INT8_MAX_K terms fit an int32 (the integer path); more
     would wrap, and take the bfloat16 kernel instead. (K in whole groups of 64, as real
     matrices have: PyTorch's bfloat16 int8 kernel crashes on some odd K.)"""
-    from autan.model.kernels import INT8_MAX_K, PackedLinear
+    from autan.kernels.torch_int8 import INT8_MAX_K
 
     k = INT8_MAX_K // 64 * 64 + (64 if side == "above" else 0)
-    kernel = PackedLinear("int8", torch.full((2, k), 127, dtype=torch.int8), torch.ones(2, dtype=torch.bfloat16), 2)
+    kernel = TorchInt8(torch.full((2, k), 127.0))  # every weight 127, its row's scale 1
     x = torch.full((3, k), 127.0)
     x[1] = -127.0
     expected = torch.tensor([1.0, -1.0, 1.0])[:, None] * (k * 127.0 * 127.0)
@@ -269,8 +267,9 @@ def test_int8_products_stay_right_with_onednn_held_to_avx2():
     AVX2-only machine): whichever it does, the check sends products to a path that is right."""
     script = (
         "import torch\n"
-        "from autan.model.kernels import _int8, integer_units_exact\n"
-        "kernel = _int8(torch.randn(64, 576))\n"
+        "from autan.kernels import TorchInt8\n"
+        "from autan.kernels.torch_int8 import integer_units_exact\n"
+        "kernel = TorchInt8(torch.randn(64, 576))\n"
         "x = torch.randn(9, 576) * 5\n"
         "exact = x @ (kernel.weight.float() * kernel.scales.float()[:, None]).t()  # the matrix it holds\n"
         "error = ((kernel(x) - exact).abs().max() / exact.abs().max()).item()\n"
@@ -285,5 +284,5 @@ def test_int8_products_stay_right_with_onednn_held_to_avx2():
 
 def test_int4_kernels_need_rows_in_sixteens():
     """PyTorch's int4 layout packs 16 output rows at a time: 8 rows get int8 instead."""
-    assert pack(random_weight(Q.Q4_0, 8, 64, 0)).kind == "int8"
-    assert pack(random_weight(Q.Q4_0, 16, 64, 0)).kind == "int4"
+    assert choose(random_weight(Q.Q4_0, 8, 64, 0)).family == "int8"
+    assert choose(random_weight(Q.Q4_0, 16, 64, 0)).family == "int4"

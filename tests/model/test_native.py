@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 
 import autan
 from autan import native
-from autan.model.kernels import NATIVE_TYPES
-from autan.model.quant import QK_K, _f16, _k_scales, dequantize
+from autan.kernels.blocks import QK_K, _f16, _k_scales, dequantize
+from autan.kernels.native import TYPES as NATIVE_TYPES
+from autan.kernels.native import NativeGgml
 from checkpoints import hf_model, random_blocks, save_gguf, save_hf
 from references import BLOCK_PARTS, dequantized, repack, unrepack
 
@@ -345,12 +346,13 @@ def test_greedy_tokens_on_native_kernels_are_the_exact_paths_within_the_budget(t
 def test_a_prompt_past_the_native_step_takes_unpacked_tiles_and_stays_on_the_exact_path(tiny, monkeypatch):
     """Past NATIVE_MAX_ROWS a step runs the blocks' modules, whose products unpack the repacked
     blocks to float32 tiles (several per matrix here) for BLAS: the exact path's arithmetic."""
-    from autan.model import kernels, transformer
+    from autan.kernels import base, native
+    from autan.model import transformer
 
     fast, exact = _load_both(tiny["mistral"])
     monkeypatch.setattr(transformer, "NATIVE_MAX_ROWS", 7)
-    monkeypatch.setattr(kernels, "FULL_WIDTH_FROM", 8)
-    monkeypatch.setattr(kernels, "TILE_FLOATS", 64 * 40)  # 40 rows of 64: tiles that end mid-matrix
+    monkeypatch.setattr(base, "FULL_WIDTH_FROM", 8)
+    monkeypatch.setattr(native, "TILE_FLOATS", 64 * 40)  # 40 rows of 64: tiles that end mid-matrix
     tokens = torch.randint(0, 128, (30,), generator=torch.Generator().manual_seed(4))
     with torch.inference_mode():
         reference = exact.logits(tokens)
@@ -376,7 +378,7 @@ def test_quantize_at_load_writes_llama_cpp_blocks_for_the_native_step(arch, kind
     assert quantized._native_step() is not None
 
     def check(kernel, target, qtype=qtype):
-        assert kernel.kind == "ggml" and kernel.qtype == qtype
+        assert isinstance(kernel, NativeGgml) and kernel.qtype == qtype
         values = target.detach().float().numpy()
         expected = torch.from_numpy(gguf.quants.dequantize(gguf.quants.quantize(values, qtype), qtype))
         assert torch.equal(dequantized(kernel), expected)

@@ -8,7 +8,7 @@ import torch
 from gguf import GGMLQuantizationType as Q
 
 import autan
-from autan.model.quant import QuantizedWeight
+from autan.kernels.blocks import QuantizedWeight
 from checkpoints import dequantized_hf_state, hf_model, save_gguf, save_hf, save_mistral
 
 ARCHS = ["llama", "mistral", "mixtral", "qwen2"]

@@ -6,8 +6,8 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType as Q
 
+from autan.kernels.blocks import QUANT_TYPES, QuantizedWeight, dequantize, packed_row_bytes
 from autan.model.layers import Embedding, Linear
-from autan.model.quant import QUANT_TYPES, QuantizedWeight, dequantize, packed_row_bytes
 from checkpoints import random_blocks
 
 TYPES = list(QUANT_TYPES)

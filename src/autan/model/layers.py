@@ -7,25 +7,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from autan.model.kernels import PackedLinear
-from autan.model.quant import Weight, materialize, take
+from autan.kernels import Kernel
+from autan.kernels.blocks import Weight, materialize, take
 
 
 class Linear(nn.Module):
-    """y = x W^T with W dense, GGML-quantized (unpacked at each use: `autan.model.quant`) or
-    packed at load for a kernel that multiplies it as it is (`autan.model.kernels`); plus, where
+    """y = x W^T with W dense, GGML-quantized (unpacked at each use: `autan.kernels.blocks`) or
+    packed at load for a kernel that multiplies it as it is (`autan.kernels`); plus, where
     adapters are loaded, each row's LoRA product (`autan.model.lora`)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight: Weight | PackedLinear = nn.Parameter(torch.empty(out_features, in_features))
+        self.weight: Weight | Kernel = nn.Parameter(torch.empty(out_features, in_features))
         self.bias: Tensor | None = nn.Parameter(torch.empty(out_features)) if bias else None
         self.lora: nn.Module | None = None  # its adapters (`autan.model.lora.LinearLora`), once loaded
 
     def forward(self, x: Tensor) -> Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)
-        if isinstance(self.weight, PackedLinear):
+        if isinstance(self.weight, Kernel):
             y = self.weight(x)
             y = y if bias is None else y + bias
         else:

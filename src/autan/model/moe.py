@@ -8,7 +8,7 @@ w2 (E, D, F), dense or GGML-quantized. Only chosen experts' weights are ever tou
 * many tokens (prefill): sort the (token, expert) pairs by expert and run each used expert once
   on its group of tokens, so each expert's weights are read once, not once per token.
 
-With packed kernels (`autan.model.kernels`), every batch takes the second way: each used
+With packed kernels (`autan.kernels`), every batch takes the second way: each used
 expert runs its own packed products on its tokens, and the others are never read (the native
 decode step does the same inside its one call).
 """
@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autan.config import MoeConfig
+from autan.kernels.blocks import Weight, take
 from autan.model.layers import Linear
-from autan.model.quant import Weight, take
 
 
 class Experts(nn.Module):

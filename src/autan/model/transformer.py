@@ -11,22 +11,20 @@ through the same layers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from autan import native
 from autan.config import ModelConfig
+from autan.kernels import NativeStep
+from autan.kernels.blocks import materialize
 from autan.model.cache import KVCache, Step, uncached_step
-from autan.model.kernels import PackedLinear
 from autan.model.layers import Embedding, Linear, RMSNorm
 from autan.model.lora import Rows, lora_rows
 from autan.model.moe import MoeFeedForward
 from autan.model.parallel import Shard, all_reduce, embed, gather_vocab
-from autan.model.quant import materialize
 from autan.model.rope import apply_rope, inverse_frequencies, rope_cos_sin
 
 
@@ -93,65 +91,6 @@ class Block(nn.Module):
 NATIVE_MAX_ROWS = 96
 
 
-def _native_layers(layers: nn.ModuleList, config: ModelConfig) -> Any | None:
-    """Every block held by the native decode step (`csrc/decode.cpp`), when all their maps are
-    on the native kernels (kind "ggml"), experts included; else None."""
-    if native.module() is None:
-        return None
-    c = config
-    norms, maps, routers, experts, biases = [], [], [], [], []
-    for block in layers:
-        attn = block.self_attn
-        attention = (_segments(attn.q_proj, attn.k_proj, attn.v_proj), _segments(attn.o_proj))
-        if hasattr(block, "mlp"):
-            mlp = block.mlp
-            ffn = (_segments(mlp.gate_proj, mlp.up_proj), _segments(mlp.down_proj))
-            router, per_expert = torch.empty(0), []
-        else:
-            moe = block.block_sparse_moe
-            ffn, per_expert = ([], []), _expert_segments(moe)
-            router = materialize(moe.gate.weight, torch.float32).contiguous()  # exact: the reference's logits
-        if None in attention or None in ffn or per_expert is None:
-            return None
-        norms += [
-            block.input_layernorm.weight.float().contiguous(),
-            block.post_attention_layernorm.weight.float().contiguous(),
-        ]
-        maps += [*attention, *ffn]
-        qkv = (attn.q_proj, attn.k_proj, attn.v_proj)
-        biases.append(torch.cat([m.bias.float() for m in qkv]).contiguous() if c.qkv_bias else torch.empty(0))
-        routers.append(router)
-        experts.append(per_expert)
-    top_k = c.moe.num_experts_per_tok if c.moe else 1
-    shape = (c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.hidden_dim, c.norm_eps)
-    return native.module().Layers(norms, maps, biases, routers, experts, top_k, *shape)
-
-
-def _expert_segments(moe: MoeFeedForward) -> list[list[tuple[Tensor, int]]] | None:
-    """Each expert's gate_up and down for the native step, expert after expert; None unless all
-    are on the native kernels."""
-    if moe.expert_kernels is None:
-        return None
-    kernels = moe.expert_kernels
-    out = []
-    for gate, up, down in zip(kernels["gate"], kernels["up"], kernels["down"], strict=True):
-        out += [_kernel_segments([gate, up]), _kernel_segments([down])]
-    return None if None in out else out
-
-
-def _segments(*linears: Linear) -> list[tuple[Tensor, int]] | None:
-    """Maps that read the same input, as one product's rows for the native step (csrc/decode.h:
-    each map in its own format, as q/k (Q4_K) beside v (Q6_K) in a Q4_K_M file); None if any
-    map is not on the native kernels."""
-    return _kernel_segments([linear.weight for linear in linears])
-
-
-def _kernel_segments(kernels: list[object]) -> list[tuple[Tensor, int]] | None:
-    if not all(isinstance(k, PackedLinear) and k.kind == "ggml" for k in kernels):
-        return None
-    return [(k.weight, k.kernel_type) for k in kernels]
-
-
 def _adapted(
     block: Block, held: Rows, slots: int | Tensor | None, x: Tensor, cos: Tensor, sin: Tensor, step: Step
 ) -> Tensor:
@@ -185,7 +124,7 @@ class Transformer(nn.Module):
             self.lm_head = Linear(config.dim, local.vocab_size)
         self._inv_freq: Tensor | None = None
         self.head_kernel: nn.Module | None = None  # a packed kernel for a tied quantized head
-        self._native: Any | None = None  # autan._native.Layers
+        self._native: NativeStep | None = None
         self._native_found = False  # looked for since kernels last changed
 
     def kernels_changed(self) -> None:
@@ -248,7 +187,7 @@ class Transformer(nn.Module):
             x = embed(lambda t: self.model.embed_tokens(t, self.dtype), tokens, self.shard)
         native = adapters is None and self._native_step() is not None  # the native step knows no adapters
         if native and len(x) <= NATIVE_MAX_ROWS and x.dtype == torch.float32:
-            x = self._run_native(x, cos, sin, step)
+            x = self._native.run(x, cos, sin, step.native_plan())  # every block in one native call
         else:
             held = lora_rows(self)
             slots = adapters.to(self.device) if isinstance(adapters, Tensor) else adapters
@@ -272,29 +211,13 @@ class Transformer(nn.Module):
             return F.linear(x, materialize(self.model.embed_tokens.weight, x.dtype))
         return self.lm_head(x)
 
-    def _native_step(self) -> Any | None:
-        """The native step's hold on every block (`autan._native.Layers`), or None where it
-        cannot take them; looked for again after `kernels_changed`."""
+    def _native_step(self) -> NativeStep | None:
+        """The native step holding every block, or None where it cannot take them; looked for
+        again after `kernels_changed`."""
         if not self._native_found:  # (a shard's blocks end in all-reduces, which the native step has not)
-            self._native = None if self.shard else _native_layers(self.model.layers, self.config)
+            self._native = None if self.shard else NativeStep.of(self.model.layers, self.config)
             self._native_found = True
         return self._native
-
-    def _run_native(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
-        """Every block in one native call (`csrc/decode.cpp`): the few rows of a decode step."""
-        plan = step.native_plan()
-        n = len(x)
-        return self._native.forward(
-            x.contiguous(),
-            cos.reshape(n, -1).contiguous(),
-            sin.reshape(n, -1).contiguous(),
-            plan.keys,
-            plan.values,
-            plan.slot_dim,
-            plan.write_slots,
-            plan.visible,
-            plan.offsets,
-        )
 
     @torch.inference_mode()
     def logits(self, token_ids: Sequence[int] | Tensor) -> Tensor:

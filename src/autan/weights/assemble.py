@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 from autan.config import ModelConfig
 from autan.errors import CheckpointError
+from autan.kernels.blocks import QuantizedWeight
 from autan.model.parallel import Shard
-from autan.model.quant import QuantizedWeight
 from autan.model.transformer import Transformer
 from autan.weights.names import expert_slot, stack
 

@@ -24,8 +24,8 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from autan.config import ModelConfig, check_layout
 from autan.errors import CheckpointError, UnsupportedModelError
+from autan.kernels.blocks import QUANT_TYPES, dequantize
 from autan.model.parallel import Piece, Shard
-from autan.model.quant import QUANT_TYPES, dequantize
 from autan.weights.assemble import Entry, Packed
 from autan.weights.gguf_reader import parse
 from autan.weights.names import gguf_to_hf, interleaved_to_halves, is_rope_projection

@@ -43,7 +43,7 @@ def load_model(
     `ranks` (rank, world size) loads that rank's part of the model for tensor parallelism
     (`autan.model.parallel`), reading only that part of the file.
     """
-    from autan.model.kernels import check_quantize
+    from autan.kernels import check_quantize
     from autan.weights.packing import quantize_model
 
     if kernels not in ("packed", "exact"):

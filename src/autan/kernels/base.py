@@ -1,0 +1,58 @@
+"""What every kernel family offers: the product `x @ W.T` for any number of rows, and what it
+holds in memory. A family says how it multiplies (`product`) and, where it can, the float matrix
+it multiplies by (`unpacked`), which a product of many rows uses instead (`full_width`)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+FULL_WIDTH_FROM = 64  # rows from which a product unpacks its weights and runs in float32
+
+
+class Kernel(nn.Module):
+    """y = x W^T for a (out_features, in_features) map held in the family's own format."""
+
+    family = ""  # how `autan inspect` names it
+    qtype = None  # the GGML type of the blocks it holds as the file stored them, if it does
+
+    def __init__(self, out_features: int, in_features: int):
+        super().__init__()
+        self.out_features, self.in_features = out_features, in_features
+        self.logits = False  # the output head: float32 results even for one row (see the int8 family)
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
+        if not len(flat):  # no rows: a prefill chunk whose logits nobody needs
+            return x.new_zeros(*x.shape[:-1], self.out_features)
+        if len(flat) >= FULL_WIDTH_FROM and x.dtype == torch.float32 and self.unpacks:
+            y = self.full_width(flat)
+        else:
+            y = self.product(flat)
+        return y.to(x.dtype) if x.ndim == 2 else y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    def product(self, x: Tensor) -> Tensor:
+        """x (M, K) -> (M, N), in the dtype the kernel gives (bfloat16 or float32)."""
+        raise NotImplementedError
+
+    @property
+    def unpacks(self) -> bool:
+        """Whether `unpacked` can give the float matrix (on this CPU)."""
+        return False
+
+    def unpacked(self, dtype: torch.dtype) -> Tensor:
+        """The weights as float: W^T, (K, N)."""
+        raise NotImplementedError(f"the {self.family} kernel keeps no float form of its weights")
+
+    def full_width(self, x: Tensor) -> Tensor:
+        """Many rows (a prompt): the weights unpacked to float32 for this one product, so the BLAS
+        kernel runs at full width; unpacking costs less than the packed kernel loses there."""
+        return x @ self.unpacked(x.dtype)
+
+    @property
+    def nbytes(self) -> int:
+        """What the kernel holds in memory."""
+        return sum(b.numel() * b.element_size() for b in self.buffers())
+
+    def extra_repr(self) -> str:
+        return f"{self.family}, out_features={self.out_features}, in_features={self.in_features}"
