@@ -22,8 +22,8 @@ from report import write_section
 
 import autan
 from autan import registry
-from autan.model.layers import Linear
 from autan.kernels.blocks import QuantizedWeight
+from autan.model.layers import Linear
 from autan.tokenizer import load_tokenizer
 from autan.weights.packing import quantize_model
 
