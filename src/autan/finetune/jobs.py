@@ -41,12 +41,12 @@ from autan.finetune.data import DataError, check_example
 from autan.finetune.train import (
     Progress,
     TrainConfig,
-    give_memory_back,
     longest_fitting,
     peak_bytes,
     train,
     training_weights,
 )
+from autan.memory import give_memory_back
 from autan.registry import home
 from autan.store.tables import File, FineTuningEvent, FineTuningJob
 

@@ -9,7 +9,6 @@ and each expert of a sparse block gets its three maps' kernels (`MoeFeedForward.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import torch
@@ -17,6 +16,7 @@ from torch import Tensor, nn
 
 from autan.kernels import Kernel, check_quantize, choose, quantize
 from autan.kernels.blocks import QuantizedWeight
+from autan.memory import give_memory_back
 from autan.model.layers import Linear
 from autan.model.moe import MoeFeedForward
 
@@ -32,7 +32,7 @@ def pack_model(model: nn.Module, release: Callable[[], None] | None = None) -> i
     def converted() -> None:
         if release is not None:
             release()
-            _return_freed_memory()
+            give_memory_back()
 
     routers = {m.gate for m in model.modules() if isinstance(m, MoeFeedForward)}  # small: unpacked per use
     head = getattr(model, "lm_head", None)
@@ -58,7 +58,7 @@ def pack_model(model: nn.Module, release: Callable[[], None] | None = None) -> i
         model.head_kernel = choose(embeddings, "head")
         count += model.head_kernel is not None
     model.kernels_changed()
-    _return_freed_memory()  # the conversion's temporaries, back to the system
+    give_memory_back()  # the conversion's temporaries, back to the system
     return count
 
 
@@ -85,7 +85,7 @@ def quantize_model(model: nn.Module, kind: str) -> int:
         model.head_kernel = quantize(embeddings, kind, "head")  # the embedding itself stays dense, for lookups
         count += 1
     model.kernels_changed()
-    _return_freed_memory()
+    give_memory_back()
     return count
 
 
@@ -115,14 +115,3 @@ def _expert_kernels(moe: MoeFeedForward, kernel: Callable[[object, int], Kernel 
             for name, w in (("gate", w1), ("up", w3), ("down", w2))
         }
     )
-
-
-def _return_freed_memory() -> None:
-    """Hand memory freed by the conversion back to the system (glibc keeps it otherwise)."""
-    import ctypes
-    import ctypes.util
-
-    libc = ctypes.util.find_library("c")
-    if libc:
-        with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-            ctypes.CDLL(libc).malloc_trim(0)
