@@ -21,7 +21,7 @@ from report import write_section
 
 from autan.config import ModelConfig, MoeConfig
 from autan.model.transformer import Transformer
-from autan.weights.packing import quantize_model
+from autan.weights.assemble import Entry, assemble, survey
 
 SHAPE = dict(dim=1024, n_layers=8, n_heads=16, n_kv_heads=4, head_dim=64, vocab_size=32000, norm_eps=1e-5)
 EXPERT_WIDTH = 1408
@@ -36,12 +36,12 @@ def random_model(moe: bool) -> Transformer:
         moe=MoeConfig(num_experts=8, num_experts_per_tok=2) if moe else None,
     )
     torch.manual_seed(0)
-    model = Transformer(config)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(torch.ones_like(p) if name.endswith("norm.weight") else torch.randn_like(p) * 0.02)
-    quantize_model(model, "int4")
-    return model.eval()
+    entries = [
+        Entry(name, torch.ones(shape) if name.endswith("norm.weight") else torch.randn(shape) * 0.02, "random", name)
+        for name, shape in survey(config).items()
+    ]
+    return assemble(config, entries, source="random", device=torch.device("cpu"), dtype=torch.float32,
+                    keep_stored_dtype=False, quantize="int4")  # fmt: skip
 
 
 @torch.inference_mode()

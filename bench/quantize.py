@@ -22,24 +22,14 @@ from report import write_section
 
 import autan
 from autan import registry
-from autan.kernels.blocks import QuantizedWeight
-from autan.model.layers import Linear
 from autan.tokenizer import load_tokenizer
-from autan.weights.packing import quantize_model
 
 TEXT = Path(__file__).parent / "data" / "gettysburg.txt"
 
 
-def float_model(path: Path):
-    """The GGUF's weights unpacked once into dense float32 matrices."""
-    model = autan.load_model(path, kernels="exact")
-    for module in model.modules():
-        if isinstance(module, Linear) and isinstance(module.weight, QuantizedWeight):
-            module.weight = torch.nn.Parameter(module.weight.dequantize(torch.float32), requires_grad=False)
-    embed = model.model.embed_tokens
-    if isinstance(embed.weight, QuantizedWeight):
-        embed.weight = torch.nn.Parameter(embed.weight.dequantize(torch.float32), requires_grad=False)
-    return model
+def float_model(path: Path, quantize: str | None = None):
+    """The GGUF's weights unpacked once into dense float32 matrices (then quantized, if asked)."""
+    return autan.load_model(path, kernels="dense", quantize=quantize)
 
 
 @torch.inference_mode()
@@ -64,8 +54,7 @@ def main() -> None:
     reference = float_model(path)
     rows = [("float32 (the GGUF unpacked)", reference)]
     for kind in ("int8", "int4"):
-        model = float_model(path)
-        quantize_model(model, kind)
+        model = float_model(path, kind)
         rows.append((f"float32 quantized at load to {kind}", model))
     rows.append(("GGUF Q4_1 on packed kernels (default)", autan.load_model(path)))
     base = perplexity(reference, ids)

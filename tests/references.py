@@ -81,7 +81,7 @@ def dequantized(kernel: Kernel) -> Tensor:
     times their scales, its blocks unpacked, or read back by multiplying the identity."""
     if isinstance(kernel, TorchInt8):
         return kernel.weight.float() * kernel.scales.float()[:, None]
-    if isinstance(kernel, NativeGgml):
+    if isinstance(kernel, NativeGgml) or kernel.exact:
         return kernel.unpacked(torch.float32).t()
     eye = torch.eye(kernel.in_features)
     return kernel.product(eye).float().t()

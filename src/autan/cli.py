@@ -14,6 +14,7 @@ from typing import Any
 
 from autan import __version__, registry
 from autan.errors import AutanError
+from autan.weights import KERNELS
 
 MAX_TOKENS = 1024  # run and chat: the default limit on an answer (--max-tokens 0 lifts it)
 REPETITION_PENALTY = 1.1  # run and chat, over the last 64 tokens: Ollama's default, which stops loops
@@ -68,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser("inspect", help="show a model's shape, weight types and memory")
     inspect.add_argument("model", nargs="?", default=registry.DEFAULT_MODEL, help="a name or a path")
+    inspect.add_argument("--maps", action="store_true", help="list every linear map with its kernel and format")
+    _kernel_flags(inspect)
 
     run = commands.add_parser("run", help="answer one prompt, streamed")
     run.add_argument("model", nargs="?", default=registry.DEFAULT_MODEL, help="a name or a path")
@@ -214,14 +217,25 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
 
 def _load_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_ranged(int, 1), default=None, help="CPU threads for the model (one per core)")
+    _kernel_flags(p)
+    p.add_argument(
+        "--no-mmap", dest="mmap", action="store_false", help="read a GGUF file into memory instead of mapping it"
+    )
+
+
+def _kernel_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kernels",
+        choices=KERNELS,
+        default="packed",
+        help="what a GGUF file's blocks become: packed for the fastest kernels (default), exact (unpacked at each "
+        "use: the reference's products), dense (unpacked once, at load)",
+    )
     p.add_argument(
         "--quantize",
         choices=["int8", "int4"],
         default=None,
         help="quantize a float checkpoint's linear maps at load (GGUF quantized types are used as stored)",
-    )
-    p.add_argument(
-        "--no-mmap", dest="mmap", action="store_false", help="read a GGUF file into memory instead of mapping it"
     )
 
 
@@ -311,7 +325,7 @@ def _engine(args: argparse.Namespace) -> Any:
     from autan.weights import load_model
 
     path = registry.resolve(args.model)
-    return Engine(load_model(path, quantize=args.quantize, mmap=args.mmap), load_tokenizer(path))
+    return Engine(load_model(path, quantize=args.quantize, mmap=args.mmap, kernels=args.kernels), load_tokenizer(path))
 
 
 def _chat(args: argparse.Namespace) -> None:
@@ -390,24 +404,10 @@ def _list(_: argparse.Namespace) -> None:
 def _inspect(args: argparse.Namespace) -> None:
     import autan
     from autan import native
-    from autan.kernels import Kernel
-    from autan.kernels.blocks import QuantizedWeight
 
     path = registry.resolve(args.model)
-    model = autan.load_model(path)
+    model = autan.load_model(path, kernels=args.kernels, quantize=args.quantize)
     c = model.config
-    kinds: Counter[str] = Counter()
-    nbytes = 0
-    for module in model.modules():
-        if isinstance(module, QuantizedWeight):
-            kinds[module.qtype.name] += 1
-            nbytes += module.packed.nbytes
-        elif isinstance(module, Kernel):  # packed at load: the file's type, in the kernels' layout
-            kinds[module.qtype.name if module.qtype is not None else module.family] += 1
-            nbytes += module.nbytes
-    for p in model.parameters():
-        kinds[str(p.dtype).removeprefix("torch.")] += 1
-        nbytes += p.nbytes
     print(f"model      {path}")
     heads = f"{c.n_heads} heads ({c.n_kv_heads} kv) x {c.head_dim}"
     print(f"shape      {c.n_layers} layers, dim {c.dim}, {heads}, ffn {c.hidden_dim}")
@@ -415,13 +415,61 @@ def _inspect(args: argparse.Namespace) -> None:
     print(f"window     {c.sliding_window or 'none'}")
     if c.moe:
         print(f"experts    {c.moe.num_experts_per_tok} of {c.moe.num_experts}")
-    print(f"weights    {', '.join(f'{n} {k}' for k, n in kinds.most_common())}: {nbytes / 1e6:.1f} MB in memory")
-    products = Counter(m.family for m in model.modules() if isinstance(m, Kernel))
-    on = ", ".join(f"{n} {KERNEL_NAMES.get(k, k)}" for k, n in products.most_common()) or "none: float matrices"
+    held, nbytes = weight_formats(model)
+    print(f"weights    {', '.join(f'{n} {k}' for k, n in held.most_common())}: {nbytes / 1e6:.1f} MB in memory")
+    products = Counter(kernel.family for kernel in kernels(model).values())
+    on = ", ".join(f"{n} {KERNEL_NAMES.get(k, k)}" for k, n in products.most_common())
     print(f"kernels    {native.describe()}; products on them: {on}")
+    if args.maps:
+        for name, kernel in kernels(model).items():
+            shape = f"{kernel.out_features}x{kernel.in_features}"
+            print(f"  {name:<48} {shape:>11}  {kernel.family:<7} {kernel.holds}")
 
 
-KERNEL_NAMES = {"native": "native (file's blocks)", "int4": "PyTorch int4", "int8": "PyTorch int8"}
+KERNEL_NAMES = {
+    "native": "native (file's blocks)",
+    "int4": "PyTorch int4",
+    "int8": "PyTorch int8",
+    "dense": "float (PyTorch)",
+    "exact": "file's blocks unpacked per use",
+}
+
+
+def kernels(model: Any) -> dict[str, Any]:
+    """Each linear map's kernel, by the map's name (an expert's as `...experts.gate.3`)."""
+    from autan.kernels import Kernel
+
+    return {name.removesuffix(".kernel"): m for name, m in model.named_modules() if isinstance(m, Kernel)}
+
+
+def weight_formats(model: Any) -> tuple[Counter[str], int]:
+    """How many tensors the model holds in each format (a GGML type, in a kernel's layout or
+    the file's, a float dtype, or a kernel's own), and their bytes, each tensor counted once."""
+    from autan.kernels import Kernel
+    from autan.kernels.blocks import QuantizedWeight
+
+    held: Counter[str] = Counter()
+    seen: set[int] = set()
+    nbytes = 0
+    for module in model.modules():
+        if isinstance(module, Kernel):
+            parts = list(module.buffers()) + list(module.parameters())
+            form, size = module.holds, module.nbytes
+        elif isinstance(module, QuantizedWeight):  # the embedding's blocks
+            parts, form, size = [module.packed], module.qtype.name, module.packed.nbytes
+        else:
+            continue
+        if any(t.data_ptr() in seen for t in parts):
+            continue  # a tied head's exact kernel: the embedding's own tensor
+        seen.update(t.data_ptr() for t in parts)
+        held[form] += 1
+        nbytes += size
+    for p in model.parameters():  # norms, biases, a float embedding
+        if p.data_ptr() not in seen:
+            seen.add(p.data_ptr())
+            held[str(p.dtype).removeprefix("torch.")] += 1
+            nbytes += p.nbytes
+    return held, nbytes
 
 
 def _user(args: argparse.Namespace) -> None:

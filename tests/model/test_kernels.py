@@ -47,7 +47,7 @@ def random_weight(qtype: Q, rows: int, cols: int, seed: int) -> QuantizedWeight:
 def test_packed_weights_equal_the_unpacked_ones_within_rounding(qtype, seed):
     weight = random_weight(qtype, 64, 512, seed)
     kernel = choose(weight)
-    assert kernel is not None and kernel.family == ("int4" if qtype in (Q.Q4_0, Q.Q4_1, Q.Q4_K) else "int8")
+    assert kernel.family == ("int4" if qtype in (Q.Q4_0, Q.Q4_1, Q.Q4_K) else "int8")
     exact = weight.dequantize(torch.float32)
     row_max = exact.abs().amax(dim=1, keepdim=True)
     # int4: bf16 scale and offset, each off by half a bf16 step of values up to the row's magnitude
@@ -65,7 +65,7 @@ def test_the_default_model_on_packed_kernels_stays_close_to_the_exact_path():
     path = registry.pull("smollm2", quiet=True)
     packed, exact = autan.load_model(path), autan.load_model(path, kernels="exact")
     layer = packed.model.layers[0]
-    assert layer.mlp.down_proj.weight.family == "int4" and packed.head_kernel.family == "int8"
+    assert layer.mlp.down_proj.kernel.family == "int4" and packed.lm_head.kernel.family == "int8"
     prompt = torch.tensor([1, 9690, 198, 2683, 314, 253, 5356, 282, 4649, 47, 2, 198, 1, 520, 9531, 198])
     p, q = torch.log_softmax(exact.logits(prompt), -1), torch.log_softmax(packed.logits(prompt), -1)
     kl = (p.exp() * (p - q)).sum(-1)  # KL(exact || packed) per position, in nats
@@ -80,16 +80,15 @@ def test_mixtral_experts_on_packed_kernels_match_the_unpacked_experts(qtype, tmp
     from checkpoints import hf_model, save_gguf
 
     hf_model("mixtral", seed=5).save_pretrained(tmp_path / "hf")
-    model = autan.load_model(save_gguf(tmp_path / "hf", tmp_path / "m.gguf", qtype))
-    moe = model.model.layers[0].block_sparse_moe
-    assert moe.expert_kernels is not None and len(moe.expert_kernels["down"]) == moe.n_experts
+    path = save_gguf(tmp_path / "hf", tmp_path / "m.gguf", qtype)
+    moe = autan.load_model(path).model.layers[0].block_sparse_moe
+    unpacked = autan.load_model(path, kernels="exact").model.layers[0].block_sparse_moe
+    assert len(moe.experts.down) == moe.n_experts and not moe.exact and unpacked.exact
+    assert {k.family for k in (*moe.experts.gate, *moe.experts.up, *moe.experts.down)} <= {"native", "int4", "int8"}
     g = torch.Generator().manual_seed(0)
     for tokens in (24, 1):
         x = torch.randn(tokens, 64, generator=g)
-        kernels, moe.expert_kernels = moe.expert_kernels, None
-        reference = moe(x)
-        moe.expert_kernels = kernels
-        y = moe(x)
+        reference, y = unpacked(x), moe(x)
         assert ((y - reference).abs().max() / reference.abs().max()).item() < 2e-2
 
 
@@ -113,7 +112,7 @@ def test_quantize_at_load_rounds_to_its_grid_and_computes_with_it(arch, kind, tm
     reference = autan.load_model(tmp_path / "hf", dtype=torch.float32)  # will hold the packed matrices
 
     def check(kernel, original, target):
-        assert kernel.family == (kind if kind == "int8" or kernel is not quantized.lm_head.weight else "int8")
+        assert kernel.family == (kind if kind == "int8" or kernel is not quantized.lm_head.kernel else "int8")
         matrix = dequantized(kernel)
         error = (matrix - original).abs()
         if kernel.family == "int8":
@@ -131,16 +130,15 @@ def test_quantize_at_load_rounds_to_its_grid_and_computes_with_it(arch, kind, tm
 
     for d, q, r in zip(dense.model.layers, quantized.model.layers, reference.model.layers, strict=True):
         for dm, qm, rm in zip(maps(d), maps(q), maps(r), strict=True):
-            check(qm.weight, dm.weight, rm.weight)
+            check(qm.kernel, dm.kernel.weight, rm.kernel.weight)
         if arch == "mixtral":
-            kernels = q.block_sparse_moe.expert_kernels
-            de, re_ = d.block_sparse_moe.experts, r.block_sparse_moe.experts
-            assert isinstance(q.block_sparse_moe.gate.weight, torch.Tensor)  # the router stays dense
-            for e in range(len(kernels["down"])):
-                for name, w in (("gate", "w1"), ("up", "w3"), ("down", "w2")):
-                    check(kernels[name][e], getattr(de, w)[e], getattr(re_, w)[e])
-    check(quantized.lm_head.weight, dense.lm_head.weight, reference.lm_head.weight)
-    assert quantized.lm_head.weight.family == "int8"
+            qe, de, re_ = (m.block_sparse_moe.experts for m in (q, d, r))
+            assert q.block_sparse_moe.gate.kernel.family == "dense"  # the router stays dense
+            for e in range(len(qe.down)):
+                for name in ("gate", "up", "down"):
+                    check(getattr(qe, name)[e], getattr(de, name)[e].weight, getattr(re_, name)[e].weight)
+    check(quantized.lm_head.kernel, dense.lm_head.kernel.weight, reference.lm_head.kernel.weight)
+    assert quantized.lm_head.kernel.family == "int8"
 
     tokens = torch.randint(0, 128, (20,), generator=torch.Generator().manual_seed(1))
     a, b = quantized.logits(tokens), reference.logits(tokens)
@@ -236,13 +234,13 @@ def test_the_output_head_gives_float32_logits_for_one_row():
     """The head's one-row product skips the bfloat16 kernel, which would round every logit to
     bfloat16 (0.06 apart near 10) and let rounding decide near-ties."""
     path = registry.pull("smollm2", quiet=True)
-    head = autan.load_model(path).head_kernel
+    head = autan.load_model(path).lm_head.kernel
     assert head.logits
     x = torch.randn(1, 576, generator=torch.Generator().manual_seed(2))
     exact = x.double() @ dequantized(head).double().t()
     error = (head(x).double() - exact).abs().max() / exact.abs().max()
     assert head(x).dtype == torch.float32 and error.item() < 1e-4
-    assert not autan.load_model(path).model.layers[0].self_attn.o_proj.weight.logits
+    assert not autan.load_model(path).model.layers[0].self_attn.o_proj.kernel.logits
 
 
 @pytest.mark.parametrize("side", ["below", "above"])

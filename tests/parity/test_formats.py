@@ -83,8 +83,8 @@ def test_k_quant_gguf_matches_dequantized_reference(arch, qtype, tmp_path):
     reference = hf_model(arch, seed=3, **shape)
     path = save_gguf(save_hf(reference, tmp_path / "hf"), tmp_path / "k.gguf", qtype=qtype, random_quant=True)
     model = autan.load_model(path, kernels="exact")
-    packed = model.model.layers[0].self_attn.q_proj.weight
-    assert isinstance(packed, QuantizedWeight) and packed.qtype == qtype
+    kernel = model.model.layers[0].self_attn.q_proj.kernel
+    assert kernel.family == "exact" and kernel.qtype == qtype
     reference.load_state_dict(dequantized_hf_state(path, reference))
     tokens = torch.randint(0, 128, (20,))
     with torch.no_grad():

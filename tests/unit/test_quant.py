@@ -6,6 +6,7 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType as Q
 
+from autan.kernels import Exact
 from autan.kernels.blocks import QUANT_TYPES, QuantizedWeight, dequantize, packed_row_bytes
 from autan.model.layers import Embedding, Linear
 from checkpoints import random_blocks
@@ -47,15 +48,11 @@ def test_quantized_linear_and_embedding_match_dense(qtype):
     blocks = torch.from_numpy(random_blocks(qtype, rows, cols, rng))
     dense = torch.from_numpy(gguf.quants.dequantize(blocks.numpy(), qtype))
 
-    linear = Linear(cols, rows)
-    del linear.weight
-    linear.weight = QuantizedWeight(blocks, qtype, (rows, cols))
+    linear = Linear(Exact(QuantizedWeight(blocks, qtype, (rows, cols))))
     x = torch.randn(5, cols)
     torch.testing.assert_close(linear(x), x @ dense.T)
 
-    embedding = Embedding(rows, cols)
-    del embedding.weight
-    embedding.weight = QuantizedWeight(blocks, qtype, (rows, cols))
+    embedding = Embedding(QuantizedWeight(blocks, qtype, (rows, cols)))
     ids = torch.tensor([3, 0, 23, 3])
     assert torch.equal(embedding(ids, torch.float32), dense[ids])
 

@@ -1,6 +1,8 @@
-"""What every kernel family offers: the product `x @ W.T` for any number of rows, and what it
-holds in memory. A family says how it multiplies (`product`) and, where it can, the float matrix
-it multiplies by (`unpacked`), which a product of many rows uses instead (`full_width`)."""
+"""What every kernel family offers: the product `x @ W.T` (plus a bias) for any number of rows,
+and what it holds in memory. A family says how it multiplies (`product`) and, where it can, the
+float matrix it multiplies by (`unpacked`), which a product of many rows uses instead
+(`full_width`). The exact families (`dense.py`, `exact.py`) multiply the float matrix itself, as
+the reference does, and say so (`exact`)."""
 
 from __future__ import annotations
 
@@ -15,13 +17,14 @@ class Kernel(nn.Module):
 
     family = ""  # how `autan inspect` names it
     qtype = None  # the GGML type of the blocks it holds as the file stored them, if it does
+    exact = False  # whether it multiplies the float matrix itself, as the reference computes
 
     def __init__(self, out_features: int, in_features: int):
         super().__init__()
         self.out_features, self.in_features = out_features, in_features
         self.logits = False  # the output head: float32 results even for one row (see the int8 family)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, bias: Tensor | None = None) -> Tensor:
         flat = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
         if not len(flat):  # no rows: a prefill chunk whose logits nobody needs
             return x.new_zeros(*x.shape[:-1], self.out_features)
@@ -29,7 +32,8 @@ class Kernel(nn.Module):
             y = self.full_width(flat)
         else:
             y = self.product(flat)
-        return y.to(x.dtype) if x.ndim == 2 else y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+        y = y.to(x.dtype) if x.ndim == 2 else y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+        return y if bias is None else y + bias.to(x.dtype)
 
     def product(self, x: Tensor) -> Tensor:
         """x (M, K) -> (M, N), in the dtype the kernel gives (bfloat16 or float32)."""
@@ -50,9 +54,15 @@ class Kernel(nn.Module):
         return x @ self.unpacked(x.dtype)
 
     @property
+    def holds(self) -> str:
+        """The format of what it holds, as `autan inspect` names it: the file's GGML type (in the
+        kernel's layout), a float dtype, or the family's own."""
+        return self.qtype.name if self.qtype is not None else self.family
+
+    @property
     def nbytes(self) -> int:
         """What the kernel holds in memory."""
-        return sum(b.numel() * b.element_size() for b in self.buffers())
+        return sum(t.numel() * t.element_size() for t in (*self.buffers(), *self.parameters()))
 
     def extra_repr(self) -> str:
         return f"{self.family}, out_features={self.out_features}, in_features={self.in_features}"

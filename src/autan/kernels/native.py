@@ -18,7 +18,7 @@ from torch import Tensor
 
 from autan import native
 from autan.kernels.base import Kernel
-from autan.kernels.blocks import QuantizedWeight, materialize
+from autan.kernels.blocks import QuantizedWeight
 
 TYPES = (Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K)  # the GGML types the repack takes
 QUANTIZE_FORMATS = {"int8": Q.Q8_0, "int4": Q.Q4_1}  # the blocks a dense matrix is written as, by kind
@@ -101,7 +101,7 @@ class NativeStep:
             else:
                 moe = block.block_sparse_moe
                 ffn, per_expert = ([], []), _expert_segments(moe)
-                router = materialize(moe.gate.weight, torch.float32).contiguous()  # exact: the reference's logits
+                router = moe.gate.kernel.unpacked(torch.float32).t().contiguous()  # exact: the reference's logits
             if None in attention or None in ffn or per_expert is None:
                 return None
             norms += [
@@ -137,17 +137,15 @@ def _segments(*linears: Any) -> list[tuple[Tensor, int]] | None:
     """Maps that read the same input, as one product's rows for the native step (csrc/decode.h:
     each map in its own format, as q/k (Q4_K) beside v (Q6_K) in a Q4_K_M file); None if any
     map is not on the native kernels."""
-    return _kernel_segments([linear.weight for linear in linears])
+    return _kernel_segments([linear.kernel for linear in linears])
 
 
 def _expert_segments(moe: Any) -> list[list[tuple[Tensor, int]]] | None:
     """Each expert's gate_up and down for the native step, expert after expert; None unless all
     are on the native kernels."""
-    if moe.expert_kernels is None:
-        return None
-    kernels = moe.expert_kernels
+    experts = moe.experts
     out = []
-    for gate, up, down in zip(kernels["gate"], kernels["up"], kernels["down"], strict=True):
+    for gate, up, down in zip(experts.gate, experts.up, experts.down, strict=True):
         out += [_kernel_segments([gate, up]), _kernel_segments([down])]
     return None if None in out else out
 

@@ -5,7 +5,8 @@ router and stacked experts; Qwen2 adds a bias to the q, k and v maps. Parameter 
 Hugging Face's, so its checkpoints load by name and the parity tests compare like with like.
 `forward` runs one sequence: tokens (T,) in, logits (T, vocab) out. `run` takes any `Step`, so
 the engine's paged cache runs the tokens of many sequences, packed into one (N,) tensor,
-through the same layers.
+through the same layers. Every part is given its weights as it is built (`autan.model.parts`):
+each map its kernel, chosen by the loader; nothing is swapped in afterwards.
 """
 
 from __future__ import annotations
@@ -19,25 +20,25 @@ from torch.utils.checkpoint import checkpoint
 
 from autan.config import ModelConfig
 from autan.kernels import NativeStep
-from autan.kernels.blocks import materialize
 from autan.model.cache import KVCache, Step, uncached_step
 from autan.model.layers import Embedding, Linear, RMSNorm
 from autan.model.lora import Rows, lora_rows
 from autan.model.moe import MoeFeedForward
 from autan.model.parallel import Shard, all_reduce, embed, gather_vocab
+from autan.model.parts import Fresh, Parts
 from autan.model.rope import apply_rope, inverse_frequencies, rope_cos_sin
 
 
 class Attention(nn.Module):
-    def __init__(self, config: ModelConfig, layer: int):
+    def __init__(self, parts: Parts, name: str, config: ModelConfig, layer: int):
         super().__init__()
         self.layer = layer
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
-        bias = config.qkv_bias  # Qwen2
-        self.q_proj = Linear(config.dim, config.n_heads * config.head_dim, bias)
-        self.k_proj = Linear(config.dim, config.n_kv_heads * config.head_dim, bias)
-        self.v_proj = Linear(config.dim, config.n_kv_heads * config.head_dim, bias)
-        self.o_proj = Linear(config.n_heads * config.head_dim, config.dim)
+        q, kv, bias = config.n_heads * config.head_dim, config.n_kv_heads * config.head_dim, config.qkv_bias  # Qwen2
+        self.q_proj = Linear.of(parts, f"{name}.q_proj", q, config.dim, bias)
+        self.k_proj = Linear.of(parts, f"{name}.k_proj", kv, config.dim, bias)
+        self.v_proj = Linear.of(parts, f"{name}.v_proj", kv, config.dim, bias)
+        self.o_proj = Linear.of(parts, f"{name}.o_proj", config.dim, q)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
         T, hd = x.shape[0], self.head_dim
@@ -51,11 +52,11 @@ class Attention(nn.Module):
 class FeedForward(nn.Module):
     """SwiGLU: down(silu(gate(x)) * up(x))."""
 
-    def __init__(self, dim: int, hidden_dim: int):
+    def __init__(self, parts: Parts, name: str, dim: int, hidden_dim: int):
         super().__init__()
-        self.gate_proj = Linear(dim, hidden_dim)
-        self.up_proj = Linear(dim, hidden_dim)
-        self.down_proj = Linear(hidden_dim, dim)
+        self.gate_proj = Linear.of(parts, f"{name}.gate_proj", hidden_dim, dim)
+        self.up_proj = Linear.of(parts, f"{name}.up_proj", hidden_dim, dim)
+        self.down_proj = Linear.of(parts, f"{name}.down_proj", dim, hidden_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -65,16 +66,19 @@ class Block(nn.Module):
     """Attention then the feed-forward, each added to the residual. `config` gives the shapes of
     this rank's maps; sharded (`shard`), each of the two products is a partial sum, all-reduced."""
 
-    def __init__(self, config: ModelConfig, layer: int, shard: Shard | None = None):
+    def __init__(self, parts: Parts, config: ModelConfig, layer: int, shard: Shard | None = None):
         super().__init__()
-        self.self_attn = Attention(config, layer)
-        self.input_layernorm = RMSNorm(config.dim, config.norm_eps)
-        self.post_attention_layernorm = RMSNorm(config.dim, config.norm_eps)
+        name, dim = f"model.layers.{layer}", config.dim
+        self.self_attn = Attention(parts, f"{name}.self_attn", config, layer)
+        self.input_layernorm = RMSNorm(parts.tensor(f"{name}.input_layernorm.weight", (dim,)), config.norm_eps)
+        self.post_attention_layernorm = RMSNorm(parts.tensor(f"{name}.post_attention_layernorm.weight", (dim,)),
+                                                config.norm_eps)  # fmt: skip
         if config.moe:
             experts = shard.experts if shard else (0, config.moe.num_experts)
-            self.block_sparse_moe = MoeFeedForward(config.dim, config.hidden_dim, config.moe, experts)
+            self.block_sparse_moe = MoeFeedForward(parts, f"{name}.block_sparse_moe", dim, config.hidden_dim,
+                                                   config.moe, experts)  # fmt: skip
         else:
-            self.mlp = FeedForward(config.dim, config.hidden_dim)
+            self.mlp = FeedForward(parts, f"{name}.mlp", dim, config.hidden_dim)
         self.sharded = shard is not None
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, step: Step) -> Tensor:
@@ -104,32 +108,32 @@ def _adapted(
 
 
 class Decoder(nn.Module):
-    def __init__(self, config: ModelConfig, shard: Shard | None = None):
+    def __init__(self, parts: Parts, config: ModelConfig, shard: Shard | None = None):
         super().__init__()
-        self.embed_tokens = Embedding(config.vocab_size, config.dim)
-        self.layers = nn.ModuleList(Block(config, i, shard) for i in range(config.n_layers))
-        self.norm = RMSNorm(config.dim, config.norm_eps)
+        self.embed_tokens = Embedding(parts.tensor("model.embed_tokens.weight", (config.vocab_size, config.dim)))
+        self.layers = nn.ModuleList(Block(parts, config, i, shard) for i in range(config.n_layers))
+        self.norm = RMSNorm(parts.tensor("model.norm.weight", (config.dim,)), config.norm_eps)
 
 
 class Transformer(nn.Module):
     """The model, whole, or with `shard` this rank's part of it (`autan.model.parallel`): `config`
-    is the whole model's, `cache_config` the shapes of what this process holds (its heads)."""
+    is the whole model's, `cache_config` the shapes of what this process holds (its heads).
+    `parts` gives every weight as the model is built (by default, uninitialised float ones)."""
 
-    def __init__(self, config: ModelConfig, shard: Shard | None = None):
+    def __init__(self, config: ModelConfig, shard: Shard | None = None, parts: Parts | None = None):
         super().__init__()
+        parts = parts or Fresh()
         self.config, self.shard = config, shard
         self.cache_config = local = shard.local_config(config) if shard else config
-        self.model = Decoder(local, shard)
-        if not config.tie_embeddings:
-            self.lm_head = Linear(config.dim, local.vocab_size)
+        self.model = Decoder(parts, local, shard)
+        # A tied head multiplies by the embedding matrix: the same tensor for an exact kernel, a
+        # packed copy otherwise (the embedding keeps its form for lookups).
+        head = "model.embed_tokens" if config.tie_embeddings else "lm_head"
+        self.lm_head = Linear.of(parts, head, local.vocab_size, config.dim, role="head")
         self._inv_freq: Tensor | None = None
-        self.head_kernel: nn.Module | None = None  # a packed kernel for a tied quantized head
-        self._native: NativeStep | None = None
-        self._native_found = False  # looked for since kernels last changed
-
-    def kernels_changed(self) -> None:
-        """Say that linear maps got (or lost) packed kernels: `run` looks again for the native step."""
-        self._native_found = False
+        # Every block on the native decode step, where all their maps are on the native kernels
+        # (not a shard's: its blocks end in all-reduces, which the native step has not).
+        self.native = None if shard else NativeStep.of(self.model.layers, config)
 
     @property
     def device(self) -> torch.device:
@@ -185,9 +189,9 @@ class Transformer(nn.Module):
             x = self.model.embed_tokens(tokens, self.dtype)  # (N, dim)
         else:
             x = embed(lambda t: self.model.embed_tokens(t, self.dtype), tokens, self.shard)
-        native = adapters is None and self._native_step() is not None  # the native step knows no adapters
+        native = adapters is None and self.native is not None  # the native step knows no adapters
         if native and len(x) <= NATIVE_MAX_ROWS and x.dtype == torch.float32:
-            x = self._native.run(x, cos, sin, step.native_plan())  # every block in one native call
+            x = self.native.run(x, cos, sin, step.native_plan())  # every block in one native call
         else:
             held = lora_rows(self)
             slots = adapters.to(self.device) if isinstance(adapters, Tensor) else adapters
@@ -205,19 +209,7 @@ class Transformer(nn.Module):
 
     def head(self, x: Tensor) -> Tensor:
         """Logits (this rank's part of the vocabulary) of `features`."""
-        if self.config.tie_embeddings:
-            if self.head_kernel is not None:
-                return self.head_kernel(x)
-            return F.linear(x, materialize(self.model.embed_tokens.weight, x.dtype))
         return self.lm_head(x)
-
-    def _native_step(self) -> NativeStep | None:
-        """The native step holding every block, or None where it cannot take them; looked for
-        again after `kernels_changed`."""
-        if not self._native_found:  # (a shard's blocks end in all-reduces, which the native step has not)
-            self._native = None if self.shard else NativeStep.of(self.model.layers, self.config)
-            self._native_found = True
-        return self._native
 
     @torch.inference_mode()
     def logits(self, token_ids: Sequence[int] | Tensor) -> Tensor:

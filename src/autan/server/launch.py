@@ -44,6 +44,7 @@ class Settings:
     db: str | None = None
     engine: dict = field(default_factory=dict)  # EngineConfig fields
     quantize: str | None = None
+    kernels: str = "packed"  # what a GGUF file's blocks become (`autan.load_model`)
     mmap: bool = True
     guard: str | None = None  # a guard policy's TOML file
     adapters: Sequence[str] = ()  # LoRA adapters: "NAME=PATH" (on the one model) or "MODEL:NAME=PATH"
@@ -73,6 +74,7 @@ class Settings:
                 "kv_cache_bytes": args.kv_cache_memory,
             },
             quantize=args.quantize,
+            kernels=args.kernels,
             mmap=args.mmap,
             guard=args.guard,
             adapters=args.adapter,
@@ -135,7 +137,8 @@ def serve(settings: Settings) -> None:
         return _follow(settings, device, ranks)  # the HTTP server, and everything above the model, is rank 0's
     sock = bind(settings.host, settings.port)
     config = EngineConfig(**settings.engine)
-    served = [load_served(spec, config, settings.quantize, settings.mmap, device, ranks) for spec in settings.models]
+    served = [load_served(spec, config, settings.quantize, settings.mmap, device, ranks, settings.kernels)
+              for spec in settings.models]  # fmt: skip
     if ranks is not None:
         print(f"rank 0 of {ranks[1]}: the model is split over {ranks[1]} ranks", file=sys.stderr)
     served += [with_adapter(served, spec) for spec in settings.adapters]
@@ -206,4 +209,5 @@ def _follow(settings: Settings, device: str, ranks: tuple[int, int]) -> None:
     from autan.weights import load_model
 
     path = registry.resolve(spec_target(settings.models[0])[1])
-    follow(load_model(path, device, quantize=settings.quantize, mmap=settings.mmap, ranks=ranks))
+    follow(load_model(path, device, quantize=settings.quantize, mmap=settings.mmap, ranks=ranks,
+                      kernels=settings.kernels))  # fmt: skip

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from autan.weights.config_files import load_config
+from autan.weights.config_files import KERNELS, load_config
 
-__all__ = ["load_config", "load_model", "read_safetensors"]
+__all__ = ["KERNELS", "load_config", "load_model", "read_safetensors"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,15 +1,15 @@
-"""Put named tensors from any checkpoint format into a `Transformer`, checking every one.
+"""Build a `Transformer` from named tensors of any checkpoint format, checking every one.
 
 Each format's reader yields `Entry`s already renamed to the model's (Hugging Face) names; this
-module stacks per-expert tensors, checks names and shapes against the model the config
-describes, and assigns the weights without ever materialising a random-initialised model
-(the skeleton is built on the meta device).
+module stacks per-expert tensors, checks names and shapes against what the model the config
+describes asks for (surveyed on the meta device), then builds the model with each weight in its
+final form: every map gets its kernel as it is read (`autan.kernels.choose`), once.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -18,13 +18,17 @@ from torch import Tensor, nn
 
 from autan.config import ModelConfig
 from autan.errors import CheckpointError
-from autan.kernels.blocks import QuantizedWeight
+from autan.kernels import Kernel, choose
+from autan.kernels.blocks import QuantizedWeight, Weight
+from autan.memory import give_memory_back
 from autan.model.parallel import Shard
+from autan.model.parts import Fresh
 from autan.model.transformer import Transformer
 from autan.weights.names import expert_slot, stack
 
 # Tensors some checkpoints carry that the model recomputes.
 IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+EMBEDDING = "model.embed_tokens.weight"  # read by the embedding and, tied, by the output head
 
 
 @dataclass
@@ -55,33 +59,104 @@ class Entry:
 
 def assemble(
     config: ModelConfig,
-    entries: Iterable[Entry],
+    entries: list[Entry],
     *,
     source: str,
     device: torch.device,
     dtype: torch.dtype,
     keep_stored_dtype: bool,
     shard: Shard | None = None,
+    kernels: str = "exact",
+    quantize: str | None = None,
+    release: Callable[[], None] | None = None,
 ) -> Transformer:
-    """A model holding `entries` (with `shard`, this rank's part, which the entries are). With
-    `keep_stored_dtype`, matrices keep the file's float type."""
+    """A model built from `entries` (with `shard`, this rank's part, which the entries are), each
+    map with its kernel as it is read (`autan.kernels.choose`). The entries are checked against
+    what the config's model asks for first, all of them; the list is emptied as it is read, so
+    each float matrix is let go once its kernel holds it. With `keep_stored_dtype`, matrices keep
+    the file's float type. `kernels` says what GGML blocks become: "packed" kernels, "exact"
+    (unpacked at each use) or "dense" (unpacked once, here). `quantize` puts float matrices on
+    int8 or int4 kernels. `release`, if given, is called after each packed map (to let go of the
+    file pages just read), so a file and its packed copy are never resident together."""
+    table = _checked(config, entries, source, shard)
+    entries.clear()
+    parts = _Reading(table, device, dtype, keep_stored_dtype, kernels, quantize, release)
+    model = Transformer(config, shard, parts)
+    give_memory_back()  # the conversions' temporaries, back to the system
+    return model.eval().requires_grad_(False)
+
+
+def survey(config: ModelConfig, shard: Shard | None = None) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor the model `config` describes asks for (for `shard`,
+    this rank's part), by Hugging Face's names."""
+    asked = Fresh()
     with torch.device("meta"):
-        model = Transformer(config, shard)
-    expected = {name: tuple(p.shape) for name, p in model.named_parameters()}
-    placed: set[str] = set()
+        Transformer(config, shard, asked)
+    return asked.asked
+
+
+def _checked(config: ModelConfig, entries: list[Entry], source: str, shard: Shard | None) -> dict[str, Entry]:
+    """The entries by name, per-expert ones stacked, each checked against what the model asks."""
+    expected = survey(config, shard)
+    table: dict[str, Entry] = {}
     for entry in _stack_experts(config, entries, expected):
         if entry.name not in expected:
             if (entry.name == "lm_head.weight" and config.tie_embeddings) or entry.name.endswith(IGNORED_SUFFIXES):
                 continue
             raise CheckpointError(entry.path, "unexpected tensor: not part of this model", entry.file_name)
         _check_shape(entry, expected[entry.name])
-        _assign(model, entry, device, dtype, keep_stored_dtype)
-        placed.add(entry.name)
-    missing = sorted(set(expected) - placed)
+        table[entry.name] = entry
+    missing = sorted(set(expected) - set(table))
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise CheckpointError(source, f"missing {len(missing)} tensor(s) the config needs: {shown}")
-    return model.eval().requires_grad_(False)
+    return table
+
+
+class _Reading:
+    """The model's parts read from a checkpoint's entries (`autan.model.parts.Parts`)."""
+
+    def __init__(self, table: dict[str, Entry], device: torch.device, dtype: torch.dtype, keep_stored_dtype: bool,
+                 kernels: str, quantize: str | None, release: Callable[[], None] | None) -> None:  # fmt: skip
+        self.table, self.device, self.dtype, self.keep = table, device, dtype, keep_stored_dtype
+        self.kernels, self.quantize, self.release = kernels, quantize, release
+        self.embedding: Weight | None = None  # read once: the tied head shares it
+
+    def map(self, name: str, shape: tuple[int, int], role: str) -> Kernel:
+        weight = self.tensor(name, shape) if name == EMBEDDING else self._weight(self.table.pop(name).value)
+        return self._kernel(weight, role)
+
+    def expert(self, name: str, shape: tuple[int, int, int], index: int) -> Kernel:
+        value = self.table[name].value
+        one = Packed(value.data[index], value.qtype, value.shape[1:]) if isinstance(value, Packed) else value[index]
+        if index == shape[0] - 1:
+            del self.table[name]
+        return self._kernel(self._weight(one), "expert")
+
+    def tensor(self, name: str, shape: tuple[int, ...]) -> Weight:
+        if name == EMBEDDING:
+            if self.embedding is None:
+                self.embedding = self._weight(self.table.pop(name).value)
+            return self.embedding
+        return self._weight(self.table.pop(name).value)
+
+    def _kernel(self, weight: Weight, role: str) -> Kernel:
+        kernel = choose(weight, role, packed=self.kernels == "packed", quantize=self.quantize)
+        if not kernel.exact and self.release is not None:
+            self.release()
+            give_memory_back()
+        return kernel
+
+    def _weight(self, value: Tensor | Packed) -> Weight:
+        if isinstance(value, Packed):
+            blocks = QuantizedWeight(value.data.to(self.device), value.qtype, value.shape)
+            if self.kernels != "dense":
+                return blocks
+            value = blocks.dequantize(self.dtype)
+        keep = self.keep and value.ndim > 1 and value.dtype.is_floating_point
+        return nn.Parameter(
+            value.to(device=self.device, dtype=value.dtype if keep else self.dtype), requires_grad=False
+        )
 
 
 def _check_shape(entry: Entry, want: tuple[int, ...]) -> None:
@@ -133,16 +208,3 @@ def _stack_experts(
         else:
             value = stack({i: e.value for i, e in by_expert.items()}, n_experts)
         yield Entry(stacked, value, first.path, f"{first.file_name} (experts stacked)")
-
-
-def _assign(model: nn.Module, entry: Entry, device: torch.device, dtype: torch.dtype, keep_stored_dtype: bool) -> None:
-    owner_name, _, leaf = entry.name.rpartition(".")
-    owner = model.get_submodule(owner_name)
-    value = entry.value
-    if isinstance(value, Packed):
-        new: nn.Module | nn.Parameter = QuantizedWeight(value.data.to(device), value.qtype, value.shape)
-    else:
-        keep = keep_stored_dtype and value.ndim > 1 and value.dtype.is_floating_point
-        new = nn.Parameter(value.to(device=device, dtype=value.dtype if keep else dtype), requires_grad=False)
-    delattr(owner, leaf)
-    setattr(owner, leaf, new)

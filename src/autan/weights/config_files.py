@@ -1,4 +1,5 @@
-"""A checkpoint's shape, from its header alone: no weights read, no torch imported."""
+"""A checkpoint's shape, from its header alone, and the ways it can load: no weights read, no
+torch imported."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from pathlib import Path
 from autan.config import ModelConfig
 from autan.errors import CheckpointError
 from autan.weights.gguf_reader import read_header
+
+# What a GGUF file's blocks become at load (`load_model`'s `kernels`): packed kernels, the blocks
+# unpacked at each use, or unpacked once.
+KERNELS = ("packed", "exact", "dense")
 
 
 def load_config(path: str | Path) -> ModelConfig:
