@@ -158,13 +158,6 @@ class QuantizedWeight(nn.Module):
 Weight = Tensor | QuantizedWeight
 
 
-def materialize(weight: Weight, dtype: torch.dtype) -> Tensor:
-    """The weight as a dense tensor of `dtype`."""
-    if isinstance(weight, QuantizedWeight):
-        return weight.dequantize(dtype)
-    return weight if weight.dtype == dtype else weight.to(dtype)
-
-
 def take(weight: Weight, index: Tensor, dtype: torch.dtype) -> Tensor:
     """`weight[index]` as a dense tensor of `dtype`, unpacking only the rows taken."""
     if isinstance(weight, QuantizedWeight):
