@@ -24,7 +24,7 @@ from report import write_section
 import autan
 from autan import registry
 from autan.engine.engine import Engine, EngineConfig
-from autan.engine.request import Completion, Delta
+from autan.engine.output import Completion, Delta
 from autan.engine.sampling import SamplingParams
 from autan.tokenizer import load_tokenizer
 

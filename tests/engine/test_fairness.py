@@ -5,7 +5,7 @@ budget each step."""
 
 import autan
 from autan.engine.engine import Engine, EngineConfig
-from autan.engine.request import Completion, Delta
+from autan.engine.output import Completion, Delta
 from autan.engine.sampling import SamplingParams
 from checkpoints import hf_model
 from conftest import CharTokenizer, random_prompts

@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from autan.engine.engine import Engine, EngineConfig
-from autan.engine.request import Completion, Delta
+from autan.engine.output import Completion, Delta
 from autan.engine.sampling import SamplingParams
 from autan.errors import ContextLengthError
 from conftest import CharTokenizer, random_prompts

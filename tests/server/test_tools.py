@@ -12,7 +12,8 @@ import mistral_common
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from autan.engine.request import Completion, Delta, Usage
+from autan.engine.output import Completion, Delta
+from autan.engine.request import Usage
 from autan.server.generation import Generation
 from autan.server.metrics import Metrics
 from autan.server.responses import events, full_response

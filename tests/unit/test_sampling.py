@@ -7,7 +7,8 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from autan.engine.sampling import Sampler, SamplingParams, StopMatcher, allowed_probabilities
+from autan.engine.output import StopMatcher
+from autan.engine.sampling import Sampler, SamplingParams, allowed_probabilities
 
 
 @settings(max_examples=200, deadline=None)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from autan.engine.constraint import GrammarConstraint
 from autan.engine.engine import Engine
-from autan.engine.request import Completion, Delta, Event
+from autan.engine.output import Completion, Delta, Event
 from autan.engine.sampling import SamplingParams
 from autan.errors import AutanError
 from autan.tokenizer import Message, Tool

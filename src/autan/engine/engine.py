@@ -6,8 +6,13 @@
         print(delta.text, end="")
     stream.completion.usage
 
-`add_request` and `abort` may be called from any thread; `step` runs one scheduled forward pass
-and must be called from one thread at a time (AsyncEngine runs it in its own thread).
+Its core is token-only: `add_tokens` takes token ids and emits token ids, log-probabilities and
+how each request finished (`autan.engine.request`). `add_request` wraps it for text: the input
+processor (`input.py`: chat templates) before, the output processor (`output.py`:
+detokenization, stop strings) after, the same for the CLI, the server and evaluation.
+
+`add_request`, `add_tokens` and `abort` may be called from any thread; `step` runs one scheduled
+forward pass and must be called from one thread at a time (AsyncEngine runs it in its own thread).
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import torch
 from autan.engine.blocks import ROOT_HASH, BlockPool
 from autan.engine.constraint import GrammarConstraint
 from autan.engine.distributed import Leader
+from autan.engine.input import prompt_ids
+from autan.engine.output import Completion, Delta, Event, TextOutput
 from autan.engine.paged import Chunk, KVPool, PagedStep
-from autan.engine.request import Completion, Delta, Event, Request
+from autan.engine.request import Request, TokenEvent
 from autan.engine.sampling import SamplingParams
 from autan.engine.scheduler import Scheduled, Scheduler
 from autan.errors import ContextLengthError
@@ -157,19 +164,36 @@ class Engine:
     ) -> RequestStream:
         """Queue a prompt (token ids, or chat messages to encode with the tokenizer's chat format).
 
-        Events (deltas, then the completion or an exception) go to the returned stream, or to
-        `emit` when given (called from the thread that runs `step`). `adapter` names a LoRA
+        Events (text deltas, then the completion or an exception) go to the returned stream, or
+        to `emit` when given (called from the thread that runs `step`). `adapter` names a LoRA
         adapter loaded with `add_adapter`.
         """
         params = params or SamplingParams()
+        ids = prompt_ids(self.tokenizer, prompt, tools, self.model.config.vocab_size)
+        stream = RequestStream(self, request_id or f"req-{next(self._ids)}")
+        text = TextOutput(self.tokenizer, params.stop, ids[-4:], emit or stream.events.append)
+        self.add_tokens(ids, params, text, request_id=stream.id, constraint=constraint, adapter=adapter)
+        return stream
+
+    def add_tokens(
+        self,
+        ids: list[int],
+        params: SamplingParams,
+        emit: Callable[[TokenEvent], bool | None],
+        *,
+        request_id: str | None = None,
+        constraint: GrammarConstraint | None = None,
+        adapter: str | None = None,
+    ) -> str:
+        """Queue a prompt of token ids (in the vocabulary) for the core: its token events go to
+        `emit` (from the thread that runs `step`), which answers True to end the request there
+        (a stop string); `params.stop` is not read here. Returns the request's id."""
         slot, root = self._adapter_slot(adapter)
-        ids = self._encode(prompt, tools)
         context = self.max_seq_len
         if len(ids) >= context:
             limit = "the model's context" if context == self.model.config.max_seq_len else "what the KV cache holds"
             raise ContextLengthError(f"prompt has {len(ids)} tokens, but {limit} is {context} tokens")
         request_id = request_id or f"req-{next(self._ids)}"
-        stream = RequestStream(self, request_id)
         budget = context - len(ids)
         request = Request(
             id=request_id,
@@ -177,9 +201,8 @@ class Engine:
             params=params,
             limit=min(budget if params.max_tokens is None else params.max_tokens, budget),
             limit_reason="length" if params.max_tokens is not None and params.max_tokens <= budget else "model_length",
-            tokenizer=self.tokenizer,
             vocab_size=self.model.config.vocab_size,
-            emit=emit or stream.events.append,
+            emit=emit,
             constraint=constraint,
             adapter=slot,
             root=root,
@@ -190,7 +213,7 @@ class Engine:
             self._ids_in_use.add(request_id)
             self._inbox.append(request)
         self.wakeup.set()
-        return stream
+        return request_id
 
     def add_adapter(self, name: str, adapter: Adapter) -> None:
         """Load a LoRA adapter under `name`, for requests that ask for it; its blocks in the prefix
@@ -323,18 +346,6 @@ class Engine:
             generation_tokens_per_second=sum(n for _, n in list(self._recent)[1:]) / span if span else 0.0,
             finished=dict(self._finished),
         )
-
-    def _encode(self, prompt: Sequence[int] | Sequence[Message], tools: Sequence[Tool] | None) -> list[int]:
-        if not prompt:
-            raise ValueError("the prompt is empty: give token ids or at least one message")
-        if all(isinstance(p, dict) for p in prompt):
-            return self.tokenizer.encode_chat(list(prompt), tools=tools)  # type: ignore[arg-type]
-        ids = [int(t) for t in prompt]  # type: ignore[arg-type]
-        vocab = self.model.config.vocab_size
-        bad = next((t for t in ids if not 0 <= t < vocab), None)
-        if bad is not None:
-            raise ValueError(f"token id {bad} is outside the vocabulary 0..{vocab - 1}")
-        return ids
 
     def _take_inbox(self) -> None:
         with self._lock:

@@ -1,4 +1,6 @@
-"""One request's life in the engine, and what it sends back: text deltas, then a completion.
+"""One request's life in the engine's core, and what it sends back: token ids (with their
+log-probabilities, if asked) as they are sampled, then how it finished. Text is the output
+processor's (`autan.engine.output`), which also says when a stop string ends a request.
 
 finish_reason: "stop" (end-of-sequence token or a stop string), "length" (max_tokens reached),
 "model_length" (the context is full), "abort" (cancelled).
@@ -15,8 +17,7 @@ from torch import Tensor
 
 from autan.engine.blocks import ROOT_HASH
 from autan.engine.constraint import GrammarConstraint
-from autan.engine.sampling import Sampler, SamplingParams, StopMatcher
-from autan.tokenizer import StreamDecoder, Tokenizer
+from autan.engine.sampling import Sampler, SamplingParams
 
 
 @dataclass
@@ -27,12 +28,12 @@ class TokenLogprob:
 
 
 @dataclass
-class Delta:
-    """New text of a stream (whole characters, never part of a stop string) and the tokens behind it."""
+class Tokens:
+    """Tokens just sampled (one a step), with their log-probabilities where asked."""
 
-    text: str
     token_ids: list[int]
     logprobs: list[TokenLogprob] | None = None
+    end: bool = False  # the end-of-sequence token, which ends the request: not text
 
 
 @dataclass
@@ -47,8 +48,7 @@ class Usage:
 
 
 @dataclass
-class Completion:
-    text: str
+class Finished:
     token_ids: list[int]
     finish_reason: str
     usage: Usage
@@ -58,13 +58,8 @@ class Completion:
     # with `prompt_logprobs`: one entry per prompt position, None before the first one scored
     prompt_logprobs: list[TokenLogprob | None] | None = None
 
-    @property
-    def tokens_per_second(self) -> float:
-        decoded = self.usage.completion_tokens - 1
-        return decoded / self.seconds if decoded > 0 and self.seconds > 0 else 0.0
 
-
-Event = Delta | Completion | BaseException
+TokenEvent = Tokens | Finished | BaseException
 
 
 @dataclass(eq=False)
@@ -74,9 +69,8 @@ class Request:
     params: SamplingParams
     limit: int  # most tokens it may generate
     limit_reason: str  # the finish reason when it reaches `limit`: "length" or "model_length"
-    tokenizer: Tokenizer
     vocab_size: int
-    emit: Callable[[Event], None]
+    emit: Callable[[TokenEvent], bool | None]  # True back from `Tokens`: a stop string (seen in the text) ends it
     output: list[int] = field(default_factory=list)
     n_computed: int = 0  # tokens whose keys and values are in the cache
     table: list[int | None] = field(default_factory=list)  # block table; None: released, out of the window
@@ -91,9 +85,6 @@ class Request:
 
     def __post_init__(self) -> None:
         self.sampler = Sampler(self.params, self.vocab_size, self.prompt)
-        self.stops = StopMatcher(self.params.stop)
-        self.decoder = StreamDecoder(self.tokenizer, prompt_tail=self.prompt[-4:])
-        self.text: list[str] = []
         self.logprobs: list[TokenLogprob] | None = [] if self.params.logprobs is not None else None
         scored = self.params.prompt_logprobs is not None
         self.prompt_logprobs: list[TokenLogprob | None] | None = [None] * len(self.prompt) if scored else None
@@ -128,7 +119,7 @@ class Request:
             self.prompt_logprobs[p + 1] = TokenLogprob(self.prompt[p + 1], chosen[row], pairs)
 
     def accept(self, logits: Tensor, eos_ids: frozenset[int]) -> None:
-        """Sample the next token from the last position's logits (vocab,) and stream what it adds."""
+        """Sample the next token from the last position's logits (vocab,) and send it."""
         if self.limit == 0:  # the prompt only was to be read
             self.finish(self.limit_reason)
             return
@@ -146,34 +137,23 @@ class Request:
         logprob = self._logprob(logits, token) if self.logprobs is not None else None
         if logprob is not None:
             self.logprobs.append(logprob)
+        logprobs = [logprob] if logprob is not None else None
         if token in eos_ids and not self.params.ignore_eos:
-            self._send("", [token], logprob)
+            self.emit(Tokens([token], logprobs, end=True))
             self.finish("stop")
-            return
-        text, stopped = self.stops.push(self.decoder.push(token))
-        self._send(text, [token], logprob)
-        if stopped:
-            self.finish("stop", held_back=False)
+        elif self.emit(Tokens([token], logprobs)):  # a stop string
+            self.finish("stop")
         elif len(self.output) >= self.limit:
             self.finish(self.limit_reason)
 
-    def finish(self, reason: str, held_back: bool = True) -> None:
-        """End the stream: send what was held back (a partial character or stop string), then the completion."""
-        if held_back and reason != "abort":
-            tail, stopped = self.stops.push(self.decoder.flush())
-            self._send(tail + ("" if stopped else self.stops.flush()), [], None)
+    def finish(self, reason: str) -> None:
+        """End the stream: how it finished, with its tokens, usage and timings."""
         self.finish_reason = reason
         end = time.perf_counter()
         first = self.first_token_at or end
         usage = Usage(len(self.prompt), len(self.output), self.cached_tokens or 0)
-        text = "".join(self.text)
         timing = (end - first, first - self.arrival)
-        self.emit(Completion(text, list(self.output), reason, usage, *timing, self.logprobs, self.prompt_logprobs))
-
-    def _send(self, text: str, token_ids: list[int], logprob: TokenLogprob | None) -> None:
-        if text or token_ids:
-            self.text.append(text)
-            self.emit(Delta(text, token_ids, [logprob] if logprob is not None else None))
+        self.emit(Finished(list(self.output), reason, usage, *timing, self.logprobs, self.prompt_logprobs))
 
     def _logprob(self, logits: Tensor, token: int) -> TokenLogprob:
         logprobs = torch.log_softmax(logits.float(), dim=-1)

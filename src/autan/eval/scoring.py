@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from autan.engine.engine import Engine
-from autan.engine.request import Completion
+from autan.engine.output import Completion
 from autan.engine.sampling import SamplingParams
 from autan.errors import AutanError
 from autan.eval.tasks import Doc, Generation

@@ -20,7 +20,7 @@ from fastapi import Request
 
 from autan.engine.async_engine import AsyncRequestStream, EngineUnavailable
 from autan.engine.constraint import ConstraintError, GrammarConstraint
-from autan.engine.request import Completion, Delta
+from autan.engine.output import Completion, Delta
 from autan.errors import AutanError
 from autan.http.errors import APIError
 from autan.server.schemas import SamplingFields

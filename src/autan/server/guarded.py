@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import ValidationError
 
-from autan.engine.request import Completion
+from autan.engine.output import Completion
 from autan.guard.policy import GuardPolicy
 from autan.guard.rails import GuardRails, OutputWatch, Verdict, conversation_texts, last_user_turn
 from autan.http.errors import APIError

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from autan.engine.request import Completion
+from autan.engine.output import Completion
 from autan.guard.rails import GuardRails
 from autan.http.errors import ANTHROPIC_TYPES, APIError
 from autan.server import guarded

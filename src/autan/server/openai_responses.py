@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select
 
-from autan.engine.request import Completion
+from autan.engine.output import Completion
 from autan.guard.rails import GuardRails
 from autan.http.errors import APIError
 from autan.server import guarded

@@ -12,7 +12,8 @@ from typing import Any
 
 from fastapi.responses import StreamingResponse
 
-from autan.engine.request import Completion, TokenLogprob
+from autan.engine.output import Completion
+from autan.engine.request import TokenLogprob
 from autan.guard.rails import OutputWatch, Verdict
 from autan.http.errors import envelope
 from autan.server.generation import Generation, failure

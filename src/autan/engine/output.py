@@ -1,0 +1,148 @@
+"""The output processor: one request's token ids become text. The engine's core emits token ids
+(`autan.engine.request`); `TextOutput` decodes them as they stream (whole characters only:
+`StreamDecoder`), holds back what could begin a stop string and ends the request at one
+(`StopMatcher`), and sends `Delta`s of text, then the `Completion`. The engine puts one on every
+request that `Engine.add_request` takes, for the CLI, the server and evaluation alike.
+
+finish_reason: "stop" (end-of-sequence token or a stop string), "length" (max_tokens reached),
+"model_length" (the context is full), "abort" (cancelled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from autan.engine.request import Finished, TokenEvent, TokenLogprob, Tokens, Usage
+from autan.tokenizer import StreamDecoder, Tokenizer
+
+
+@dataclass
+class Delta:
+    """New text of a stream (whole characters, never part of a stop string) and the tokens behind it."""
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+    usage: Usage
+    seconds: float = 0.0  # from the first token to the last
+    prefill_seconds: float = 0.0  # from arrival to the first token
+    logprobs: list[TokenLogprob] | None = None
+    # with `prompt_logprobs`: one entry per prompt position, None before the first one scored
+    prompt_logprobs: list[TokenLogprob | None] | None = None
+
+    @property
+    def tokens_per_second(self) -> float:
+        decoded = self.usage.completion_tokens - 1
+        return decoded / self.seconds if decoded > 0 and self.seconds > 0 else 0.0
+
+
+Event = Delta | Completion | BaseException
+
+
+class TextOutput:
+    """One request's text: called with each of its token events, it sends `Delta`s and then the
+    `Completion` to `emit`, and answers True when a stop string ends the request."""
+
+    def __init__(self, tokenizer: Tokenizer, stop: tuple[str, ...], prompt_tail: list[int],
+                 emit: Callable[[Event], None]) -> None:  # fmt: skip
+        self.decoder = StreamDecoder(tokenizer, prompt_tail=prompt_tail)
+        self.stops = StopMatcher(stop)
+        self.emit = emit
+        self.text: list[str] = []
+        self.stopped = False  # a stop string ended it: nothing held back is sent
+
+    def __call__(self, event: TokenEvent) -> bool:
+        if isinstance(event, Tokens):
+            if event.end:  # the end-of-sequence token: no text
+                self._send("", event.token_ids, event.logprobs)
+                return False
+            pieces = "".join(self.decoder.push(token) for token in event.token_ids)
+            text, self.stopped = self.stops.push(pieces)
+            self._send(text, event.token_ids, event.logprobs)
+            return self.stopped
+        if isinstance(event, Finished):
+            if event.finish_reason != "abort" and not self.stopped:  # what was held back
+                tail, stopped = self.stops.push(self.decoder.flush())
+                self._send(tail + ("" if stopped else self.stops.flush()), [], None)
+            e = event
+            self.emit(Completion("".join(self.text), e.token_ids, e.finish_reason, e.usage, e.seconds,
+                                 e.prefill_seconds, e.logprobs, e.prompt_logprobs))  # fmt: skip
+            return False
+        self.emit(event)  # an error
+        return False
+
+    def _send(self, text: str, token_ids: list[int], logprobs: list[TokenLogprob] | None) -> None:
+        if text or token_ids:
+            self.text.append(text)
+            self.emit(Delta(text, token_ids, logprobs))
+
+
+class StopMatcher:
+    """Finds stop strings in streamed text, even split across tokens, and never emits them.
+
+    Text that could still be the start of a stop string is held back until it is not. Each stop
+    string has a Knuth-Morris-Pratt automaton whose state is the longest prefix of it that ends
+    the text so far, so each new character costs O(1) per stop string (amortized), whatever
+    their length, and the held-back text is the longest such prefix. Of the stop strings a
+    piece completes, the one that starts first wins.
+    """
+
+    def __init__(self, stops: tuple[str, ...]):
+        self.stops = stops
+        self.fallback = [_prefix_function(s) for s in stops]
+        self.states = [0] * len(stops)
+        self.pending = ""
+
+    def push(self, text: str) -> tuple[str, bool]:
+        """(text safe to emit, whether a stop string was reached)."""
+        self.pending += text
+        offset = len(self.pending) - len(text)  # where `text` starts in `pending`
+        first = None
+        for k, stop in enumerate(self.stops):
+            end = self._advance(k, text)
+            if end is not None:
+                start = offset + end + 1 - len(stop)
+                first = start if first is None else min(first, start)
+        if first is not None:
+            out, self.pending = self.pending[:first], ""
+            return out, True
+        cut = len(self.pending) - max(self.states, default=0)
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return out, False
+
+    def _advance(self, k: int, text: str) -> int | None:
+        """Feed `text` to stop string k's automaton; the index in `text` where it first completes."""
+        stop, fallback, state = self.stops[k], self.fallback[k], self.states[k]
+        for i, ch in enumerate(text):
+            while state and stop[state] != ch:
+                state = fallback[state - 1]
+            if stop[state] == ch:
+                state += 1
+            if state == len(stop):
+                self.states[k] = 0
+                return i
+        self.states[k] = state
+        return None
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+
+def _prefix_function(s: str) -> list[int]:
+    """pi[i]: the length of the longest proper prefix of s[: i + 1] that is also its suffix."""
+    pi = [0] * len(s)
+    for i in range(1, len(s)):
+        k = pi[i - 1]
+        while k and s[i] != s[k]:
+            k = pi[k - 1]
+        pi[i] = k + (s[i] == s[k])
+    return pi
