@@ -1,7 +1,7 @@
 """Packing a loaded model's linear maps onto packed kernels, at load (`autan.kernels`).
 
 Each map packs on its own: a Linear's weight becomes its `Kernel`; the native step
-(`csrc/decode.cpp`) multiplies a block's maps that read the same input (q, k, v; gate, up) in
+(`csrc/step.cpp`) multiplies a block's maps that read the same input (q, k, v; gate, up) in
 one product whatever their formats, so nothing is fused here. Two model-level extras remain:
 a tied output head gets a kernel of its own (the embedding keeps the file's blocks for lookups),
 and each expert of a sparse block gets its three maps' kernels (`MoeFeedForward.expert_kernels`).
