@@ -57,7 +57,7 @@ BLOCK_PARTS = {Q.Q4_0: (18, 2), Q.Q4_1: (20, 4), Q.Q8_0: (34, 2)}
 def repack(blocks: Tensor, qtype: Q) -> Tensor:
     """GGUF rows of blocks (N, B * size) -> four-row groups (N / 4, B * 4 * size), the native
     kernels' layout: per group and block position, the four rows' d (f16 x 4), then for Q4_1
-    their m, then their quantized values, row after row (csrc/qgemm.h). `autan._native.repack`
+    their m, then their quantized values, row after row (csrc/formats.h). `autan._native.repack`
     does this at load in one pass; this is its reference in the tests."""
     size, scales = BLOCK_PARTS[qtype]
     n = blocks.shape[0]

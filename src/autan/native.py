@@ -12,7 +12,7 @@ import functools
 import os
 from types import ModuleType
 
-ABI = 7  # what csrc/module.cpp says it is; a stale build (older sources) is not used
+ABI = 7  # what csrc/bindings.cpp says it is; a stale build (older sources) is not used
 
 
 @functools.cache

@@ -2,9 +2,9 @@
 decode step that runs every block of a model in one call.
 
 Every GGML matrix they take (`TYPES`) is repacked once at load into their four-row groups;
-K-quants are rewritten into a kernel format (csrc/qgemm.h). Dense matrices are written as Q4_1
-or Q8_0 blocks by gguf-py's quantizer (llama.cpp's rounding) for them. Activations are quantized
-per block of 32 to int8 inside the product.
+K-quants are rewritten into a kernel format (csrc/formats.h, csrc/repack.h). Dense matrices are
+written as Q4_1 or Q8_0 blocks by gguf-py's quantizer (llama.cpp's rounding) for them.
+Activations are quantized per block of 32 to int8 inside the product.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from autan.kernels.blocks import QuantizedWeight
 
 TYPES = (Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K)  # the GGML types the repack takes
 QUANTIZE_FORMATS = {"int8": Q.Q8_0, "int4": Q.Q4_1}  # the blocks a dense matrix is written as, by kind
-GROUP_ROWS = 4  # rows the native kernels take together (csrc/qgemm.h)
+GROUP_ROWS = 4  # rows the native kernels take together (csrc/formats.h)
 TILE_FLOATS = 1 << 22  # a full-width product unpacks at most this many weights at a time (16 MiB)
 
 
@@ -77,7 +77,7 @@ def quantized(weight: Tensor, kind: str) -> NativeGgml:
 
 
 class NativeStep:
-    """Every block of a model held by the native decode step (`csrc/decode.cpp`), which runs them
+    """Every block of a model held by the native decode step (`csrc/step.cpp`), which runs them
     all in one call for the few rows of a decode step. `of` makes one when every map of every
     block (experts included) is on the native kernels."""
 
@@ -134,7 +134,7 @@ class NativeStep:
 
 
 def _segments(*linears: Any) -> list[tuple[Tensor, int]] | None:
-    """Maps that read the same input, as one product's rows for the native step (csrc/decode.h:
+    """Maps that read the same input, as one product's rows for the native step (csrc/step.h:
     each map in its own format, as q/k (Q4_K) beside v (Q6_K) in a Q4_K_M file); None if any
     map is not on the native kernels."""
     return _kernel_segments([linear.kernel for linear in linears])

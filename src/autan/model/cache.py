@@ -30,7 +30,7 @@ class Step(Protocol):
         ...
 
     def native_plan(self) -> NativePlan:
-        """The same step as the native decode step reads it (`csrc/decode.cpp`)."""
+        """The same step as the native decode step reads it (`csrc/step.cpp`)."""
         ...
 
 

@@ -1,4 +1,4 @@
-// The fused decode step (decode.cpp) on raw pointers; module.cpp checks the tensors and fills
+// The fused decode step (step.cpp) on raw pointers; bindings.cpp checks the tensors and fills
 // these in.
 #pragma once
 
@@ -7,19 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "qgemm.h"
+#include "products.h"
 
 namespace autan {
-
-struct Segment {  // rows of a matrix in one format: `groups` groups of four rows
-  QType type;
-  const uint8_t* w;
-  int64_t groups;
-};
-
-// A matrix whose rows are one or more segments stacked, each in its own format (q, k and v of a
-// Q4_K_M file: Q4_K, Q4_K, Q6_K), multiplied as one product.
-using Matrix = std::vector<Segment>;
 
 // Mixtral's sparse feed-forward: a router picks top_k of `count` experts per row, each a
 // SwiGLU of its own gate_up and down.
@@ -59,16 +49,6 @@ struct DecodeStep {
   const int64_t* visible;
   const int64_t* offsets;  // (rows + 1,)
 };
-
-// y (m, n) = quantized x times the repacked W (n rows in n / 4 groups), split over the threads.
-void product(const Matrix& w, const QuantizedRows& x, int64_t m, float* y);
-
-// y (m, n) = x (m, k) float32 @ W^T: x quantized per block of 32 in one or two int8 parts (see
-// decode.cpp), then `product`.
-void activation_product(QType type, const uint8_t* w, int64_t groups, const float* x, int64_t m, int64_t k, float* y);
-// Two parts (the default) or one, from now on; false for any other number.
-bool set_activation_parts(int parts);
-int get_activation_parts();
 
 // x (rows, dim) is updated in place through every block.
 void decode_layers(const DecodeStep& step, float* x);

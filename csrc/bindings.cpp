@@ -1,4 +1,6 @@
-// autan._native: the compiled kernels, reachable from Python (each one also for its test).
+// autan._native: the compiled kernels, reachable from Python (each one also for its test). Only
+// the bindings: each checks its tensors and calls the C++ API (step.h, products.h, quantize.h,
+// repack.h, formats.h, cpu_features.h).
 //
 // Work is split over output rows with ATen's parallel_for, so it runs on PyTorch's own thread
 // pool (one OpenMP team for the whole process: a second team is what once halved the server).
@@ -9,13 +11,16 @@
 #include <cstring>
 
 #include "cpu_features.h"
-#include "decode.h"
-#include "qgemm.h"
+#include "formats.h"
+#include "products.h"
+#include "quantize.h"
+#include "repack.h"
+#include "step.h"
 
 namespace autan {
 namespace {
 
-// Repacked weights (qgemm.h): uint8 (N / 4, K / 32 * group_block_bytes).
+// Repacked weights (formats.h): uint8 (N / 4, K / 32 * group_block_bytes).
 void check_weights(const torch::Tensor& w, int64_t qtype, int64_t k) {
   TORCH_CHECK(supported(static_cast<int>(qtype)), "quantization type ", qtype, " has no native kernel");
   TORCH_CHECK(w.device().is_cpu() && w.scalar_type() == torch::kUInt8 && w.dim() == 2 && w.is_contiguous(),
@@ -61,7 +66,7 @@ QType qtype_of(int64_t t) {
 }
 
 // The file's rows of blocks, of one or more matrices stacked (N rows in all, N a multiple of 4),
-// in the four-row groups of qgemm.h: (N / 4, K / 32 * group_block_bytes(kernel_type)). One
+// in the four-row groups of formats.h: (N / 4, K / 32 * group_block_bytes(kernel_type)). One
 // pass, in parallel over groups; for Q4_0, Q4_1 and Q8_0 `tests/references.py's repack` is the
 // same permutation in torch operations.
 torch::Tensor repack(const std::vector<torch::Tensor>& parts, int64_t file_type) {
@@ -194,7 +199,7 @@ class Layers {
     }
   }
 
-  // x (N, dim) after every block; keys and values of the tokens kept are stored (see decode.cpp).
+  // x (N, dim) after every block; keys and values of the tokens kept are stored (see step.cpp).
   torch::Tensor forward(const torch::Tensor& x_in, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& keys, const torch::Tensor& values, int64_t slot_dim,
                         const torch::Tensor& write_slots, const torch::Tensor& visible, const torch::Tensor& offsets) {
@@ -282,7 +287,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("dequantize", &autan::dequantize, py::call_guard<py::gil_scoped_release>(),
         "rows [4 g0, 4 g1) of repacked W (K columns) as float32: dequantize(w, qtype, k, g0, g1)");
   m.def("quantize_activations", &autan::quantize_activations, "x (M, K) -> int8 q, scales d, scaled sums s");
-  py::class_<autan::Layers>(m, "Layers", "every block of a model (dense or with experts), for one native call per step (decode.cpp)")
+  py::class_<autan::Layers>(m, "Layers", "every block of a model (dense or with experts), for one native call per step (step.cpp)")
       .def(py::init<std::vector<torch::Tensor>, const std::vector<autan::Segments>&, std::vector<torch::Tensor>,
                     std::vector<torch::Tensor>, const std::vector<std::vector<autan::Segments>>&, int64_t, int64_t, int64_t, int64_t, int64_t,
                     int64_t, double>())
