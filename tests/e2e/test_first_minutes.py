@@ -54,12 +54,12 @@ def test_no_answer_runs_past_the_default_limit(capsys):
 
 
 def test_the_models_recommended_sampling_is_the_default():
-    args = cli._parser().parse_args(["run", "hi"])
+    args = cli._parser(["run"]).parse_args(["run", "hi"])
     params = cli._params(args)
     recommended = registry.KNOWN_MODELS["smollm2"].sampling
     assert (params.temperature, params.top_p) == (recommended["temperature"], recommended["top_p"])
     assert params.max_tokens == cli.MAX_TOKENS and params.repetition_penalty == cli.REPETITION_PENALTY
-    given = cli._params(cli._parser().parse_args(["run", "hi", "--temperature", "1", "--max-tokens", "0"]))
+    given = cli._params(cli._parser(["run"]).parse_args(["run", "hi", "--temperature", "1", "--max-tokens", "0"]))
     assert given.temperature == 1 and given.max_tokens is None
 
 

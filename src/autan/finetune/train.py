@@ -13,6 +13,7 @@ to `out`:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -427,12 +428,9 @@ def config_from(options: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**options)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`autan finetune MODEL --data train.jsonl [--val val.jsonl] --out DIR [options]`."""
-    import argparse
-
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`autan finetune MODEL --data train.jsonl [--val val.jsonl] --out DIR [options]`'s arguments."""
     d = TrainConfig()
-    parser = argparse.ArgumentParser(prog="autan finetune", description="Train a LoRA adapter of a model.")
     parser.add_argument("model", help="a model name or path (a GGUF's quantized weights stay as stored)")
     parser.add_argument("--data", required=True, help="training JSONL: Mistral's or OpenAI's chat format, or text")
     parser.add_argument("--val", help="validation JSONL, for the validation loss")
@@ -460,7 +458,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--resume", action="store_true", help="go on from the newest checkpoint in --out")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`autan finetune` with its parsed arguments."""
     config = TrainConfig(
         rank=args.rank, alpha=args.alpha, dropout=args.dropout,
         targets=tuple(t.strip() for t in args.targets.split(",") if t.strip()),

@@ -181,27 +181,28 @@ def write_doc(doc: Path, text: str) -> None:
     doc.write_text(f"{before}{start}\n{text}\n{end}{rest.split(end, 1)[1]}")
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="autan eval safety", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="a Mistral/OpenAI-compatible server")
-    parser.add_argument("--model", default="smollm2", help="the served model's id")
-    parser.add_argument("--api-key", default=None, help="sent as a Bearer token")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
-    parser.add_argument("--limit", type=int, default=None, help="at most this many prompts per suite and kind")
-    parser.add_argument("--seed", type=int, default=0, help="for the --limit sample")
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--parallel", type=int, default=8, help="requests in flight")
-    parser.add_argument("--out", type=Path, default=None, help="every prompt, answer and judgement as JSON")
-    parser.add_argument("--docs", type=Path, default=None, help=f"write the table into this file ({DOCS})")
-    parser.add_argument("--no-record", action="store_true", help="do not add the figures to the leaderboard")
-    parser.add_argument("--leaderboard-db", type=Path, default=None, help="the leaderboard's file (in $AUTAN_HOME)")
-    args = parser.parse_args(argv)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`autan eval safety`'s own arguments, beside `autan eval`'s (`autan.eval.run.add_arguments`):
+    --base-url, --model, --api-key, --limit, --seed, --no-record and --leaderboard-db are those."""
+    group = parser.add_argument_group("autan eval safety", __doc__.split("\n\n")[0])
+    group.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    group.add_argument("--max-tokens", type=int, default=64, help="safety: the longest answer (64)")
+    group.add_argument("--parallel", type=int, default=8, help="safety: requests in flight (8)")
+    group.add_argument("--out", type=Path, default=None, help="safety: every prompt, answer and judgement as JSON")
+    group.add_argument("--docs", type=Path, default=None, help=f"safety: write the table into this file ({DOCS})")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`autan eval safety` with its parsed arguments (`args.usage` refuses as the parser does); by
+    default against the server at http://127.0.0.1:8000 and its model smollm2."""
+    args.base_url = args.base_url or "http://127.0.0.1:8000"
+    args.model = args.model or "smollm2"
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
         if m not in MODES:
-            parser.error(f"--modes: '{m}' is not one of {', '.join(MODES)}")
+            args.usage(f"--modes: '{m}' is not one of {', '.join(MODES)}")
     if args.limit is not None and args.limit < 1:
-        parser.error(f"--limit {args.limit}: must be at least 1")
+        args.usage(f"--limit {args.limit}: must be at least 1")
     examples = suites(args.limit, args.seed)
     items = [Asked(e.source, bool(e.labels), e.text, m) for m in modes for e in examples]
     asyncio.run(run_all(args.base_url.rstrip("/"), args.model, items, args.max_tokens, args.parallel, args.api_key))
@@ -213,7 +214,7 @@ def main(argv: list[str]) -> int:
     for item, r in zip(judged, refused, strict=True):
         item.refused = r
     result = {
-        "command": "autan eval safety " + " ".join(argv),
+        "command": "autan eval " + " ".join(args.argv),
         "base_url": args.base_url,
         "model": args.model,
         "date": time.strftime("%Y-%m-%d"),

@@ -299,8 +299,8 @@ def write_held_out(doc: Path, info: dict) -> None:
     doc.write_text(f"{before}{start}\n{held_out_table(info)}\n{end}{after}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="autan guard train", description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`autan guard train`'s arguments."""
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--safe-flag-rate",
@@ -310,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=HEAD_DIR, help="where head.safetensors and head.json go")
     parser.add_argument("--docs", type=Path, default=DOCS, help="where safety.md and guard-roc.svg go ('' for none)")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`autan guard train` with its parsed arguments (`args.argv`: the command line after `train`)."""
     from safetensors.torch import save_file
 
     examples = data.load_all()
@@ -332,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         "thresholds": thresholds,
         "encoder": {"package": WHEEL.package, "sha256": WHEEL.sha256, "license": WHEEL.license},
         "trained": {
-            "command": "autan guard train " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": "autan guard train " + " ".join(args.argv),
             "seed": args.seed,
             "safe_flag_rate": args.safe_flag_rate,
             "epochs": epochs,
