@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from typing import Any
@@ -39,6 +40,9 @@ def _guarded(work: Any) -> int:
     except KeyboardInterrupt:  # Ctrl-C: stop quietly, as shells expect of a program they interrupt
         print(file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`autan run ... | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 141
     return code if isinstance(code, int) else 0
 
 
