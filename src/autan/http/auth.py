@@ -22,8 +22,9 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from autan.http.errors import APIError
 from autan.store.accounts import Accounts, Principal, username_key
@@ -43,8 +44,9 @@ class Policy:
 
 
 class Access:
-    """The dependencies routes declare: `v1`, `app`, `admin`, `metrics`. Each returns the
-    request's `Principal` or raises a 401/403 in the API's envelope."""
+    """Who passes, per route family: `v1`, `app`, `admin`, `metrics` (routes declare them through
+    `v1_caller`, `app_user`, `admin_user`, `metrics_reader` below). Each returns the request's
+    `Principal` or raises a 401/403 in the API's envelope."""
 
     def __init__(self, policy: Policy, accounts: Accounts | None = None):
         self.policy, self.accounts = policy, accounts
@@ -152,6 +154,35 @@ class Access:
         if self.policy.public_metrics:
             return ANONYMOUS
         return self.v1(request)
+
+
+# what routes declare (`Depends(v1_caller)`, or the `Caller`, `User`, `Admin` annotations) ------
+
+
+def access_of(request: Request) -> Access:
+    """The app's `Access` (`create_app` keeps it as `app.state.access`)."""
+    return request.app.state.access
+
+
+def v1_caller(request: Request) -> Principal:
+    return access_of(request).v1(request)
+
+
+def app_user(request: Request) -> Principal:
+    return access_of(request).app(request)
+
+
+def admin_user(request: Request) -> Principal:
+    return access_of(request).admin(request)
+
+
+def metrics_reader(request: Request) -> Principal:
+    return access_of(request).metrics(request)
+
+
+Caller = Annotated[Principal, Depends(v1_caller)]
+User = Annotated[Principal, Depends(app_user)]
+Admin = Annotated[Principal, Depends(admin_user)]
 
 
 def _unauthorized(request: Request) -> APIError:

@@ -69,50 +69,56 @@ def shaped(request: Request, body: dict, status: int, headers: dict | None = Non
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(APIError)
-    async def api_error(request: Request, e: APIError) -> JSONResponse:
-        return shaped(request, envelope(e.message, e.type, e.param, e.code), e.status, e.headers)
+    app.add_exception_handler(APIError, api_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RecursionError, too_deep)
+    app.add_exception_handler(Exception, unexpected)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
-        errors = e.errors()
-        if any(err.get("type") == "json_invalid" or isinstance(err.get("input"), bytes) for err in errors):
-            err = errors[0]
-            reason = err.get("ctx", {}).get("error", err.get("msg"))
-            message = f"the request body is not valid JSON (send it with Content-Type: application/json): {reason}"
-            return shaped(request, envelope(message, "invalid_request_error", code="json_invalid"), 400)
-        parts, param = [], None
-        for err in errors[:10]:
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body" and _is_name(p))
-            param = param or where or None
-            parts.append(f"{where or 'body'}: {err.get('msg')}{_shown(err)}")
-        if len(errors) > 10:
-            parts.append(f"and {len(errors) - 10} more")
-        return shaped(request, envelope("; ".join(parts), "invalid_request_error", param, "invalid_value"), 422)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
-        allowed = _allowed(request) if e.status_code in (404, 405) else []
-        if e.status_code in (404, 405) and request.method not in allowed:  # the app's files, at /, answer any path
-            path = request.url.path[:200]
-            if not allowed:
-                message = f"no route {request.method} {path}: see /docs for the API's routes"
-                return shaped(request, envelope(clean(message), TYPES[404]), 404)
-            message = f"{path} takes {', '.join(allowed)}, not {request.method}"
-            allow = {"Allow": ", ".join(allowed)}
-            return shaped(request, envelope(clean(message), "invalid_request_error"), 405, allow)
-        kind = TYPES.get(e.status_code, "invalid_request_error")
-        return shaped(request, envelope(clean(str(e.detail)), kind), e.status_code, getattr(e, "headers", None))
+async def api_error(request: Request, e: APIError) -> JSONResponse:
+    return shaped(request, envelope(e.message, e.type, e.param, e.code), e.status, e.headers)
 
-    @app.exception_handler(RecursionError)
-    async def too_deep(request: Request, e: RecursionError) -> JSONResponse:
-        message = "the request is nested too deeply to read (JSON objects and arrays within each other)"
-        return shaped(request, envelope(message, "invalid_request_error", code="too_deep"), 400)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, e: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return shaped(request, envelope(f"internal error: {type(e).__name__}", "internal_error"), 500)
+async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+    errors = e.errors()
+    if any(err.get("type") == "json_invalid" or isinstance(err.get("input"), bytes) for err in errors):
+        err = errors[0]
+        reason = err.get("ctx", {}).get("error", err.get("msg"))
+        message = f"the request body is not valid JSON (send it with Content-Type: application/json): {reason}"
+        return shaped(request, envelope(message, "invalid_request_error", code="json_invalid"), 400)
+    parts, param = [], None
+    for err in errors[:10]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body" and _is_name(p))
+        param = param or where or None
+        parts.append(f"{where or 'body'}: {err.get('msg')}{_shown(err)}")
+    if len(errors) > 10:
+        parts.append(f"and {len(errors) - 10} more")
+    return shaped(request, envelope("; ".join(parts), "invalid_request_error", param, "invalid_value"), 422)
+
+
+async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+    allowed = _allowed(request) if e.status_code in (404, 405) else []
+    if e.status_code in (404, 405) and request.method not in allowed:  # the app's files, at /, answer any path
+        path = request.url.path[:200]
+        if not allowed:
+            message = f"no route {request.method} {path}: see /docs for the API's routes"
+            return shaped(request, envelope(clean(message), TYPES[404]), 404)
+        message = f"{path} takes {', '.join(allowed)}, not {request.method}"
+        allow = {"Allow": ", ".join(allowed)}
+        return shaped(request, envelope(clean(message), "invalid_request_error"), 405, allow)
+    kind = TYPES.get(e.status_code, "invalid_request_error")
+    return shaped(request, envelope(clean(str(e.detail)), kind), e.status_code, getattr(e, "headers", None))
+
+
+async def too_deep(request: Request, e: RecursionError) -> JSONResponse:
+    message = "the request is nested too deeply to read (JSON objects and arrays within each other)"
+    return shaped(request, envelope(message, "invalid_request_error", code="too_deep"), 400)
+
+
+async def unexpected(request: Request, e: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return shaped(request, envelope(f"internal error: {type(e).__name__}", "internal_error"), 500)
 
 
 def _allowed(request: Request) -> list[str]:

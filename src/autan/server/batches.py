@@ -1,22 +1,21 @@
 """`/v1/batches` (OpenAI's shape) and `/v1/batch/jobs` (Mistral's): the work is `autan.batches`;
 this maps HTTP onto it, and gives its runner a way to send each request through this same app,
-as the batch's owner.
+as the batch's owner."""
 
-No `from __future__ import annotations` here: FastAPI reads the routes' `Caller` annotation,
-made inside `router`, when the route is declared."""
+from __future__ import annotations
 
 import asyncio
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from autan.batches import Batches
-from autan.http.auth import Access
+from autan.http.auth import Caller
 from autan.http.errors import APIError
 from autan.server.finetuning import call
-from autan.store.accounts import Principal
+from autan.server.state import Server, ServerDep
 
 
 class OpenAIBatch(BaseModel):
@@ -39,60 +38,68 @@ class MistralBatch(BaseModel):
     timeout_hours: int = 24
 
 
-def router(batches: Batches, access: Access) -> APIRouter:
-    api = APIRouter(prefix="/v1")
-    Caller = Annotated[Principal, Depends(access.v1)]
-
-    @api.post("/batches")
-    async def create(body: OpenAIBatch, who: Caller) -> dict:
-        if body.completion_window != "24h":
-            raise APIError(400, f"completion_window {body.completion_window!r}: only '24h'", param="completion_window")
-        return await call(batches.create, who.user_id, "openai", body.input_file_id, body.endpoint, None, body.metadata)
-
-    @api.get("/batches")
-    async def list_openai(who: Caller) -> dict:
-        found = await call(batches.list, who.user_id, "openai")
-        first, last = (found[0]["id"], found[-1]["id"]) if found else (None, None)
-        return {"object": "list", "data": found, "first_id": first, "last_id": last, "has_more": False}
-
-    @api.get("/batches/{batch_id}")
-    async def get_openai(batch_id: str, who: Caller) -> dict:
-        return await call(batches.get, who.user_id, batch_id)
-
-    @api.post("/batches/{batch_id}/cancel")
-    async def cancel_openai(batch_id: str, who: Caller) -> dict:
-        return await call(batches.cancel, who.user_id, batch_id)
-
-    @api.post("/batch/jobs")
-    async def create_mistral(body: MistralBatch, who: Caller) -> dict:
-        if (body.input_files is None) == (body.requests is None):
-            raise APIError(400, "give the requests as input_files or inline as requests, once", param="input_files")
-        file_id = (
-            body.input_files[0] if body.input_files else await call(batches.add_requests, who.user_id, body.requests)
-        )
-        args = (who.user_id, "mistral", file_id, body.endpoint, body.model, body.metadata)
-        return await call(batches.create, *args)
-
-    @api.get("/batch/jobs")
-    async def list_mistral(who: Caller) -> dict:
-        found = await call(batches.list, who.user_id, "mistral")
-        return {"object": "list", "data": found, "total": len(found)}
-
-    @api.get("/batch/jobs/{batch_id}")
-    async def get_mistral(batch_id: str, who: Caller) -> dict:
-        return await call(batches.get, who.user_id, batch_id)
-
-    @api.post("/batch/jobs/{batch_id}/cancel")
-    async def cancel_mistral(batch_id: str, who: Caller) -> dict:
-        return await call(batches.cancel, who.user_id, batch_id)
-
-    return api
+router = APIRouter(prefix="/v1")
 
 
-def install(app: FastAPI, batches: Batches, access: Access, served: dict[str, Any]) -> None:
-    """The routes, and the runner from startup to shutdown: it sends each request through the app
-    itself (its checks, limits and rails), as the batch's owner, while no interactive request waits."""
-    app.include_router(router(batches, access))
+def _batches(s: Server) -> Batches:
+    assert s.batches is not None, "the batch routes are included only with a store"
+    return s.batches
+
+
+@router.post("/batches")
+async def create(body: OpenAIBatch, who: Caller, s: ServerDep) -> dict:
+    if body.completion_window != "24h":
+        raise APIError(400, f"completion_window {body.completion_window!r}: only '24h'", param="completion_window")
+    return await call(_batches(s).create, who.user_id, "openai", body.input_file_id, body.endpoint, None, body.metadata)
+
+
+@router.get("/batches")
+async def list_openai(who: Caller, s: ServerDep) -> dict:
+    found = await call(_batches(s).list, who.user_id, "openai")
+    first, last = (found[0]["id"], found[-1]["id"]) if found else (None, None)
+    return {"object": "list", "data": found, "first_id": first, "last_id": last, "has_more": False}
+
+
+@router.get("/batches/{batch_id}")
+async def get_openai(batch_id: str, who: Caller, s: ServerDep) -> dict:
+    return await call(_batches(s).get, who.user_id, batch_id)
+
+
+@router.post("/batches/{batch_id}/cancel")
+async def cancel_openai(batch_id: str, who: Caller, s: ServerDep) -> dict:
+    return await call(_batches(s).cancel, who.user_id, batch_id)
+
+
+@router.post("/batch/jobs")
+async def create_mistral(body: MistralBatch, who: Caller, s: ServerDep) -> dict:
+    if (body.input_files is None) == (body.requests is None):
+        raise APIError(400, "give the requests as input_files or inline as requests, once", param="input_files")
+    batches = _batches(s)
+    file_id = body.input_files[0] if body.input_files else await call(batches.add_requests, who.user_id, body.requests)
+    args = (who.user_id, "mistral", file_id, body.endpoint, body.model, body.metadata)
+    return await call(batches.create, *args)
+
+
+@router.get("/batch/jobs")
+async def list_mistral(who: Caller, s: ServerDep) -> dict:
+    found = await call(_batches(s).list, who.user_id, "mistral")
+    return {"object": "list", "data": found, "total": len(found)}
+
+
+@router.get("/batch/jobs/{batch_id}")
+async def get_mistral(batch_id: str, who: Caller, s: ServerDep) -> dict:
+    return await call(_batches(s).get, who.user_id, batch_id)
+
+
+@router.post("/batch/jobs/{batch_id}/cancel")
+async def cancel_mistral(batch_id: str, who: Caller, s: ServerDep) -> dict:
+    return await call(_batches(s).cancel, who.user_id, batch_id)
+
+
+def install_runner(app: FastAPI, s: Server) -> None:
+    """The runner, from startup to shutdown: it sends each request through the app itself (its
+    checks, limits and rails), as the batch's owner, while no interactive request waits."""
+    batches, access, served = _batches(s), s.access, s.served
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # a 500 is an answer, not a crash
     client = httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=None)
 

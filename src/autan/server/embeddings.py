@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from autan.embeddings import PACKAGED, Embedder, EmbeddingInputError, load_embedder
@@ -31,6 +31,9 @@ Input = (
     | Ids
     | Annotated[list[Ids], Field(min_length=1, max_length=MAX_INPUTS)]
 )
+
+
+router = APIRouter()  # under /v1, behind `v1_caller` (app.py)
 
 
 class EmbeddingRequest(BaseModel):
@@ -85,36 +88,36 @@ class Embedders:
         return [{"id": name, "name": name, **about} for name in self.ids]
 
 
-def router(embedders: Embedders) -> APIRouter:
-    api = APIRouter()
+async def embedders(request: Request) -> Embedders:
+    """The app's encoders, read off its `Server` (not imported: `state.py` imports this module)."""
+    return request.app.state.server.embedders
 
-    @api.post("/embeddings")
-    async def embeddings(body: EmbeddingRequest) -> dict:
-        encoder = await asyncio.to_thread(embedders.get, body.model)  # (the packaged one loads on first use)
-        wanted = body.dimensions or body.output_dimension
-        if wanted is not None and wanted != encoder.dimensions:
-            message = f"{encoder.id} gives {encoder.dimensions} dimensions, not {wanted} (its vectors are not cut)"
-            raise APIError(400, message, param="dimensions")
 
-        def work() -> tuple[list[list[int]], Any]:
-            ids = [encoder.tokens(clean(x)) if isinstance(x, str) else x for x in body.items()]
-            return ids, encoder.embed(ids)
+@router.post("/embeddings")
+async def embeddings(body: EmbeddingRequest, encoders: Annotated[Embedders, Depends(embedders)]) -> dict:
+    encoder = await asyncio.to_thread(encoders.get, body.model)  # (the packaged one loads on first use)
+    wanted = body.dimensions or body.output_dimension
+    if wanted is not None and wanted != encoder.dimensions:
+        message = f"{encoder.id} gives {encoder.dimensions} dimensions, not {wanted} (its vectors are not cut)"
+        raise APIError(400, message, param="dimensions")
 
-        try:
-            ids, vectors = await asyncio.to_thread(work)
-        except EmbeddingInputError as e:
-            raise APIError(400, str(e), param="input") from None
-        except AutanError as e:
-            raise APIError(400, f"{encoder.id}: {e}") from None
-        data = [
-            {"object": "embedding", "index": i, "embedding": _encoded(v, body.encoding_format)}
-            for i, v in enumerate(vectors)
-        ]
-        tokens = sum(len(x) + 2 for x in ids)  # with [CLS] and [SEP], as the encoder reads them
-        return {"id": f"embd-{uuid.uuid4().hex}", "object": "list", "data": data, "model": encoder.id,
-                "created": int(time.time()), "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip
+    def work() -> tuple[list[list[int]], Any]:
+        ids = [encoder.tokens(clean(x)) if isinstance(x, str) else x for x in body.items()]
+        return ids, encoder.embed(ids)
 
-    return api
+    try:
+        ids, vectors = await asyncio.to_thread(work)
+    except EmbeddingInputError as e:
+        raise APIError(400, str(e), param="input") from None
+    except AutanError as e:
+        raise APIError(400, f"{encoder.id}: {e}") from None
+    data = [
+        {"object": "embedding", "index": i, "embedding": _encoded(v, body.encoding_format)}
+        for i, v in enumerate(vectors)
+    ]
+    tokens = sum(len(x) + 2 for x in ids)  # with [CLS] and [SEP], as the encoder reads them
+    return {"id": f"embd-{uuid.uuid4().hex}", "object": "list", "data": data, "model": encoder.id,
+            "created": int(time.time()), "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip
 
 
 def _encoded(vector: Any, form: str) -> list[float] | str:

@@ -227,6 +227,23 @@ class Generation:
         return (content, calls) if calls else None
 
 
+def tool_grammar(model: ServedModel, tools: list[dict] | None, choice: Any, parallel: bool) -> str | None:
+    """The grammar that makes the answer a call (tool_choice required, any, or a named function);
+    a model whose chat template has no function calls is refused the tools, never silently."""
+    if not tools:
+        if choice not in (None, "none", "auto"):
+            raise APIError(400, f"tool_choice {choice!r} needs tools, and the request has none", param="tool_choice")
+        return None
+    if not model.tools:
+        message = f"model '{model.id}' cannot call functions: its chat template has no tools (send tool_choice none)"
+        raise APIError(400, message, param="tools")
+    make = getattr(model.tokenizer, "tool_grammar", None)
+    try:
+        return make(tools, choice, parallel) if make is not None else None
+    except AutanError as e:
+        raise APIError(400, f"model '{model.id}': {e}", param="tool_choice") from None
+
+
 def _check_length(prompt: int, limit: int | None, context: int) -> None:
     if limit is not None and prompt + limit > context:
         raise APIError(

@@ -11,7 +11,7 @@ Anthropic's envelope: {"type": "error", "error": {"type": ..., "message": ...}}.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
@@ -19,15 +19,17 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from autan.engine.output import Completion
-from autan.guard.rails import GuardRails
 from autan.http.errors import ANTHROPIC_TYPES, APIError
 from autan.server import guarded
-from autan.server.generation import ClientGone, Generation, until_disconnected
+from autan.server.generation import ClientGone, Generation, tool_grammar, until_disconnected
 from autan.server.metrics import Metrics
 from autan.server.responses import observe, sse
 from autan.server.schemas import ChatCompletionRequest, Text
+from autan.server.state import ServerDep, find
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+router = APIRouter()  # under /v1, behind `v1_caller` (app.py)
 
 
 class Block(BaseModel):
@@ -154,48 +156,43 @@ def _messages(turn: Turn) -> list[dict[str, Any]]:
     return out
 
 
-def router(find: Callable[[str, Request], Any], rails: GuardRails, metrics: Metrics, max_waiting: int,
-           grammar_for: Callable[..., str | None]) -> APIRouter:  # fmt: skip
-    api = APIRouter()
+@router.post("/messages/count_tokens")
+async def count_tokens(body: CountRequest, request: Request, s: ServerDep) -> dict:
+    model = find(s, body.model, request)
+    chat = body.chat()
+    tools = chat.tools if chat.tool_choice != "none" else None
+    generation = Generation.new(model, "msg", "chat")
+    ids = await generation_prompt(generation, chat, tools)
+    return {"input_tokens": len(ids)}
 
-    @api.post("/messages/count_tokens")
-    async def count_tokens(body: CountRequest, request: Request) -> dict:
-        model = find(body.model, request)
-        chat = body.chat()
-        tools = chat.tools if chat.tool_choice != "none" else None
-        generation = Generation.new(model, "msg", "chat")
-        ids = await generation_prompt(generation, chat, tools)
-        return {"input_tokens": len(ids)}
 
-    @api.post("/messages")
-    async def messages(body: MessagesRequest, request: Request) -> Response:
-        model = find(body.model, request)
-        chat = body.chat(**body.sampling())
-        tools = chat.tools if chat.tool_choice != "none" else None
-        grammar = grammar_for(model, tools, chat.tool_choice, chat.parallel_tool_calls)
-        generation = Generation.new(model, "msg", "chat")
-        generation.tools = bool(tools)
-        streaming = False
-        try:
-            run = await guarded.start(request, rails, generation, chat, tools, max_waiting, grammar=grammar)
-            if run.refused is not None:
-                return _answer(body, _refused(generation, run.policy.refusal, run.refused.body()))
-            if body.stream and not run.checks_output:
-                streaming = True  # the stream owns the generation from here, and closes it
-                return sse(events(generation, metrics, body.stop_sequences or []))
-            done = (await until_disconnected(request, generation.drain()))[0]
-            observe(metrics, generation, [done])
-            message = _message(generation, done, body.stop_sequences or [])
-            if (verdict := await guarded.output_verdict(rails, run, done)) is not None:
-                message = _refused(generation, run.policy.refusal, verdict.body(), done.usage.completion_tokens)
-            return _answer(body, message)
-        except ClientGone:
-            return Response(status_code=499)
-        finally:
-            if not streaming:
-                generation.close()
-
-    return api
+@router.post("/messages")
+async def messages(body: MessagesRequest, request: Request, s: ServerDep) -> Response:
+    model = find(s, body.model, request)
+    chat = body.chat(**body.sampling())
+    tools = chat.tools if chat.tool_choice != "none" else None
+    grammar = tool_grammar(model, tools, chat.tool_choice, chat.parallel_tool_calls)
+    generation = Generation.new(model, "msg", "chat")
+    generation.tools = bool(tools)
+    streaming = False
+    try:
+        run = await guarded.start(request, s.rails, generation, chat, tools, s.limits.max_waiting, grammar=grammar)
+        if run.refused is not None:
+            return _answer(body, _refused(generation, run.policy.refusal, run.refused.body()))
+        if body.stream and not run.checks_output:
+            streaming = True  # the stream owns the generation from here, and closes it
+            return sse(events(generation, s.metrics, body.stop_sequences or []))
+        done = (await until_disconnected(request, generation.drain()))[0]
+        observe(s.metrics, generation, [done])
+        message = _message(generation, done, body.stop_sequences or [])
+        if (verdict := await guarded.output_verdict(s.rails, run, done)) is not None:
+            message = _refused(generation, run.policy.refusal, verdict.body(), done.usage.completion_tokens)
+        return _answer(body, message)
+    except ClientGone:
+        return Response(status_code=499)
+    finally:
+        if not streaming:
+            generation.close()
 
 
 async def generation_prompt(generation: Generation, chat: ChatCompletionRequest, tools: Any) -> list[int]:

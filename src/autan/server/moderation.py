@@ -16,11 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autan.errors import AutanError
 from autan.guard.classifier import Result
-from autan.guard.rails import GuardRails, merge
+from autan.guard.moderators import Moderator
+from autan.guard.rails import merge
 from autan.http.errors import APIError
+from autan.server.state import ServerDep
 
 MAX_INPUTS = 128
 Text = Annotated[str, Field(max_length=1_000_000)]
+
+router = APIRouter()  # under /v1, behind `v1_caller` (app.py)
 
 
 class ModerationRequest(BaseModel):
@@ -85,33 +89,31 @@ def result_body(result: Result) -> dict[str, Any]:
     return {"categories": result.categories, "category_scores": result.category_scores, "flagged": result.flagged}
 
 
-def router(guard: GuardRails) -> APIRouter:
-    routes = APIRouter()
+def envelope(model: str | None, moderator_name: str, results: list[Result]) -> dict[str, Any]:
+    body = [result_body(r) for r in results]
+    return {"id": f"modr-{uuid.uuid4().hex}", "model": model or moderator_name, "results": body}
 
-    def envelope(model: str | None, moderator_name: str, results: list[Result]) -> dict[str, Any]:
-        body = [result_body(r) for r in results]
-        return {"id": f"modr-{uuid.uuid4().hex}", "model": model or moderator_name, "results": body}
 
-    async def moderate(moderator, texts: list[str]) -> list[Result]:
-        try:
-            return await moderator.moderate(texts)
-        except (AutanError, ValueError) as e:  # a self-reflecting model that cannot take the text
-            raise APIError(400, f"moderation by {moderator.name} failed: {e}", param="input") from None
+async def moderate(moderator: Moderator, texts: list[str]) -> list[Result]:
+    try:
+        return await moderator.moderate(texts)
+    except (AutanError, ValueError) as e:  # a self-reflecting model that cannot take the text
+        raise APIError(400, f"moderation by {moderator.name} failed: {e}", param="input") from None
 
-    @routes.post("/moderations")
-    async def moderations(body: ModerationRequest, request: Request) -> dict:
-        moderator = guard.moderator(body.model, request.state.principal)
-        return envelope(body.model, moderator.name, await moderate(moderator, body.texts()))
 
-    @routes.post("/chat/moderations")
-    async def chat_moderations(body: ChatModerationRequest, request: Request) -> dict:
-        moderator = guard.moderator(body.model, request.state.principal)
-        readings = [last_turn_texts(c) for c in body.conversations()]
-        flat = await moderate(moderator, [t for texts in readings for t in texts])  # one batch for them all
-        results, at = [], 0
-        for texts in readings:
-            results.append(merge(flat[at : at + len(texts)]))
-            at += len(texts)
-        return envelope(body.model, moderator.name, results)
+@router.post("/moderations")
+async def moderations(body: ModerationRequest, request: Request, s: ServerDep) -> dict:
+    moderator = s.rails.moderator(body.model, request.state.principal)
+    return envelope(body.model, moderator.name, await moderate(moderator, body.texts()))
 
-    return routes
+
+@router.post("/chat/moderations")
+async def chat_moderations(body: ChatModerationRequest, request: Request, s: ServerDep) -> dict:
+    moderator = s.rails.moderator(body.model, request.state.principal)
+    readings = [last_turn_texts(c) for c in body.conversations()]
+    flat = await moderate(moderator, [t for texts in readings for t in texts])  # one batch for them all
+    results, at = [], 0
+    for texts in readings:
+        results.append(merge(flat[at : at + len(texts)]))
+        at += len(texts)
+    return envelope(body.model, moderator.name, results)

@@ -16,23 +16,25 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete, select
 
 from autan.engine.output import Completion
-from autan.guard.rails import GuardRails
 from autan.http.errors import APIError
 from autan.server import guarded
-from autan.server.generation import ClientGone, Generation, failure, until_disconnected
+from autan.server.generation import ClientGone, Generation, failure, tool_grammar, until_disconnected
 from autan.server.metrics import Metrics
 from autan.server.responses import ToolCallWatch, observe, sse
+from autan.server.state import ServerDep, find
 from autan.store.tables import StoredResponse
 from autan.text import clean
 
 MAX_ITEMS = 10_000
 MAX_KEPT = 1000  # responses kept per account: a longer history forgets its oldest
+
+router = APIRouter()  # under /v1, behind `v1_caller` (app.py)
 
 
 class ResponsesRequest(BaseModel):
@@ -164,10 +166,10 @@ class Kept:
         with self.store.session() as db:
             db.add(StoredResponse(id=body["id"], user_id=user_id, body=body, input_items=items,
                                   conversation=conversation))  # fmt: skip
-            mine = select(StoredResponse.id).where(StoredResponse.user_id == user_id)
+            mine = sa.select(StoredResponse.id).where(StoredResponse.user_id == user_id)
             old = db.scalars(mine.order_by(StoredResponse.created_at.desc()).offset(MAX_KEPT)).all()
             if old:
-                db.execute(delete(StoredResponse).where(StoredResponse.id.in_(old)))
+                db.execute(sa.delete(StoredResponse).where(StoredResponse.id.in_(old)))
 
     def delete(self, user_id: str | None, response_id: str) -> None:
         with self.store.session() as db:
@@ -177,85 +179,82 @@ class Kept:
             db.delete(found)
 
 
-def router(find: Callable[[str, Request], Any], rails: GuardRails, metrics: Metrics, max_waiting: int,
-           grammar_for: Callable[..., str | None], store: Any) -> APIRouter:  # fmt: skip
-    api = APIRouter()
-    kept = Kept(store)
+@router.post("/responses")
+async def create(body: ResponsesRequest, request: Request, s: ServerDep) -> Response:
+    model = find(s, body.model, request)
+    kept = Kept(s.store)
+    who = request.state.principal.user_id
+    earlier = kept.find(who, body.previous_response_id).conversation if body.previous_response_id else []
+    items = body.items()
+    turns = [*earlier, *as_messages(items)]
+    system = [{"role": "system", "content": clean(body.instructions)}] if body.instructions else []
+    fields = {"max_tokens": body.max_output_tokens, "temperature": body.temperature, "top_p": body.top_p}
+    tools = _tools(body.tools)
+    chat = guarded.chat_request({
+        "model": body.model, "messages": [*system, *turns], "tools": tools,
+        "tool_choice": _tool_choice(body.tool_choice),
+        "parallel_tool_calls": body.parallel_tool_calls, "response_format": _response_format(body.text),
+        **{k: v for k, v in fields.items() if v is not None},
+    })  # fmt: skip
+    offered = chat.tools if chat.tool_choice != "none" else None
+    grammar = tool_grammar(model, offered, chat.tool_choice, chat.parallel_tool_calls)
+    schema: Any = False
+    if chat.response_format is not None and chat.response_format.type != "text":
+        schema = chat.response_format.schema_or_none()
+    if grammar is not None and schema is not False:
+        raise APIError(
+            400, "tool_choice asks for a function call, text.format for JSON: choose one", param="tool_choice"
+        )
+    generation = Generation.new(model, "resp", "chat")
+    generation.tools = bool(offered)
+    shape = Shape(body, generation)
 
-    @api.post("/responses")
-    async def create(body: ResponsesRequest, request: Request) -> Response:
-        model = find(body.model, request)
-        who = request.state.principal.user_id
-        earlier = kept.find(who, body.previous_response_id).conversation if body.previous_response_id else []
-        items = body.items()
-        turns = [*earlier, *as_messages(items)]
-        system = [{"role": "system", "content": clean(body.instructions)}] if body.instructions else []
-        fields = {"max_tokens": body.max_output_tokens, "temperature": body.temperature, "top_p": body.top_p}
-        tools = _tools(body.tools)
-        chat = guarded.chat_request({
-            "model": body.model, "messages": [*system, *turns], "tools": tools,
-            "tool_choice": _tool_choice(body.tool_choice),
-            "parallel_tool_calls": body.parallel_tool_calls, "response_format": _response_format(body.text),
-            **{k: v for k, v in fields.items() if v is not None},
-        })  # fmt: skip
-        offered = chat.tools if chat.tool_choice != "none" else None
-        grammar = grammar_for(model, offered, chat.tool_choice, chat.parallel_tool_calls)
-        schema: Any = False
-        if chat.response_format is not None and chat.response_format.type != "text":
-            schema = chat.response_format.schema_or_none()
-        if grammar is not None and schema is not False:
-            raise APIError(
-                400, "tool_choice asks for a function call, text.format for JSON: choose one", param="tool_choice"
-            )
-        generation = Generation.new(model, "resp", "chat")
-        generation.tools = bool(offered)
-        shape = Shape(body, generation)
+    def keep(done_body: dict, answer: list[dict]) -> None:
+        if body.store:
+            kept.keep(who, done_body, items, [*turns, *answer])
 
-        def keep(done_body: dict, answer: list[dict]) -> None:
-            if body.store:
-                kept.keep(who, done_body, items, [*turns, *answer])
+    streaming = False
+    try:
+        constraint = {"grammar": grammar} if grammar is not None else {"schema": schema}
+        run = await guarded.start(request, s.rails, generation, chat, offered, s.limits.max_waiting, **constraint)
+        if run.refused is not None:
+            return shape.answer(shape.refused(run.policy.refusal, run.refused.body()))
+        if body.stream and not run.checks_output:
+            streaming = True  # the stream owns the generation from here, and closes it
+            return sse(shape.events(s.metrics, keep))
+        done = (await until_disconnected(request, generation.drain()))[0]
+        observe(s.metrics, generation, [done])
+        result, answer = shape.response(done)
+        if (verdict := await guarded.output_verdict(s.rails, run, done)) is not None:
+            result = shape.refused(run.policy.refusal, verdict.body(), done)
+            answer = [{"role": "assistant", "content": run.policy.refusal}]  # what was said, to go on from
+        keep(result, answer)
+        return shape.answer(result)
+    except ClientGone:
+        return Response(status_code=499)
+    finally:
+        if not streaming:
+            generation.close()
 
-        streaming = False
-        try:
-            constraint = {"grammar": grammar} if grammar is not None else {"schema": schema}
-            run = await guarded.start(request, rails, generation, chat, offered, max_waiting, **constraint)
-            if run.refused is not None:
-                return shape.answer(shape.refused(run.policy.refusal, run.refused.body()))
-            if body.stream and not run.checks_output:
-                streaming = True  # the stream owns the generation from here, and closes it
-                return sse(shape.events(metrics, keep))
-            done = (await until_disconnected(request, generation.drain()))[0]
-            observe(metrics, generation, [done])
-            result, answer = shape.response(done)
-            if (verdict := await guarded.output_verdict(rails, run, done)) is not None:
-                result = shape.refused(run.policy.refusal, verdict.body(), done)
-                answer = [{"role": "assistant", "content": run.policy.refusal}]  # what was said, to go on from
-            keep(result, answer)
-            return shape.answer(result)
-        except ClientGone:
-            return Response(status_code=499)
-        finally:
-            if not streaming:
-                generation.close()
 
-    @api.get("/responses/{response_id}")
-    async def retrieve(response_id: str, request: Request) -> dict:
-        return kept.find(request.state.principal.user_id, response_id).body
+@router.get("/responses/{response_id}")
+async def retrieve(response_id: str, request: Request, s: ServerDep) -> dict:
+    return Kept(s.store).find(request.state.principal.user_id, response_id).body
 
-    @api.get("/responses/{response_id}/input_items")
-    async def input_items(response_id: str, request: Request) -> dict:
-        found = kept.find(request.state.principal.user_id, response_id)
-        data = [_as_item(i, item) for i, item in enumerate(found.input_items)]
-        return {"object": "list", "data": data, "first_id": None, "last_id": None, "has_more": False}
 
-    @api.delete("/responses/{response_id}")
-    async def delete(response_id: str, request: Request) -> dict:
-        if store is None:
-            raise APIError(404, f"no response '{response_id[:64]}'")
-        kept.delete(request.state.principal.user_id, response_id)
-        return {"id": response_id, "object": "response", "deleted": True}
+@router.get("/responses/{response_id}/input_items")
+async def input_items(response_id: str, request: Request, s: ServerDep) -> dict:
+    found = Kept(s.store).find(request.state.principal.user_id, response_id)
+    data = [_as_item(i, item) for i, item in enumerate(found.input_items)]
+    return {"object": "list", "data": data, "first_id": None, "last_id": None, "has_more": False}
 
-    return api
+
+@router.delete("/responses/{response_id}")
+async def delete(response_id: str, request: Request, s: ServerDep) -> dict:
+    if s.store is None:
+        raise APIError(404, f"no response '{response_id[:64]}'")
+    Kept(s.store).delete(request.state.principal.user_id, response_id)
+    return {"id": response_id, "object": "response", "deleted": True}
 
 
 class Shape:

@@ -3,19 +3,19 @@ the admin's users and keys.
 
 Generation is not here: the app calls `/v1/chat/completions` like any client and saves what it
 receives through these routes as it streams, so a partial answer survives a crash. Every data
-route depends on `Access.app` (a locked server's key, or a user's session), the admin routes on
-`Access.admin`; `autan.http.auth` says who passes.
+route depends on `app_user` (a locked server's key, or a user's session), the admin routes on
+`admin_user`; `autan.http.auth` says who passes.
 """
 
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
-from autan.http.auth import COOKIE, Access
+from autan.http.auth import COOKIE, Admin, User, access_of
 from autan.http.errors import APIError
 from autan.store.accounts import SESSION_DAYS, Principal
 from autan.store.db import Conflict, Invalid, NotFound, Store
@@ -48,185 +48,227 @@ class NewKey(BaseModel):
     user_id: Annotated[str, Field(max_length=64)] | None = None
 
 
-def install(app: FastAPI, store: Store, access: Access) -> None:
-    accounts = store.accounts
-    User = Annotated[Principal, Depends(access.app)]
-    Admin = Annotated[Principal, Depends(access.admin)]
+router = APIRouter()
 
-    @app.exception_handler(NotFound)
-    async def not_found(_: Request, e: NotFound) -> JSONResponse:
-        return APIError(404, str(e)).response()
 
-    @app.exception_handler(Invalid)
-    async def invalid(_: Request, e: Invalid) -> JSONResponse:
-        return APIError(400, str(e)).response()
+async def store(request: Request) -> Store:
+    """The app's store, from its `Server` (autan.server, which includes these routes, is not imported)."""
+    return request.app.state.server.store
 
-    @app.exception_handler(Conflict)
-    async def conflict(_: Request, e: Conflict) -> JSONResponse:
-        return APIError(409, str(e)).response()
 
-    def sign_in(response: Response, principal: Principal, key: str | None = None) -> None:
-        token = accounts.new_session(principal, key=key)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=SESSION_DAYS * 86400)
+StoreDep = Annotated[Store, Depends(store)]
 
-    # accounts ----------------------------------------------------------------------------------
 
-    @app.get("/api/leaderboard")
-    def leaderboard_table(_: User) -> dict:
-        """`autan eval`'s results on this machine: each model as it ran against each task."""
-        from autan.eval import leaderboard
-
-        return leaderboard.table(leaderboard.newest())
-
-    @app.get("/api/me")
-    def me(request: Request) -> dict:
-        """What the app needs to know before anything else: may it go on, or must it ask for a key
-        or a sign-in first."""
-        found = access.principal(request)
-        return {
-            "multi_user": access.policy.multi_user,
-            "locked": access.locked,
-            "signed_in": found is not None or not access.locked,
-            "user": found.username if found else None,
-            "admin": bool(found and found.admin),
-            "signup": access.signup_open,
-        }
-
-    @app.post("/api/register")
-    def register(body: Credentials, request: Request, response: Response) -> dict:
-        if not access.policy.multi_user:
-            raise APIError(400, "accounts are off: start `autan serve --multi-user` to use them")
-        keys = access.throttle.keys(request)
-        access.throttle.check(keys)
-        if not access.signup_open:  # no secret was tried: not a failure to count
-            raise APIError(403, "sign-up is closed: ask an admin for an account (`autan user add`)")
-        try:
-            user = accounts.create_user(body.username, body.password)
-        except Invalid:
-            access.throttle.failed(keys)
-            raise
-        principal = Principal(user["id"], user["username"], user["admin"])
-        sign_in(response, principal)
-        return {"user": principal.username, "admin": principal.admin}
-
-    @app.post("/api/login")
-    def login(body: Credentials, request: Request, response: Response) -> dict:
-        keys = access.throttle.keys(request, body.username)
-        access.throttle.check(keys)
-        principal = accounts.check_password(body.username, body.password)
-        if principal is None:
-            access.throttle.failed(keys)
-            raise APIError(401, "wrong username or password")
-        access.throttle.succeeded(keys)
-        sign_in(response, principal)
-        return {"user": principal.username, "admin": principal.admin}
-
-    @app.post("/api/session")
-    def key_login(body: KeyLogin, request: Request, response: Response) -> dict:
-        """An API key typed once into the app becomes a session cookie (the key is not kept in the page)."""
-        keys = access.throttle.keys(request)
-        access.throttle.check(keys)
-        principal = access.key_principal(body.api_key)
-        if principal is None:
-            access.throttle.failed(keys)
-            raise APIError(401, "the API key is not valid")
-        if access.policy.multi_user and principal.user_id is None and not principal.admin:
-            raise APIError(403, "this key is not a user's: sign in with a name and password")
-        sign_in(response, principal, key=body.api_key)  # the session lasts as long as the key does
-        return {"user": principal.username, "admin": principal.admin}
-
-    @app.post("/api/logout")
-    def logout(request: Request, response: Response) -> dict:
-        token = request.cookies.get(COOKIE)
-        if token:
-            accounts.end_session(token)
-        response.delete_cookie(COOKIE)
-        return {"user": None}
-
-    # admin -------------------------------------------------------------------------------------
-
-    @app.get("/api/admin/users")
-    def list_users(admin: Admin) -> list[dict]:
-        return accounts.users()
-
-    @app.post("/api/admin/users")
-    def add_user(admin: Admin, body: NewUser) -> dict:
-        return accounts.create_user(body.username, body.password, admin=body.admin)
-
-    @app.delete("/api/admin/users/{user_id}")
-    def remove_user(admin: Admin, user_id: str) -> dict:
-        accounts.remove_user(user_id)
-        return {"deleted": user_id}
-
-    @app.get("/api/admin/keys")
-    def list_keys(admin: Admin) -> list[dict]:
-        return accounts.api_keys()
-
-    @app.post("/api/admin/keys")
-    def add_key(admin: Admin, body: NewKey) -> dict:
-        record, key = accounts.create_key(body.name, body.user_id if body.user_id is not None else admin.user_id)
-        return {**record, "key": key}
-
-    @app.delete("/api/admin/keys/{key_id}")
-    def remove_key(admin: Admin, key_id: str) -> dict:
-        accounts.remove_key(key_id)
-        return {"deleted": key_id}
-
-    # conversations -----------------------------------------------------------------------------
-
-    @app.get("/api/conversations")
-    def list_conversations(user: User, q: Annotated[str, Query(max_length=1000)] = "") -> list[dict]:
-        return store.list_conversations(user.user_id, q)
-
-    @app.post("/api/conversations")
-    def create(user: User, body: Settings | None = None) -> dict:
-        changes = body.changes() if body else {}
-        changes.pop("current_leaf_id", None)
-        return store.create_conversation(user.user_id, **changes)
-
-    @app.get("/api/conversations/{conversation_id}")
-    def get(user: User, conversation_id: str) -> dict:
-        return store.get_conversation(user.user_id, conversation_id)
-
-    @app.patch("/api/conversations/{conversation_id}")
-    def update(user: User, conversation_id: str, body: Settings) -> dict:
-        return store.update_conversation(user.user_id, conversation_id, **body.changes())
-
-    @app.delete("/api/conversations/{conversation_id}")
-    def delete(user: User, conversation_id: str) -> dict:
-        store.delete_conversation(user.user_id, conversation_id)
-        return {"deleted": conversation_id}
-
-    @app.post("/api/conversations/{conversation_id}/messages")
-    def add_message(user: User, conversation_id: str, body: NewMessage) -> dict:
-        return store.add_message(user.user_id, conversation_id, **body.model_dump())
-
-    @app.patch("/api/messages/{message_id}")
-    def update_message(user: User, message_id: str, body: MessageUpdate) -> dict:
-        return store.update_message(user.user_id, message_id, **body.model_dump())
-
-    @app.get("/api/conversations/{conversation_id}/export")
-    def export(user: User, conversation_id: str, format: str = "json") -> Response:
-        document = store.export(user.user_id, conversation_id)
-        name = "".join(c if c.isascii() and c.isalnum() else "-" for c in document["title"])[:60] or "conversation"
-        if format == "md":
-            headers = {"Content-Disposition": f'attachment; filename="{name}.md"'}
-            return PlainTextResponse(to_markdown(document), headers=headers, media_type="text/markdown")
-        if format != "json":
-            raise APIError(400, f"format '{format[:20]}' must be json or md", param="format")
-        return JSONResponse(document, headers={"Content-Disposition": f'attachment; filename="{name}.json"'})
-
-    @app.post("/api/conversations/import")
-    def import_(user: User, document: ConversationDocument) -> dict:
-        return store.import_(user.user_id, document)
-
+def install(app: FastAPI) -> None:
+    """The routes, the store's refusals as API errors, and the app's files at `/`."""
+    app.include_router(router)
+    app.add_exception_handler(NotFound, not_found)
+    app.add_exception_handler(Invalid, invalid)
+    app.add_exception_handler(Conflict, conflict)
     if (STATIC / "index.html").is_file():
         app.mount("/", StaticFiles(directory=STATIC, html=True), name="app")
     else:
+        app.add_api_route("/", not_built, methods=["GET"], response_class=HTMLResponse)
 
-        @app.get("/", response_class=HTMLResponse)
-        def not_built() -> str:
-            return "<p>The chat app is not built: run <code>make setup</code> (it needs npm).</p>"
+
+async def not_found(_: Request, e: NotFound) -> JSONResponse:
+    return APIError(404, str(e)).response()
+
+
+async def invalid(_: Request, e: Invalid) -> JSONResponse:
+    return APIError(400, str(e)).response()
+
+
+async def conflict(_: Request, e: Conflict) -> JSONResponse:
+    return APIError(409, str(e)).response()
+
+
+def not_built() -> str:
+    return "<p>The chat app is not built: run <code>make setup</code> (it needs npm).</p>"
+
+
+def sign_in(store: Store, response: Response, principal: Principal, key: str | None = None) -> None:
+    token = store.accounts.new_session(principal, key=key)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=SESSION_DAYS * 86400)
+
+
+# accounts --------------------------------------------------------------------------------------
+
+
+@router.get("/api/leaderboard")
+def leaderboard_table(_: User) -> dict:
+    """`autan eval`'s results on this machine: each model as it ran against each task."""
+    from autan.eval import leaderboard
+
+    return leaderboard.table(leaderboard.newest())
+
+
+@router.get("/api/me")
+def me(request: Request) -> dict:
+    """What the app needs to know before anything else: may it go on, or must it ask for a key
+    or a sign-in first."""
+    access = access_of(request)
+    found = access.principal(request)
+    return {
+        "multi_user": access.policy.multi_user,
+        "locked": access.locked,
+        "signed_in": found is not None or not access.locked,
+        "user": found.username if found else None,
+        "admin": bool(found and found.admin),
+        "signup": access.signup_open,
+    }
+
+
+@router.post("/api/register")
+def register(body: Credentials, request: Request, response: Response, store: StoreDep) -> dict:
+    access = access_of(request)
+    if not access.policy.multi_user:
+        raise APIError(400, "accounts are off: start `autan serve --multi-user` to use them")
+    keys = access.throttle.keys(request)
+    access.throttle.check(keys)
+    if not access.signup_open:  # no secret was tried: not a failure to count
+        raise APIError(403, "sign-up is closed: ask an admin for an account (`autan user add`)")
+    try:
+        user = store.accounts.create_user(body.username, body.password)
+    except Invalid:
+        access.throttle.failed(keys)
+        raise
+    principal = Principal(user["id"], user["username"], user["admin"])
+    sign_in(store, response, principal)
+    return {"user": principal.username, "admin": principal.admin}
+
+
+@router.post("/api/login")
+def login(body: Credentials, request: Request, response: Response, store: StoreDep) -> dict:
+    access = access_of(request)
+    keys = access.throttle.keys(request, body.username)
+    access.throttle.check(keys)
+    principal = store.accounts.check_password(body.username, body.password)
+    if principal is None:
+        access.throttle.failed(keys)
+        raise APIError(401, "wrong username or password")
+    access.throttle.succeeded(keys)
+    sign_in(store, response, principal)
+    return {"user": principal.username, "admin": principal.admin}
+
+
+@router.post("/api/session")
+def key_login(body: KeyLogin, request: Request, response: Response, store: StoreDep) -> dict:
+    """An API key typed once into the app becomes a session cookie (the key is not kept in the page)."""
+    access = access_of(request)
+    keys = access.throttle.keys(request)
+    access.throttle.check(keys)
+    principal = access.key_principal(body.api_key)
+    if principal is None:
+        access.throttle.failed(keys)
+        raise APIError(401, "the API key is not valid")
+    if access.policy.multi_user and principal.user_id is None and not principal.admin:
+        raise APIError(403, "this key is not a user's: sign in with a name and password")
+    sign_in(store, response, principal, key=body.api_key)  # the session lasts as long as the key does
+    return {"user": principal.username, "admin": principal.admin}
+
+
+@router.post("/api/logout")
+def logout(request: Request, response: Response, store: StoreDep) -> dict:
+    token = request.cookies.get(COOKIE)
+    if token:
+        store.accounts.end_session(token)
+    response.delete_cookie(COOKIE)
+    return {"user": None}
+
+
+# admin -----------------------------------------------------------------------------------------
+
+
+@router.get("/api/admin/users")
+def list_users(admin: Admin, store: StoreDep) -> list[dict]:
+    return store.accounts.users()
+
+
+@router.post("/api/admin/users")
+def add_user(admin: Admin, store: StoreDep, body: NewUser) -> dict:
+    return store.accounts.create_user(body.username, body.password, admin=body.admin)
+
+
+@router.delete("/api/admin/users/{user_id}")
+def remove_user(admin: Admin, store: StoreDep, user_id: str) -> dict:
+    store.accounts.remove_user(user_id)
+    return {"deleted": user_id}
+
+
+@router.get("/api/admin/keys")
+def list_keys(admin: Admin, store: StoreDep) -> list[dict]:
+    return store.accounts.api_keys()
+
+
+@router.post("/api/admin/keys")
+def add_key(admin: Admin, store: StoreDep, body: NewKey) -> dict:
+    record, key = store.accounts.create_key(body.name, body.user_id if body.user_id is not None else admin.user_id)
+    return {**record, "key": key}
+
+
+@router.delete("/api/admin/keys/{key_id}")
+def remove_key(admin: Admin, store: StoreDep, key_id: str) -> dict:
+    store.accounts.remove_key(key_id)
+    return {"deleted": key_id}
+
+
+# conversations ---------------------------------------------------------------------------------
+
+
+@router.get("/api/conversations")
+def list_conversations(user: User, store: StoreDep, q: Annotated[str, Query(max_length=1000)] = "") -> list[dict]:
+    return store.list_conversations(user.user_id, q)
+
+
+@router.post("/api/conversations")
+def create(user: User, store: StoreDep, body: Settings | None = None) -> dict:
+    changes = body.changes() if body else {}
+    changes.pop("current_leaf_id", None)
+    return store.create_conversation(user.user_id, **changes)
+
+
+@router.get("/api/conversations/{conversation_id}")
+def get(user: User, store: StoreDep, conversation_id: str) -> dict:
+    return store.get_conversation(user.user_id, conversation_id)
+
+
+@router.patch("/api/conversations/{conversation_id}")
+def update(user: User, store: StoreDep, conversation_id: str, body: Settings) -> dict:
+    return store.update_conversation(user.user_id, conversation_id, **body.changes())
+
+
+@router.delete("/api/conversations/{conversation_id}")
+def delete(user: User, store: StoreDep, conversation_id: str) -> dict:
+    store.delete_conversation(user.user_id, conversation_id)
+    return {"deleted": conversation_id}
+
+
+@router.post("/api/conversations/{conversation_id}/messages")
+def add_message(user: User, store: StoreDep, conversation_id: str, body: NewMessage) -> dict:
+    return store.add_message(user.user_id, conversation_id, **body.model_dump())
+
+
+@router.patch("/api/messages/{message_id}")
+def update_message(user: User, store: StoreDep, message_id: str, body: MessageUpdate) -> dict:
+    return store.update_message(user.user_id, message_id, **body.model_dump())
+
+
+@router.get("/api/conversations/{conversation_id}/export")
+def export(user: User, store: StoreDep, conversation_id: str, format: str = "json") -> Response:
+    document = store.export(user.user_id, conversation_id)
+    name = "".join(c if c.isascii() and c.isalnum() else "-" for c in document["title"])[:60] or "conversation"
+    if format == "md":
+        headers = {"Content-Disposition": f'attachment; filename="{name}.md"'}
+        return PlainTextResponse(to_markdown(document), headers=headers, media_type="text/markdown")
+    if format != "json":
+        raise APIError(400, f"format '{format[:20]}' must be json or md", param="format")
+    return JSONResponse(document, headers={"Content-Disposition": f'attachment; filename="{name}.json"'})
+
+
+@router.post("/api/conversations/import")
+def import_(user: User, store: StoreDep, document: ConversationDocument) -> dict:
+    return store.import_(user.user_id, document)
 
 
 def branch(document: dict[str, Any]) -> list[dict[str, Any]]:
