@@ -32,7 +32,12 @@ class ChatFormatError(AutanError, ValueError):
 
 
 class NotFound(AutanError):
-    """What was asked for is not there, or not the caller's (404)."""
+    """What was asked for is not there, or not the caller's (404); `param`, if given, names the
+    field that asked for it."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 class Limited(AutanError):

@@ -17,11 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from autan.errors import Invalid, NotFound
 from autan.guard.categories import CATEGORIES, JAILBREAKING
 from autan.guard.classifier import Result
 from autan.guard.moderators import ClassifierModerator, Moderator, SelfReflection
 from autan.guard.policy import GuardPolicy
-from autan.http.errors import APIError
 
 log = logging.getLogger("autan.guard")
 CLASSIFIER_NAMES = (
@@ -77,7 +77,7 @@ class GuardRails:
             prompt = self.policy.self_reflection_prompt if self.policy else None
             return SelfReflection(mine[model], prompt)
         names = ", ".join([*CLASSIFIER_NAMES[:1], *mine])
-        raise APIError(404, f"no moderation model '{model[:100]}' here; use one of: {names}", param="model")
+        raise NotFound(f"no moderation model '{model[:100]}' here; use one of: {names}", param="model")
 
     def rails_moderator(self, policy: GuardPolicy, served: Any) -> Moderator:
         if policy.moderator == "self-reflection":
@@ -89,8 +89,7 @@ class GuardRails:
         policy, or the default one) or for none (where the server's policy allows it)."""
         if asked is False:
             if self.policy is not None and not self.policy.allow_off:
-                raise APIError(
-                    400,
+                raise Invalid(
                     "guardrails=false is refused: this server's guard policy does not let a request turn its rails off",
                     param="guardrails",
                 )

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from autan.errors import Conflict, Invalid, Limited, NotFound
 from autan.http import routes
 from autan.text import clean
 
@@ -70,10 +71,22 @@ def shaped(request: Request, body: dict, status: int, headers: dict | None = Non
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(APIError, api_error)
+    for refusal in REFUSALS:  # what the layers below refuse (autan.errors), as API errors
+        app.add_exception_handler(refusal, refused)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RecursionError, too_deep)
     app.add_exception_handler(Exception, unexpected)
+
+
+REFUSALS = {NotFound: 404, Invalid: 400, Conflict: 409, Limited: 429}
+
+
+async def refused(request: Request, e: Exception) -> JSONResponse:
+    """A refusal from below the HTTP layer (a store, the rails, a job queue): its status, its message
+    and, for a bad field, the field's name."""
+    status = next(status for kind, status in REFUSALS.items() if isinstance(e, kind))
+    return await api_error(request, APIError(status, str(e), param=getattr(e, "param", None)))
 
 
 async def api_error(request: Request, e: APIError) -> JSONResponse:

@@ -1,15 +1,17 @@
-"""What the store refuses: an unknown id (or another user's, which is the same to the caller), or a bad value."""
+"""What the store refuses: an unknown id (or another user's, which is the same to the caller), or a bad value.
+The API's refusals (`autan.errors`), so every route words them alike; each also the built-in
+error it is a kind of."""
 
-from autan.errors import AutanError
+from autan import errors
 
 
-class NotFound(AutanError, LookupError):
+class NotFound(errors.NotFound, LookupError):
     pass
 
 
-class Invalid(AutanError, ValueError):
+class Invalid(errors.Invalid, ValueError):
     pass
 
 
-class Conflict(AutanError, RuntimeError):
+class Conflict(errors.Conflict, RuntimeError):
     """The change no longer applies: the thing it changes has moved on (a finished answer)."""

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from autan.http.auth import COOKIE, Admin, User, access_of
 from autan.http.errors import APIError
 from autan.store.accounts import SESSION_DAYS, Principal
-from autan.store.db import Conflict, Invalid, NotFound, Store
+from autan.store.db import Invalid, Store
 from autan.store.documents import CleanStr, ConversationDocument, MessageUpdate, NewMessage, Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -60,27 +60,13 @@ StoreDep = Annotated[Store, Depends(store)]
 
 
 def install(app: FastAPI) -> None:
-    """The routes, the store's refusals as API errors, and the app's files at `/`."""
+    """The routes, and the app's files at `/` (the store's refusals are API errors everywhere:
+    `autan.http.errors`)."""
     app.include_router(router)
-    app.add_exception_handler(NotFound, not_found)
-    app.add_exception_handler(Invalid, invalid)
-    app.add_exception_handler(Conflict, conflict)
     if (STATIC / "index.html").is_file():
         app.mount("/", StaticFiles(directory=STATIC, html=True), name="app")
     else:
         app.add_api_route("/", not_built, methods=["GET"], response_class=HTMLResponse)
-
-
-async def not_found(_: Request, e: NotFound) -> JSONResponse:
-    return APIError(404, str(e)).response()
-
-
-async def invalid(_: Request, e: Invalid) -> JSONResponse:
-    return APIError(400, str(e)).response()
-
-
-async def conflict(_: Request, e: Conflict) -> JSONResponse:
-    return APIError(409, str(e)).response()
 
 
 def not_built() -> str:
