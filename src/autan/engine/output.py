@@ -2,7 +2,8 @@
 (`autan.engine.request`); `TextOutput` decodes them as they stream (whole characters only:
 `StreamDecoder`), holds back what could begin a stop string and ends the request at one
 (`StopMatcher`), and sends `Delta`s of text, then the `Completion`. The engine puts one on every
-request that `Engine.add_request` takes, for the CLI, the server and evaluation alike.
+request that `Engine.add_request` takes, for the CLI, the server and evaluation alike. Where a
+request has tools, `ToolCalls` holds back what may be a function call and parses the calls.
 
 finish_reason: "stop" (end-of-sequence token or a stop string), "length" (max_tokens reached),
 "model_length" (the context is full), "abort" (cancelled).
@@ -10,10 +11,11 @@ finish_reason: "stop" (end-of-sequence token or a stop string), "length" (max_to
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from autan.engine.request import Finished, TokenEvent, TokenLogprob, Tokens, Usage
+from autan.errors import AutanError
 from autan.tokenizer import StreamDecoder, Tokenizer
 
 
@@ -83,6 +85,56 @@ class TextOutput:
         if text or token_ids:
             self.text.append(text)
             self.emit(Delta(text, token_ids, logprobs))
+
+
+class ToolCalls:
+    """One request's function calls, where it was given tools: holds back text that may be a call
+    (the model's call marker, or text that could be starting one) until it is sure, passes text
+    on, and parses the calls from the whole answer's tokens at the end (each model family's
+    format: `autan.tokenizer.tool_calls`). Shared by every API that streams calls."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        self.marker = getattr(tokenizer, "tool_call_id", None)
+        self.state = getattr(tokenizer, "tool_state", None)
+        self.text = ""  # the answer so far
+        self.sent = 0  # how much of it was passed on
+        self.calling = False
+
+    def feed(self, text: str, ids: Sequence[int]) -> str:
+        """What of this piece may be streamed now."""
+        self.text += text
+        if self.calling or (self.marker is not None and self.marker in ids):
+            self.calling = True
+            return ""
+        state = self.state(self.text) if self.state is not None else "text"
+        if state == "call":
+            self.calling = True
+        if state != "text":
+            return ""
+        out, self.sent = self.text[self.sent :], len(self.text)
+        return out
+
+    @property
+    def held(self) -> bool:
+        """Whether the answer ended holding back text (a call, or the start of one)."""
+        return self.calling or self.sent < len(self.text)
+
+    def unsent(self, whole: str) -> str:
+        """What of the whole answer's text was not passed on."""
+        return whole[self.sent :]
+
+    def parsed(self, done: Completion) -> tuple[str, list[dict]] | None:
+        """(content, calls) when the answer is function calls, else None: a malformed call stays
+        text."""
+        parse = getattr(self.tokenizer, "parse_tool_calls", None)
+        if parse is None:
+            return None
+        try:
+            content, calls = parse(done.token_ids)
+        except AutanError:
+            return None
+        return (content, calls) if calls else None
 
 
 class StopMatcher:

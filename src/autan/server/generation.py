@@ -20,7 +20,7 @@ from fastapi import Request
 
 from autan.engine.async_engine import AsyncRequestStream, EngineUnavailable
 from autan.engine.constraint import ConstraintError, GrammarConstraint
-from autan.engine.output import Completion, Delta
+from autan.engine.output import Completion, Delta, ToolCalls
 from autan.errors import AutanError
 from autan.http.errors import APIError
 from autan.server.schemas import SamplingFields
@@ -217,14 +217,11 @@ class Generation:
 
     def tool_calls(self, done: Completion) -> tuple[str, list[dict]] | None:
         """(content, calls) when the model answered with function calls, else None."""
-        parse = getattr(self.served.tokenizer, "parse_tool_calls", None)
-        if not self.tools or parse is None:
-            return None
-        try:
-            content, calls = parse(done.token_ids)
-        except AutanError:  # a malformed call stays visible as text
-            return None
-        return (content, calls) if calls else None
+        return ToolCalls(self.served.tokenizer).parsed(done) if self.tools else None
+
+    def call_watches(self) -> list[ToolCalls] | None:
+        """Per choice, what holds back a function call as it streams; None without tools."""
+        return [ToolCalls(self.served.tokenizer) for _ in self.streams] if self.tools else None
 
 
 def tool_grammar(model: ServedModel, tools: list[dict] | None, choice: Any, parallel: bool) -> str | None:

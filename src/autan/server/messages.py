@@ -287,9 +287,7 @@ def _tool_use_events(index: int, block: dict) -> list[str]:
 async def events(generation: Generation, metrics: Metrics, stops: list[str]) -> AsyncIterator[str]:
     """The answer's text as it comes (one text block), then its tool_use blocks, as Anthropic
     streams them; the generation is closed on every way out."""
-    from autan.server.responses import ToolCallWatch
-
-    calls = ToolCallWatch(generation.served.tokenizer, 1) if generation.tools else None
+    calls = watches[0] if (watches := generation.call_watches()) else None
     base = {"id": generation.id.replace("msg-", "msg_"), "type": "message", "role": "assistant",
             "model": generation.served.id, "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": _usage(generation, None)}  # fmt: skip
@@ -309,15 +307,15 @@ async def events(generation: Generation, metrics: Metrics, stops: list[str]) -> 
             if isinstance(event, list):
                 done = event[0]
                 break
-            text = calls.feed(0, event.text, event.token_ids) if calls is not None else event.text
+            text = calls.feed(event.text, event.token_ids) if calls is not None else event.text
             if text:
                 if not open_text:
                     yield _event("content_block_start", index=0, content_block={"type": "text", "text": ""})
                     open_text = True
                 yield _event("content_block_delta", index=0, delta={"type": "text_delta", "text": text})
         assert done is not None
-        parsed = generation.tool_calls(done) if calls is not None and calls.held(0) else None
-        if parsed is None and calls is not None and (rest := calls.unsent(0, done.text)):
+        parsed = calls.parsed(done) if calls is not None and calls.held else None
+        if parsed is None and calls is not None and (rest := calls.unsent(done.text)):
             if not open_text:
                 yield _event("content_block_start", index=0, content_block={"type": "text", "text": ""})
                 open_text = True

@@ -26,7 +26,7 @@ from autan.http.errors import APIError
 from autan.server import guarded
 from autan.server.generation import ClientGone, Generation, failure, tool_grammar, until_disconnected
 from autan.server.metrics import Metrics
-from autan.server.responses import ToolCallWatch, observe, sse
+from autan.server.responses import observe, sse
 from autan.server.state import ServerDep, find
 from autan.store.tables import StoredResponse
 from autan.text import clean
@@ -328,7 +328,7 @@ class Shape:
     async def events(self, metrics: Metrics, keep: Callable[[dict, list[dict]], None]) -> AsyncIterator[str]:
         """Text as it comes, then the function calls; the generation is closed on every way out."""
         events, generation = Events(), self.generation
-        calls = ToolCallWatch(generation.served.tokenizer, 1) if generation.tools else None
+        calls = watches[0] if (watches := generation.call_watches()) else None
         started = self.base("in_progress", [], None)
         message_id, text = "msg_" + uuid.uuid4().hex, ""
         try:
@@ -343,7 +343,7 @@ class Shape:
                 if isinstance(event, list):
                     done = event[0]
                     break
-                piece = calls.feed(0, event.text, event.token_ids) if calls is not None else event.text
+                piece = calls.feed(event.text, event.token_ids) if calls is not None else event.text
                 if piece:
                     if not text:
                         for e in events.message_opened(message_id):

@@ -168,7 +168,7 @@ async def events(
         offsets[i] += len(text)
         return {"index": i, "text": text, "finish_reason": finish, "logprobs": lp}
 
-    calls = ToolCallWatch(tokenizer, len(generation.streams)) if generation.tools else None
+    calls = generation.call_watches()
     stopped: dict[int, Verdict] = {}  # choices the output rail flagged
     held: dict[int, list[str]] = {}  # chunks the output rail has not checked yet, per choice
     try:
@@ -193,7 +193,7 @@ async def events(
             counts[i] += len(event.token_ids)
             text, lps = event.text, event.logprobs
             if calls is not None:  # text that may be, or is, a function call waits
-                text = calls.feed(i, event.text, event.token_ids)
+                text = calls[i].feed(event.text, event.token_ids)
                 lps = lps if text == event.text else None
             piece = None
             if text or lps:
@@ -229,9 +229,9 @@ async def events(
             for i in range(len(done)) if calls is not None else ():
                 if i in stopped:
                     continue
-                parsed = generation.tool_calls(done[i]) if calls.held(i) else None
+                parsed = calls[i].parsed(done[i]) if calls[i].held else None
                 if parsed is None:  # no well-formed call after all: the text it held back
-                    if rest := calls.unsent(i, done[i].text):
+                    if rest := calls[i].unsent(done[i].text):
                         yield chunk([choice(i, rest, None)])
                     continue
                 for delta in tool_call_deltas(parsed[1]):  # the text before the calls was streamed
@@ -244,40 +244,6 @@ async def events(
         yield "data: [DONE]\n\n"
     finally:
         generation.close()
-
-
-class ToolCallWatch:
-    """Per choice of a stream, holds back text that may be a function call (the model's call
-    marker, or text that could be starting one) until it is sure: text is passed on, calls are
-    parsed from the whole answer at the end."""
-
-    def __init__(self, tokenizer: Any, choices: int):
-        self.marker = getattr(tokenizer, "tool_call_id", None)
-        self.state = getattr(tokenizer, "tool_state", None)
-        self.text = [""] * choices  # each choice's text so far
-        self.sent = [0] * choices  # how much of it was passed on
-        self.calling = [False] * choices
-
-    def feed(self, i: int, text: str, ids: Sequence[int]) -> str:
-        """What of this piece may be streamed now."""
-        self.text[i] += text
-        if self.calling[i] or (self.marker is not None and self.marker in ids):
-            self.calling[i] = True
-            return ""
-        state = self.state(self.text[i]) if self.state is not None else "text"
-        if state == "call":
-            self.calling[i] = True
-        if state != "text":
-            return ""
-        out, self.sent[i] = self.text[i][self.sent[i] :], len(self.text[i])
-        return out
-
-    def held(self, i: int) -> bool:
-        """Whether the choice ended holding back text (a call, or the start of one)."""
-        return self.calling[i] or self.sent[i] < len(self.text[i])
-
-    def unsent(self, i: int, whole: str) -> str:
-        return whole[self.sent[i] :]
 
 
 def tool_call_deltas(calls: Sequence[dict]) -> list[dict]:
