@@ -52,7 +52,7 @@ def scripted(tokenizer):
     decoder = StreamDecoder(tokenizer)
     deltas = [Delta(decoder.push(i), [i]) for i in ids]
     text = "".join(d.text for d in deltas)
-    return ids, deltas, Completion(text, ids, "stop", Usage(10, len(ids)))
+    return ids, deltas, Completion(ids, "stop", Usage(10, len(ids)), text=text)
 
 
 def test_tool_calls_in_afull_response(tokenizer):

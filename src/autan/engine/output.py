@@ -12,9 +12,9 @@ finish_reason: "stop" (end-of-sequence token or a stop string), "length" (max_to
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-from autan.engine.request import Finished, TokenEvent, TokenLogprob, Tokens, Usage
+from autan.engine.request import Finished, TokenEvent, TokenLogprob, Tokens
 from autan.errors import AutanError
 from autan.tokenizer import StreamDecoder, Tokenizer
 
@@ -29,16 +29,10 @@ class Delta:
 
 
 @dataclass
-class Completion:
-    text: str
-    token_ids: list[int]
-    finish_reason: str
-    usage: Usage
-    seconds: float = 0.0  # from the first token to the last
-    prefill_seconds: float = 0.0  # from arrival to the first token
-    logprobs: list[TokenLogprob] | None = None
-    # with `prompt_logprobs`: one entry per prompt position, None before the first one scored
-    prompt_logprobs: list[TokenLogprob | None] | None = None
+class Completion(Finished):
+    """How a request finished (`Finished`), with its whole text."""
+
+    text: str = ""
 
     @property
     def tokens_per_second(self) -> float:
@@ -74,9 +68,8 @@ class TextOutput:
             if event.finish_reason != "abort" and not self.stopped:  # what was held back
                 tail, stopped = self.stops.push(self.decoder.flush())
                 self._send(tail + ("" if stopped else self.stops.flush()), [], None)
-            e = event
-            self.emit(Completion("".join(self.text), e.token_ids, e.finish_reason, e.usage, e.seconds,
-                                 e.prefill_seconds, e.logprobs, e.prompt_logprobs))  # fmt: skip
+            finished = {f.name: getattr(event, f.name) for f in fields(Finished)}
+            self.emit(Completion(**finished, text="".join(self.text)))
             return False
         self.emit(event)  # an error
         return False

@@ -7,6 +7,7 @@ the reference does, and say so (`exact`)."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 FULL_WIDTH_FROM = 64  # rows from which a product unpacks its weights and runs in float32
@@ -66,3 +67,20 @@ class Kernel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.family}, out_features={self.out_features}, in_features={self.in_features}"
+
+
+class Unpacked(Kernel):
+    """An exact family: it multiplies the float matrix it unpacks (`unpacked`) with PyTorch's own
+    product, as the reference does, whatever the number of rows."""
+
+    exact = True
+
+    def forward(self, x: Tensor, bias: Tensor | None = None) -> Tensor:
+        return F.linear(x, self.unpacked(x.dtype).t(), None if bias is None else bias.to(x.dtype))
+
+    def product(self, x: Tensor) -> Tensor:
+        return self(x)
+
+    @property
+    def unpacks(self) -> bool:
+        return True

@@ -5,31 +5,19 @@ blocks unpacked once at load (`kernels="dense"`). The exact path: the reference'
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from autan.kernels.base import Kernel
+from autan.kernels.base import Unpacked
 
 
-class Dense(Kernel):
+class Dense(Unpacked):
     family = "dense"
-    exact = True
 
     def __init__(self, weight: Tensor):
         """`weight` (out_features, in_features), kept in its own dtype and cast to the input's at
         each use; a Parameter stays the same Parameter (a tied head shares the embedding's)."""
         super().__init__(*weight.shape)
         self.weight = weight if isinstance(weight, nn.Parameter) else nn.Parameter(weight, requires_grad=False)
-
-    def forward(self, x: Tensor, bias: Tensor | None = None) -> Tensor:
-        return F.linear(x, self.unpacked(x.dtype).t(), None if bias is None else bias.to(x.dtype))
-
-    def product(self, x: Tensor) -> Tensor:
-        return self(x)
-
-    @property
-    def unpacks(self) -> bool:
-        return True
 
     def unpacked(self, dtype: torch.dtype) -> Tensor:
         weight = self.weight if self.weight.dtype == dtype else self.weight.to(dtype)
