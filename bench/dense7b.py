@@ -5,10 +5,12 @@ every matrix random Q4_0 blocks (scales fixed small, so activations stay finite)
 default model's tokenizer (vocabulary 49152). Random weights make nonsense text; the products,
 bytes and shapes are a real 7B's. Measured, each engine in its own process, from a warm page
 cache: load time and resident memory (after load and at peak), decode tokens/s (after a short
-prompt) and prefill tokens/s of a 128-token prompt. The read bandwidth of this machine's threads
-is measured too: bytes a token must read over it is decode's limit.
+prompt) and prefill tokens/s of a 512-token prompt. The engines take turns for --rounds rounds
+(a shared machine's bandwidth moves by 2x from minute to minute: a noisy minute hits both), and
+the medians are kept. The read bandwidth of this machine's threads is measured too: bytes a
+token must read over it is decode's limit. One table per CPU and instruction-set tier.
 
-    python bench/dense7b.py [--decode 32] [--prefill 128] [--format q4_k_m]
+    python bench/dense7b.py [--decode 32] [--prefill 512] [--rounds 3] [--format q4_k_m]
 
 `--format q4_k_m` measures the same model requantized by llama.cpp's own llama-quantize to
 Q4_K_M (Q4_K with Q6_K for the head and part of attn_v and ffn_down, as llama.cpp mixes it):
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -29,8 +32,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import write_section
+from report import cpu, write_section
 from speed import rss_mib
+
+from autan import native
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = {
@@ -151,25 +156,8 @@ def measure_llama_bench(path: Path, decode: int, prefill: int) -> dict | str:
     if not LLAMA_BENCH.exists():
         return "not built (bench/build-llama-cpp.sh)"
     threads = str(torch.get_num_threads())
-    run = subprocess.run(
-        [
-            str(LLAMA_BENCH),
-            "-m",
-            str(path),
-            "-t",
-            threads,
-            "-p",
-            str(prefill),
-            "-n",
-            str(decode),
-            "-r",
-            "2",
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    command = [str(LLAMA_BENCH), "-m", str(path), "-t", threads, "-p", str(prefill), "-n", str(decode), "-r", "1"]
+    run = subprocess.run([*command, "-o", "json"], capture_output=True, text=True)
     if run.returncode != 0:
         return f"failed: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}"
     rows = json.loads(run.stdout)
@@ -177,10 +165,25 @@ def measure_llama_bench(path: Path, decode: int, prefill: int) -> dict | str:
     return {"decode_tps": rate["tg"], "prefill_tps": rate["pp"]}
 
 
+def measure_autan_process(args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--engine", "autan", "--format", args.format]
+    run = subprocess.run(
+        [*command, "--decode", str(args.decode), "--prefill", str(args.prefill)], capture_output=True, text=True
+    )
+    if run.returncode != 0:
+        raise SystemExit(run.stderr[-2000:])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def medians(runs: list[dict]) -> dict:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--decode", type=int, default=32)
-    parser.add_argument("--prefill", type=int, default=128)
+    parser.add_argument("--prefill", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--format", choices=sorted(FILES), default="q4_0")
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -194,16 +197,16 @@ def main() -> None:
     make_file(args.format)
     subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # a warm page cache
     bandwidth = read_bandwidth()
-    peer = measure_llama_bench(path, args.decode, args.prefill)
-    print("llama-bench", peer, flush=True)
-    command = [sys.executable, __file__, "--engine", "autan", "--format", args.format]
-    run = subprocess.run(
-        [*command, "--decode", str(args.decode), "--prefill", str(args.prefill)], capture_output=True, text=True
-    )
-    if run.returncode != 0:
-        raise SystemExit(run.stderr[-2000:])
-    ours = json.loads(run.stdout.strip().splitlines()[-1])
-    print("autan", ours, flush=True)
+    theirs_runs, ours_runs = [], []
+    for _ in range(args.rounds):  # taking turns
+        peer = measure_llama_bench(path, args.decode, args.prefill)
+        print("llama-bench", peer, flush=True)
+        if isinstance(peer, dict):
+            theirs_runs.append(peer)
+        ours_runs.append(measure_autan_process(args))
+        print("autan", ours_runs[-1], flush=True)
+    ours = medians(ours_runs)
+    peer = medians(theirs_runs) if theirs_runs else peer
     file_mib = path.stat().st_size / 2**20
     limit = bandwidth / bytes_per_token(path)
     rows = ["| | autan | llama-bench | autan / llama-bench |", "|---|---|---|---|"]
@@ -218,11 +221,12 @@ def main() -> None:
     lines = [
         f"{weights} in a Mistral-7B shape ({', '.join(f'{k} {v}' for k, v in SHAPE.items())}), "
         f"{file_mib / 1024:.2f} GiB file, the default model's tokenizer; {torch.get_num_threads()} threads, "
-        "warm page cache, each engine in its own process.",
+        f"warm page cache, each engine in its own process, medians of {args.rounds} rounds taken in turns. "
+        f"CPU: {cpu()}; autan runs {native.describe()}; llama-bench is built with this CPU's flags.",
         "",
         *rows,
         "",
-        f"- Read bandwidth measured here: {bandwidth / 1e9:.1f} GB/s; a token reads "
+        f"- Read bandwidth measured here (a float32 sum, 2 threads): {bandwidth / 1e9:.1f} GB/s; a token reads "
         f"{bytes_per_token(path) / 1e9:.2f} GB, "
         f"so decode's limit is {limit:.2f} tokens/s. autan decodes at {ours['decode_tps'] / limit:.0%} of it"
         + (f", llama.cpp at {peer['decode_tps'] / limit:.0%}." if isinstance(peer, dict) else "."),
@@ -230,7 +234,7 @@ def main() -> None:
         f"load, {ours['peak_mib'] / file_mib:.2f}x at peak.",
     ]
     title = "Mistral-7B-shaped model" + (" in Q4_K_M" if args.format == "q4_k_m" else "")
-    write_section(f"{title} against llama-bench", "\n".join(lines))
+    write_section(f"{title} against llama-bench on {cpu()}", "\n".join(lines))
 
 
 def make_file(kind: str) -> None:

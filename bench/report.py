@@ -19,6 +19,17 @@ def machine() -> str:
     return f"{platform.machine()}, {threads} threads, torch {torch.__version__}, Python {platform.python_version()}"
 
 
+def cpu() -> str:
+    """This CPU as the benchmarks' tables name it: its model and the native kernels' tier on it
+    (figures from an AVX2-only EPYC and an AVX-512 Xeon are kept apart)."""
+    from autan import native
+
+    with open("/proc/cpuinfo") as info:
+        name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
+    module = native.module()
+    return f"{name or platform.processor()}, {module.isa() if module else 'no native kernels'}"
+
+
 def write_section(name: str, body: str) -> None:
     command = "python " + " ".join(["bench/" + Path(sys.argv[0]).name, *sys.argv[1:]])
     made = f"`{command}` on {date.today()}, {machine()}."

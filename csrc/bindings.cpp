@@ -8,7 +8,10 @@
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#include <sys/mman.h>
+
 #include <cstring>
+#include <optional>
 
 #include "cpu_features.h"
 #include "formats.h"
@@ -65,6 +68,19 @@ QType qtype_of(int64_t t) {
   return static_cast<QType>(t);
 }
 
+// Asks the kernel to back [p, p + bytes) with 2 MiB pages where it allows (transparent huge pages
+// set to `madvise`, as on these machines, or `always`): a decode step streams every weight once,
+// and on 4 KiB pages each 4 KiB costs a TLB miss. Only the whole 2 MiB pages inside the range;
+// nothing happens where the kernel says no.
+void ask_for_huge_pages(void* p, int64_t bytes) {
+#ifdef MADV_HUGEPAGE
+  constexpr uintptr_t HUGE = uintptr_t{1} << 21;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + HUGE - 1) & ~(HUGE - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)) & ~(HUGE - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#endif
+}
+
 // The file's rows of blocks, of one or more matrices stacked (N rows in all, N a multiple of 4),
 // in the four-row groups of formats.h: (N / 4, K / 32 * group_block_bytes(kernel_type)). One
 // pass, in parallel over groups; for Q4_0, Q4_1 and Q8_0 `tests/references.py's repack` is the
@@ -85,6 +101,7 @@ torch::Tensor repack(const std::vector<torch::Tensor>& parts, int64_t file_type)
   TORCH_CHECK(n % GROUP_ROWS == 0, n, " rows are not a whole number of groups of ", GROUP_ROWS);
   const int64_t group_bytes = values / QBLOCK * static_cast<int64_t>(group_block_bytes(kernel_type(file)));
   auto out = torch::empty({n / GROUP_ROWS, group_bytes}, torch::kUInt8);
+  ask_for_huge_pages(out.data_ptr<uint8_t>(), out.numel());  // before the first write faults its pages in
   uint8_t* o = out.data_ptr<uint8_t>();
   at::parallel_for(0, n / GROUP_ROWS, 64, [&](int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; ++g) repack_group(file, rows.data() + g * GROUP_ROWS, values, o + g * group_bytes);
@@ -263,7 +280,11 @@ class Layers {
 
 std::map<std::string, bool> features() {
   const auto& f = cpu_features();
-  return {{"avx2", f.avx2}, {"avx512", f.avx512}, {"avx512_vnni", f.avx512_vnni}, {"amx", f.amx}};
+  return {{"avx2", f.avx2},
+          {"avx_vnni", f.avx_vnni},
+          {"avx512", f.avx512},
+          {"avx512_vnni", f.avx512_vnni},
+          {"amx", f.amx}};
 }
 
 }  // namespace
@@ -271,7 +292,7 @@ std::map<std::string, bool> features() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "autan's compiled CPU kernels";
-  m.attr("ABI") = 7;  // autan.native.ABI: a build left from older sources is not used
+  m.attr("ABI") = 8;  // autan.native.ABI: a build left from older sources is not used
   m.def("qmatmul", &autan::qmatmul, py::call_guard<py::gil_scoped_release>(),
         "y (M, N) = x (M, K) float32 @ W^T, W repacked GGML blocks (N / 4, group bytes)");
   m.def("repack", &autan::repack, py::call_guard<py::gil_scoped_release>(),
@@ -293,12 +314,25 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                     int64_t, double>())
       .def("forward", &autan::Layers::forward, py::call_guard<py::gil_scoped_release>(),
            "x after every block, for the step the visible-key lists describe");
-  m.def("set_activation_parts", &autan::set_activation_parts,
-        "quantize activations in 2 int8 parts (the default: ~1/64516 of a block's largest value) or 1 (llama.cpp's)");
-  m.def("activation_parts", &autan::get_activation_parts, "1 or 2: see set_activation_parts");
+  m.def(
+      "set_activation_parts",
+      [](int parts, std::optional<int> prompt) { return autan::set_activation_parts(parts, prompt.value_or(parts)); },
+      py::arg("parts"), py::arg("prompt") = py::none(),
+      "quantize activations in 2 int8 parts (~1/64516 of a block's largest value) or 1 (llama.cpp's): `parts` for "
+      "decode steps (fewer than 8 rows), `prompt` (default: the same) for products of more rows");
+  m.def("activation_parts", &autan::get_activation_parts, py::arg("prompt") = false,
+        "1 or 2, for decode steps or (prompt=True) prompts: see set_activation_parts");
   m.def("set_profiling", &autan::set_profiling, "time each part of decode_layers from now on (or stop)");
   m.def("profile", &autan::profile, "ns spent in each part of decode_layers since profiling began");
   m.def("isa", [] { return std::string(autan::isa_name(autan::kernel_isa())); }, "the instruction set the kernels use");
   m.def("set_isa", &autan::set_kernel_isa, "use this instruction set from now on; False if this CPU cannot");
+  m.def(
+      "isas",
+      [] {
+        std::vector<std::string> names;
+        for (const autan::Isa isa : autan::ISAS) names.emplace_back(autan::isa_name(isa));
+        return names;
+      },
+      "every instruction-set tier the kernels have, worst to best (whether or not this CPU runs it)");
   m.def("features", &autan::features, "what this CPU can do, asked at run time");
 }

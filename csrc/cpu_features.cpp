@@ -31,6 +31,7 @@ CpuFeatures detect() {
   f.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl");
   f.avx512_vnni = f.avx512 && __builtin_cpu_supports("avx512vnni");
+  f.avx_vnni = f.avx2 && __builtin_cpu_supports("avxvnni");
   f.amx = amx_granted();
 #endif
   return f;
@@ -45,14 +46,18 @@ const CpuFeatures& cpu_features() {
 
 namespace {
 
-bool can_run(Isa isa) {
-  return isa == Isa::scalar || (isa == Isa::avx2 && cpu_features().avx2);
-}
-
+// AUTAN_NATIVE_ISA names a tier to use instead of the best (any this CPU can run); unset, empty or
+// one it cannot run: the best.
 Isa best() {
   const char* forced = std::getenv("AUTAN_NATIVE_ISA");
-  if (forced != nullptr && std::string(forced) == "scalar") return Isa::scalar;
-  return cpu_features().avx2 ? Isa::avx2 : Isa::scalar;
+  for (const Isa isa : ISAS) {
+    if (forced != nullptr && std::string(forced) == isa_name(isa) && can_run(isa)) return isa;
+  }
+  Isa top = Isa::scalar;
+  for (const Isa isa : ISAS) {
+    if (can_run(isa)) top = isa;
+  }
+  return top;
 }
 
 std::atomic<Isa>& chosen() {
@@ -62,16 +67,45 @@ std::atomic<Isa>& chosen() {
 
 }  // namespace
 
+bool can_run(Isa isa) {
+  const CpuFeatures& f = cpu_features();
+  switch (isa) {
+    case Isa::scalar:
+      return true;
+    case Isa::avx2:
+      return f.avx2;
+    case Isa::avx_vnni:
+      return f.avx_vnni;
+    case Isa::avx512:
+      return f.avx2 && f.avx512;
+    case Isa::avx512_vnni:
+      return f.avx2 && f.avx512_vnni;
+  }
+  return false;
+}
+
 Isa kernel_isa() {
   return chosen().load(std::memory_order_relaxed);
 }
 
 const char* isa_name(Isa isa) {
-  return isa == Isa::avx2 ? "avx2" : "scalar";
+  switch (isa) {
+    case Isa::scalar:
+      return "scalar";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::avx_vnni:
+      return "avx_vnni";
+    case Isa::avx512:
+      return "avx512";
+    case Isa::avx512_vnni:
+      return "avx512_vnni";
+  }
+  return "scalar";
 }
 
 bool set_kernel_isa(const std::string& name) {
-  for (const Isa isa : {Isa::scalar, Isa::avx2}) {
+  for (const Isa isa : ISAS) {
     if (name == isa_name(isa) && can_run(isa)) {
       chosen().store(isa);
       return true;

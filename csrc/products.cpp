@@ -18,6 +18,12 @@ using Gemm = void (*)(const uint8_t*, int64_t, int64_t, const QuantizedRows&, in
 template <QType T>
 Gemm pick() {
   switch (kernel_isa()) {
+    case Isa::avx512_vnni:
+      return qgemm_avx512_vnni<T>;
+    case Isa::avx512:
+      return qgemm_avx512<T>;
+    case Isa::avx_vnni:
+      return qgemm_avx_vnni<T>;
     case Isa::avx2:
       return qgemm_avx2<T>;
     case Isa::scalar:

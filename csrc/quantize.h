@@ -20,9 +20,13 @@ struct QuantizedRows {  // activations: M rows of K int8, with per-block scale a
 // x (m, k) float32 -> q (m, k) int8, d and s (m, k / 32): round to nearest, ties to even.
 void quantize_rows(const float* x, int64_t m, int64_t k, int8_t* q, float* d, float* s);
 
-// Two parts (the default) or one, from now on; false for any other number.
-bool set_activation_parts(int parts);
-int get_activation_parts();
+// Products of fewer rows than this are decode steps; from here, prompts (or many streams' steps).
+constexpr int64_t PROMPT_ROWS = 8;
+
+// Two parts or one, from now on, for decode steps and for prompts; false, and nothing changed,
+// for any other number.
+bool set_activation_parts(int decode, int prompt);
+int get_activation_parts(bool prompt);
 
 // The activations of one product, quantized, in buffers reused from product to product. In two
 // parts (the default), each row becomes two int8 rows: x = d1 q1 + d2 q2 + e, q2 the rounding
@@ -32,10 +36,11 @@ int get_activation_parts();
 // so a decode step reads its weights once either way. One part is llama.cpp's Q8 activations.
 struct QuantizedActivations {
   std::vector<int8_t> q;
-  std::vector<float> d, s, rest;
+  std::vector<float> d, s;
   int parts = 1;  // of the rows last quantized
 
-  // x (m, k) in get_activation_parts() parts: parts * m rows, row r's two parts rows 2r and 2r + 1.
+  // x (m, k) in get_activation_parts(m >= PROMPT_ROWS) parts: parts * m rows, row r's two parts
+  // rows 2r and 2r + 1.
   QuantizedRows quantize(const float* x, int64_t m, int64_t k);
 };
 

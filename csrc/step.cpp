@@ -256,10 +256,12 @@ void decode_layers(const DecodeStep& step, float* x) {
     }
     a.product(lw.gate_up, h.data(), n, dim, gate_up.data());
     timer.mark("gate_up product");
-    for (int64_t r = 0; r < n; ++r) {
-      const float* g = gate_up.data() + r * 2 * hidden;
-      silu_mul(g, g + hidden, hidden, act.data() + r * hidden);
-    }
+    at::parallel_for(0, n, std::max<int64_t>(1, 16384 / hidden), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* g = gate_up.data() + r * 2 * hidden;
+        silu_mul(g, g + hidden, hidden, act.data() + r * hidden);
+      }
+    });
     timer.mark("silu");
     a.product(lw.down, act.data(), n, hidden, proj.data());
     timer.mark("down product");

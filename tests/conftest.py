@@ -70,3 +70,24 @@ def postgres_url():
     yield url
     subprocess.run(_as_postgres([_pg_bin("pg_ctl"), "-D", data, "-m", "immediate", "stop"]), capture_output=True)
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Which of the native kernels' instruction-set tiers this run tested and which it could not
+    (the CPU lacks them): a tier not run is never counted as passed."""
+    from autan import native
+
+    module = native.module()
+    if module is None:
+        terminalreporter.write_line(f"native kernel tiers: none run ({native.describe()})")
+        return
+    best, ran = module.isa(), []
+    for tier in module.isas():
+        if module.set_isa(tier):
+            ran.append(tier)
+    module.set_isa(best)
+    lacking = [tier for tier in module.isas() if tier not in ran]
+    terminalreporter.write_line(
+        f"native kernel tiers this CPU runs (tested where tests/model ran): {', '.join(ran)}; "
+        f"not run, this CPU lacks them: {', '.join(lacking) or 'none'}"
+    )

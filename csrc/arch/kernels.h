@@ -14,6 +14,9 @@
 #include "../quantize.h"
 
 #define AUTAN_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AUTAN_AVX_VNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
+#define AUTAN_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl")))
+#define AUTAN_AVX512_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 namespace autan {
 
@@ -30,6 +33,15 @@ void qgemm_scalar(const uint8_t* w, int64_t g0, int64_t g1, const QuantizedRows&
 template <QType T>
 AUTAN_AVX2 void qgemm_avx2(const uint8_t* w, int64_t g0, int64_t g1, const QuantizedRows& x, int64_t m, float* y,
                            int64_t ldy);
+template <QType T>
+AUTAN_AVX_VNNI void qgemm_avx_vnni(const uint8_t* w, int64_t g0, int64_t g1, const QuantizedRows& x, int64_t m,
+                                   float* y, int64_t ldy);
+template <QType T>
+AUTAN_AVX512 void qgemm_avx512(const uint8_t* w, int64_t g0, int64_t g1, const QuantizedRows& x, int64_t m, float* y,
+                               int64_t ldy);
+template <QType T>
+AUTAN_AVX512_VNNI void qgemm_avx512_vnni(const uint8_t* w, int64_t g0, int64_t g1, const QuantizedRows& x, int64_t m,
+                                         float* y, int64_t ldy);
 
 // ---- attention.h: the query heads of one KV head over `count` keys and values ------------------
 

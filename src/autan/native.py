@@ -1,9 +1,10 @@
 """The compiled CPU kernels (`csrc/`, built by the install as `autan._native`), if this install has
 them and this process may use them; otherwise None, and the PyTorch kernels run.
 
-`AUTAN_NATIVE=0` turns them off; `AUTAN_NATIVE_ISA=scalar` keeps them on their portable code
-(for comparing the two paths on one machine). Which kernels run is `describe()`: `autan inspect`
-and the server's log print it.
+`AUTAN_NATIVE=0` turns them off; `AUTAN_NATIVE_ISA` names the instruction-set tier they use
+instead of the best this CPU has (`scalar`, `avx2`, `avx_vnni`, `avx512`, `avx512_vnni`: for
+comparing tiers on one machine). Which kernels run is `describe()`: `autan inspect` and the
+server's log print it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import functools
 import os
 from types import ModuleType
 
-ABI = 7  # what csrc/bindings.cpp says it is; a stale build (older sources) is not used
+ABI = 8  # what csrc/bindings.cpp says it is; a stale build (older sources) is not used
 
 
 @functools.cache
@@ -38,4 +39,11 @@ def describe() -> str:
         )
         return f"PyTorch kernels (native kernels {why})"
     found = [name for name, on in sorted(native.features().items()) if on]
-    return f"native kernels ({native.isa()}; this CPU: {', '.join(found) or 'baseline x86-64'})"
+    forced = os.environ.get("AUTAN_NATIVE_ISA")
+    refused = ""
+    if forced and forced != native.isa():
+        known = forced in native.isas()
+        refused = f"; AUTAN_NATIVE_ISA={forced!r} " + (
+            "is a tier this CPU cannot run" if known else f"is no tier (tiers: {', '.join(native.isas())})"
+        )
+    return f"native kernels ({native.isa()}; this CPU: {', '.join(found) or 'baseline x86-64'}{refused})"

@@ -29,7 +29,8 @@ class Kernel(nn.Module):
         flat = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
         if not len(flat):  # no rows: a prefill chunk whose logits nobody needs
             return x.new_zeros(*x.shape[:-1], self.out_features)
-        if len(flat) >= FULL_WIDTH_FROM and x.dtype == torch.float32 and self.unpacks:
+        wide = self.full_width_from
+        if wide is not None and len(flat) >= wide and x.dtype == torch.float32 and self.unpacks:
             y = self.full_width(flat)
         else:
             y = self.product(flat)
@@ -39,6 +40,11 @@ class Kernel(nn.Module):
     def product(self, x: Tensor) -> Tensor:
         """x (M, K) -> (M, N), in the dtype the kernel gives (bfloat16 or float32)."""
         raise NotImplementedError
+
+    @property
+    def full_width_from(self) -> int | None:
+        """Rows from which a float32 product unpacks the weights (`full_width`); None: never."""
+        return FULL_WIDTH_FROM
 
     @property
     def unpacks(self) -> bool:

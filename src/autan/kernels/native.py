@@ -4,7 +4,8 @@ decode step that runs every block of a model in one call.
 Every GGML matrix they take (`TYPES`) is repacked once at load into their four-row groups;
 K-quants are rewritten into a kernel format (csrc/formats.h, csrc/repack.h). Dense matrices are
 written as Q4_1 or Q8_0 blocks by gguf-py's quantizer (llama.cpp's rounding) for them.
-Activations are quantized per block of 32 to int8 inside the product.
+Activations are quantized per block of 32 to int8 inside the product, so prompts as well as
+decode steps run on the CPU's integer units.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from autan.kernels.blocks import QuantizedWeight
 TYPES = (Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K)  # the GGML types the repack takes
 QUANTIZE_FORMATS = {"int8": Q.Q8_0, "int4": Q.Q4_1}  # the blocks a dense matrix is written as, by kind
 GROUP_ROWS = 4  # rows the native kernels take together (csrc/formats.h)
-TILE_FLOATS = 1 << 22  # a full-width product unpacks at most this many weights at a time (16 MiB)
 
 
 class NativeGgml(Kernel):
@@ -49,19 +49,11 @@ class NativeGgml(Kernel):
         groups = len(self.weight)
         return native.module().dequantize(self.weight, self.kernel_type, self.in_features, 0, groups).to(dtype).t()
 
-    def full_width(self, x: Tensor) -> Tensor:
-        """Unpacked natively a tile of rows at a time, so a large matrix (a 7B's 14336 x 4096)
-        never has a whole float32 copy: each tile is multiplied while it is in cache."""
-        n, k = self.out_features, x.shape[1]
-        rows = max(GROUP_ROWS, TILE_FLOATS // k // GROUP_ROWS * GROUP_ROWS)
-        if rows >= n:
-            return x @ self.unpacked(x.dtype)
-        y = torch.empty(len(x), n, dtype=torch.float32)
-        for a in range(0, n, rows):
-            b = min(n, a + rows)
-            tile = native.module().dequantize(self.weight, self.kernel_type, k, a // GROUP_ROWS, b // GROUP_ROWS)
-            y[:, a:b] = x @ tile.t()
-        return y
+    @property
+    def full_width_from(self) -> int | None:
+        """Never, on an instruction set with vector integer products: their int8 GEMM outruns
+        unpacking to float32 for BLAS at every width (bench/kernels.py); the portable tier's does not."""
+        return None if native.module().isa() != "scalar" else super().full_width_from
 
 
 def fits(shape: tuple[int, ...]) -> bool:
