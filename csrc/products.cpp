@@ -52,7 +52,7 @@ void qgemm_groups(QType type, const uint8_t* w, int64_t g0, int64_t g1, const Qu
 void product(const Matrix& w, const QuantizedRows& x, int64_t m, float* y) {
   const int64_t ldy = rows_of(w), groups = ldy / GROUP_ROWS;
   // groups per task: enough work to be worth a thread, few enough to balance the cores
-  const int64_t grain = std::max<int64_t>(2, 64 / m);
+  const int64_t grain = std::max<int64_t>(2, 64 / (m * x.parts));
   at::parallel_for(0, groups, grain, [&](int64_t g0, int64_t g1) {
     int64_t start = 0;  // the segments' share of [g0, g1), each in its own format
     for (const auto& segment : w) {
@@ -64,18 +64,7 @@ void product(const Matrix& w, const QuantizedRows& x, int64_t m, float* y) {
 }
 
 void Activations::product(const Matrix& w, const float* x, int64_t m, int64_t k, float* y) {
-  const QuantizedRows rows = quantized.quantize(x, m, k);
-  if (quantized.parts == 1) {
-    autan::product(w, rows, m, y);
-    return;
-  }
-  const int64_t n = rows_of(w);
-  partial.resize(2 * m * n);
-  autan::product(w, rows, 2 * m, partial.data());
-  for (int64_t r = 0; r < m; ++r) {
-    const float *first = partial.data() + 2 * r * n, *second = first + n;
-    for (int64_t j = 0; j < n; ++j) y[r * n + j] = first[j] + second[j];
-  }
+  autan::product(w, quantized.quantize(x, m, k), m, y);
 }
 
 void activation_product(QType type, const uint8_t* w, int64_t groups, const float* x, int64_t m, int64_t k, float* y) {

@@ -10,6 +10,8 @@
 //   Q4_1  w = dw * q + mw     block dot = dw * dx * sum(q qx) + mw * sx
 //   Q8_0  w = dw * q          block dot = dw * dx * sum(q qx)
 //   K8    w = dw * sc q + mw  block dot = dw * dx * (sc0 sum(q qx, first 16) + sc1 sum(rest)) + mw * sx
+// An activation row in two parts (quantize.h) is the sum of both parts' block dots; the 4-bit
+// kernels on x86 add the integer sums first, 256 sum(q qx1) + sum(q qx2), scaled once by dx2.
 // A group's blocks stay in L1 while up to M activation rows meet them, so W is read from
 // memory once per call whatever M is.
 //
@@ -44,10 +46,10 @@ using Matrix = std::vector<Segment>;
 void product(const Matrix& w, const QuantizedRows& x, int64_t m, float* y);
 
 // y (m, n) = x (m, k) float32 @ W^T: x quantized per block of 32 in one or two int8 parts (see
-// quantize.h), then `product`; the buffers are kept from product to product.
+// quantize.h), then `product`, whose kernels meet a row's parts together; the buffers are kept
+// from product to product.
 struct Activations {
   QuantizedActivations quantized;
-  std::vector<float> partial;  // each part's product, before the parts are added
 
   void product(const Matrix& w, const float* x, int64_t m, int64_t k, float* y);
 };

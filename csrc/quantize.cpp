@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 
 #include "arch/kernels.h"
 #include "cpu_features.h"
@@ -43,6 +44,31 @@ int get_activation_parts(bool prompt) {
   return (prompt ? prompt_parts : decode_parts).load();
 }
 
+namespace {
+
+// Row x's second part (quantize.h) from its first (q1, d1): q2, d2 = d1 / 256 and s2 = d2 sum(q2).
+void second_part(const float* x, int64_t k, const int8_t* q1, const float* d1, int8_t* q2, float* d2, float* s2) {
+  for (int64_t b = 0; b < k / QBLOCK; ++b) {
+    const float* xb = x + b * QBLOCK;
+    float amax = 0;
+    for (int i = 0; i < QBLOCK; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const float inverse = amax > 0 ? 127.0f / amax : 0.0f;  // the first part's, exactly
+    int sum = 0;
+    for (int i = 0; i < QBLOCK; ++i) {
+      const float product = d1[b] * static_cast<float>(q1[b * QBLOCK + i]);  // rounded, then subtracted
+      const float rest = xb[i] - product;
+      const float scaled = (rest * inverse) * 256.0f;
+      const int v = std::clamp(static_cast<int>(std::nearbyint(scaled)), -127, 127);
+      q2[b * QBLOCK + i] = static_cast<int8_t>(v);
+      sum += v;
+    }
+    d2[b] = d1[b] / 256.0f;
+    s2[b] = d2[b] * static_cast<float>(sum);
+  }
+}
+
+}  // namespace
+
 QuantizedRows QuantizedActivations::quantize(const float* x, int64_t m, int64_t k) {
   parts = (m >= PROMPT_ROWS ? prompt_parts : decode_parts).load(std::memory_order_relaxed);
   const int64_t kb = k / QBLOCK;
@@ -55,21 +81,18 @@ QuantizedRows QuantizedActivations::quantize(const float* x, int64_t m, int64_t 
     at::parallel_for(0, m, grain, [&](int64_t r0, int64_t r1) {
       quantize_rows(x + r0 * k, r1 - r0, k, q.data() + r0 * k, d.data() + r0 * kb, s.data() + r0 * kb);
     });
-    return {q.data(), d.data(), s.data(), k};
+    return {q.data(), d.data(), s.data(), k, 1};
   }
   at::parallel_for(0, m, grain, [&](int64_t r0, int64_t r1) {
-    thread_local std::vector<float> rest;  // the first part's rounding error, per pool thread
-    rest.resize(k);
     for (int64_t r = r0; r < r1; ++r) {  // rows 2r and 2r + 1: row r's two parts
       const float* xr = x + r * k;
       int8_t* q1 = q.data() + 2 * r * k;
-      float* d1 = d.data() + 2 * r * kb;
-      quantize_rows(xr, 1, k, q1, d1, s.data() + 2 * r * kb);
-      for (int64_t i = 0; i < k; ++i) rest[i] = xr[i] - d1[i / QBLOCK] * static_cast<float>(q1[i]);
-      quantize_rows(rest.data(), 1, k, q1 + k, d1 + kb, s.data() + (2 * r + 1) * kb);
+      float *d1 = d.data() + 2 * r * kb, *s1 = s.data() + 2 * r * kb;
+      quantize_rows(xr, 1, k, q1, d1, s1);
+      second_part(xr, k, q1, d1, q1 + k, d1 + kb, s1 + kb);
     }
   });
-  return {q.data(), d.data(), s.data(), k};
+  return {q.data(), d.data(), s.data(), k, 2};
 }
 
 }  // namespace autan

@@ -10,11 +10,14 @@
 
 namespace autan {
 
-struct QuantizedRows {  // activations: M rows of K int8, with per-block scale and scaled sum
+// Activations: M rows of K int8 in `parts` parts, with per-block scale and scaled sum. Row r's part
+// p is row r * parts + p of q, d and s.
+struct QuantizedRows {
   const int8_t* q;
   const float* d;
   const float* s;
   int64_t k;
+  int parts = 1;
 };
 
 // x (m, k) float32 -> q (m, k) int8, d and s (m, k / 32): round to nearest, ties to even.
@@ -29,18 +32,19 @@ bool set_activation_parts(int decode, int prompt);
 int get_activation_parts(bool prompt);
 
 // The activations of one product, quantized, in buffers reused from product to product. In two
-// parts (the default), each row becomes two int8 rows: x = d1 q1 + d2 q2 + e, q2 the rounding
-// error of the first part quantized again, so |e| <= max|x| / (127 * 254 * 2) per block of 32,
-// about 1 / 64 516 of the block's largest value: finer than bfloat16. The two rows meet each
-// weight block while it is in registers (a four-row kernel call takes two rows' both parts),
-// so a decode step reads its weights once either way. One part is llama.cpp's Q8 activations.
+// parts, each row becomes two int8 rows: x = d1 q1 + d2 q2 + e, where q2 is the first part's
+// rounding error x - d1 q1 (float32) quantized on the scale d2 = d1 / 256:
+//   q2 = clamp(round(((x - d1 q1) * (127 / max|x|)) * 256), -127, 127)
+// so |e| <= d2 / 2 = max|x| / (127 * 512) per block of 32, about 1 / 65 024 of the block's largest
+// value (finer than bfloat16), but for the ~1% of values clamped at +-127, where |e| <= d2. Because d1 = 256 d2 exactly, a kernel adds the parts' integer sums
+// as 256 sum(q1 w) + sum(q2 w) and scales them once by d2 (products.h). One part is llama.cpp's
+// Q8 activations.
 struct QuantizedActivations {
   std::vector<int8_t> q;
   std::vector<float> d, s;
   int parts = 1;  // of the rows last quantized
 
-  // x (m, k) in get_activation_parts(m >= PROMPT_ROWS) parts: parts * m rows, row r's two parts
-  // rows 2r and 2r + 1.
+  // x (m, k) in get_activation_parts(m >= PROMPT_ROWS) parts.
   QuantizedRows quantize(const float* x, int64_t m, int64_t k);
 };
 

@@ -3,8 +3,9 @@ them and this process may use them; otherwise None, and the PyTorch kernels run.
 
 `AUTAN_NATIVE=0` turns them off; `AUTAN_NATIVE_ISA` names the instruction-set tier they use
 instead of the best this CPU has (`scalar`, `avx2`, `avx_vnni`, `avx512`, `avx512_vnni`: for
-comparing tiers on one machine). Which kernels run is `describe()`: `autan inspect` and the
-server's log print it.
+comparing tiers on one machine); `AUTAN_ACTIVATION_PARTS` how finely activations are quantized
+(`activation_parts_asked`). Which kernels run is `describe()`: `autan inspect` and the server's
+log print it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,26 @@ def module() -> ModuleType | None:
         from autan import _native
     except ImportError:
         return None
-    return _native if getattr(_native, "ABI", None) == ABI else None
+    if getattr(_native, "ABI", None) != ABI:
+        return None
+    decode, prompt = activation_parts_asked()
+    _native.set_activation_parts(decode, prompt)
+    return _native
+
+
+def activation_parts_asked() -> tuple[int, int]:
+    """The int8 parts of the activations for decode steps and for prompts: `AUTAN_ACTIVATION_PARTS`
+    ("2,1", the default: two parts for decode steps, within ~1/65000 of each block's largest value;
+    one, llama.cpp's, for prompts, 1.6x faster there; "2" for both, "1" for both)."""
+    asked = os.environ.get("AUTAN_ACTIVATION_PARTS", "2,1")
+    values = asked.split(",")
+    if len(values) > 2 or any(v.strip() not in ("1", "2") for v in values):
+        raise ValueError(
+            f"AUTAN_ACTIVATION_PARTS={asked!r}: expected 1 or 2 parts, or two of them (decode steps, prompts), "
+            "as in '2,1'"
+        )
+    decode = int(values[0])
+    return decode, int(values[-1]) if len(values) == 2 else decode
 
 
 def describe() -> str:
@@ -46,4 +66,6 @@ def describe() -> str:
         refused = f"; AUTAN_NATIVE_ISA={forced!r} " + (
             "is a tier this CPU cannot run" if known else f"is no tier (tiers: {', '.join(native.isas())})"
         )
-    return f"native kernels ({native.isa()}; this CPU: {', '.join(found) or 'baseline x86-64'}{refused})"
+    decode, prompt = native.activation_parts(), native.activation_parts(prompt=True)
+    parts = f"activations in {decode} int8 part(s) for decode, {prompt} for prompts"
+    return f"native kernels ({native.isa()}; this CPU: {', '.join(found) or 'baseline x86-64'}{refused}; {parts})"

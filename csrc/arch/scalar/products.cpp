@@ -15,26 +15,28 @@ void qgemm_scalar(const uint8_t* w, int64_t g0, int64_t g1, const QuantizedRows&
       float acc[4] = {0, 0, 0, 0};
       for (int64_t b = 0; b < blocks; ++b) {
         const uint8_t* block = w + (g * blocks + b) * G::size;
-        const int64_t at = r * blocks + b;
-        const int8_t* qx = x.q + at * QBLOCK;
-        for (int i = 0; i < 4; ++i) {
-          const uint8_t* qs = block + G::scales + i * G::quant_bytes;
-          int sum = 0;
-          if constexpr (T == QType::Q8_0) {
-            for (int j = 0; j < QBLOCK; ++j) sum += static_cast<int8_t>(qs[j]) * qx[j];
-          } else if constexpr (T == QType::K8) {
-            int half[2] = {0, 0};
-            for (int j = 0; j < QBLOCK; ++j) half[j / 16] += static_cast<int8_t>(qs[j]) * qx[j];
-            const auto* sc = reinterpret_cast<const int8_t*>(block + K8_SC + 2 * i);
-            sum = sc[0] * half[0] + sc[1] * half[1];
-          } else {
-            for (int j = 0; j < 16; ++j) sum += (qs[j] & 0x0F) * qx[j] + (qs[j] >> 4) * qx[j + 16];
+        for (int p = 0; p < x.parts; ++p) {  // each part's block dot in turn
+          const int64_t at = (r * x.parts + p) * blocks + b;
+          const int8_t* qx = x.q + at * QBLOCK;
+          for (int i = 0; i < 4; ++i) {
+            const uint8_t* qs = block + G::scales + i * G::quant_bytes;
+            int sum = 0;
+            if constexpr (T == QType::Q8_0) {
+              for (int j = 0; j < QBLOCK; ++j) sum += static_cast<int8_t>(qs[j]) * qx[j];
+            } else if constexpr (T == QType::K8) {
+              int half[2] = {0, 0};
+              for (int j = 0; j < QBLOCK; ++j) half[j / 16] += static_cast<int8_t>(qs[j]) * qx[j];
+              const auto* sc = reinterpret_cast<const int8_t*>(block + K8_SC + 2 * i);
+              sum = sc[0] * half[0] + sc[1] * half[1];
+            } else {
+              for (int j = 0; j < 16; ++j) sum += (qs[j] & 0x0F) * qx[j] + (qs[j] >> 4) * qx[j + 16];
+            }
+            const float dw = half_to_float(f16_at(block, i));
+            acc[i] += dw * x.d[at] * static_cast<float>(sum);
+            if constexpr (T == QType::Q4_0) acc[i] -= 8.0f * dw * x.s[at];
+            if constexpr (T == QType::Q4_1) acc[i] += half_to_float(f16_at(block + 8, i)) * x.s[at];
+            if constexpr (T == QType::K8) acc[i] += f32_at(block + K8_M, i) * x.s[at];
           }
-          const float dw = half_to_float(f16_at(block, i));
-          acc[i] += dw * x.d[at] * static_cast<float>(sum);
-          if constexpr (T == QType::Q4_0) acc[i] -= 8.0f * dw * x.s[at];
-          if constexpr (T == QType::Q4_1) acc[i] += half_to_float(f16_at(block + 8, i)) * x.s[at];
-          if constexpr (T == QType::K8) acc[i] += f32_at(block + K8_M, i) * x.s[at];
         }
       }
       for (int i = 0; i < 4; ++i) y[r * ldy + 4 * g + i] = acc[i];
