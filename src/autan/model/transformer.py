@@ -89,9 +89,10 @@ class Block(nn.Module):
         return h + (all_reduce(out) if self.sharded else out)
 
 
-# Rows (tokens) up to which a step runs on the native step; from there the blocks' products
-# unpack their weights to float32 tiles for BLAS, faster at prompt widths (measured: 244 against
-# 285 tokens/s at 128 rows, 197 against 357 at 512, on the default model).
+# Rows (tokens) up to which a step runs on the native step; from there the blocks' modules run:
+# their products stay on the native int8 kernels, and attention is PyTorch's, which the native
+# step's row-by-row attention cannot match on long prompts (default model, avx512_vnni: 1529
+# against 1565 tokens/s at 128 rows, 1224 against 1508 at 512, 195 against 626 at 4096).
 NATIVE_MAX_ROWS = 96
 
 
