@@ -11,9 +11,9 @@ and how often the engine's top token is the exact path's.
 
     python bench/accuracy.py [--tokens 48]
 
-The budget holds when autan's figures are no worse than llama.cpp's. autan runs twice: with its
-decode steps' activations in two int8 parts and in one (prompts take one part either way), so
-the table says where one part meets the budget and what the second buys.
+The budget holds when autan's figures are no worse than llama.cpp's. autan runs with its
+activations in two int8 parts (the default) and in one (llama.cpp's scheme), on each path, so the
+table says where one part meets the budget and what the second buys.
 """
 
 from __future__ import annotations
@@ -78,16 +78,16 @@ def main() -> None:
     default = module.activation_parts(), module.activation_parts(prompt=True)
 
     def autan_with(parts: int, ids: list[int], one_by_one: bool) -> torch.Tensor:
-        module.set_activation_parts(parts, default[1])
+        module.set_activation_parts(parts)
         try:
             return autan_logits(ours, ids, one_by_one)
         finally:
             module.set_activation_parts(*default)
 
     for label, one_by_one in (("token by token (decode)", True), ("whole text at once (prompt)", False)):
-        engines = [(f"autan, decode in {n} part{'s' * (n > 1)}", n) for n in (2, 1)] if one_by_one else [("autan", 0)]
+        engines = [(f"autan, {n} part{'s' * (n > 1)}", n) for n in (2, 1)]
         for engine, logits in (
-            *((name, lambda ids, o=one_by_one, n=n: autan_with(n or default[0], ids, o)) for name, n in engines),
+            *((name, lambda ids, o=one_by_one, n=n: autan_with(n, ids, o)) for name, n in engines),
             ("llama.cpp", lambda ids, o=one_by_one: llama_logits(llm, ids, o)),
         ):
             got = [logits(ids) for ids in texts]
@@ -99,8 +99,8 @@ def main() -> None:
     lines = [
         f"SmolLM2-135M-Instruct Q4_1: the {len(PROMPTS)} chat prompts of bench/greedy.py, each followed by the exact "
         f"path's {args.tokens}-token greedy answer ({positions} positions in all). KL(exact || engine) per position "
-        f"in nats, and top-1 agreement with the exact path. autan runs {native.describe()}, its prompts' "
-        f"activations in {default[1]} int8 part(s) and its decode steps' in {default[0]} by default.",
+        f"in nats, and top-1 agreement with the exact path. autan runs {native.describe()}; each row "
+        "says its activations' int8 parts.",
         "",
         "| engine | path | mean KL | 99th percentile | max | top-1 agrees |",
         "|---|---|---|---|---|---|",

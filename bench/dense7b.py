@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -238,7 +239,9 @@ def main() -> None:
         f"load, {ours['peak_mib'] / file_mib:.2f}x at peak.",
     ]
     title = "Mistral-7B-shaped model" + (" in Q4_K_M" if args.format == "q4_k_m" else "")
-    write_section(f"{title} against llama-bench on {cpu()}", "\n".join(lines))
+    parts = os.environ.get("AUTAN_ACTIVATION_PARTS")  # a table of its own for another setting
+    setting = f", AUTAN_ACTIVATION_PARTS={parts}" if parts else ""
+    write_section(f"{title} against llama-bench on {cpu()}{setting}", "\n".join(lines))
 
 
 def make_file(kind: str) -> None:

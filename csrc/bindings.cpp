@@ -318,8 +318,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "set_activation_parts",
       [](int parts, std::optional<int> prompt) { return autan::set_activation_parts(parts, prompt.value_or(parts)); },
       py::arg("parts"), py::arg("prompt") = py::none(),
-      "quantize activations in 2 int8 parts (~1/65024 of a block's largest value) or 1 (llama.cpp's): `parts` for "
-      "decode steps (fewer than 8 rows), `prompt` (default: the same) for products of more rows");
+      "quantize activations in 2 int8 parts (the default: ~1/65024 of a block's largest value) or 1 (llama.cpp's): "
+      "`parts` for decode steps (fewer than 8 rows), `prompt` (default: the same) for products of more rows");
   m.def("activation_parts", &autan::get_activation_parts, py::arg("prompt") = false,
         "1 or 2, for decode steps or (prompt=True) prompts: see set_activation_parts");
   m.def("set_profiling", &autan::set_profiling, "time each part of decode_layers from now on (or stop)");

@@ -15,7 +15,7 @@
 namespace autan {
 namespace {
 
-std::atomic<int> decode_parts{2}, prompt_parts{1};
+std::atomic<int> decode_parts{2}, prompt_parts{2};
 
 }  // namespace
 

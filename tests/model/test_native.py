@@ -382,7 +382,7 @@ def test_a_prompt_past_the_native_step_runs_the_integer_products_within_the_budg
 
 def test_prompts_and_decode_steps_quantize_their_activations_in_their_own_parts():
     """Fewer than 8 rows are a decode step: its parts are `activation_parts()`; more rows take
-    `activation_parts(prompt=True)` (one part by default: measured in bench/accuracy.py)."""
+    `activation_parts(prompt=True)` (both two by default: bench/accuracy.py measures one)."""
     before = N.activation_parts(), N.activation_parts(prompt=True)
     x = torch.randn(8, 64, generator=torch.Generator().manual_seed(1))
     blocks = random_matrix(Q.Q8_0, 4, 64, seed=3)
@@ -458,7 +458,7 @@ def test_a_router_that_gives_nan_still_picks_its_experts(tiny, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "asked, parts", [(None, (2, 1)), ("2", (2, 2)), ("1", (1, 1)), ("1,2", (1, 2)), (" 2 , 1 ", (2, 1))]
+    "asked, parts", [(None, (2, 2)), ("2", (2, 2)), ("1", (1, 1)), ("1,2", (1, 2)), (" 2 , 1 ", (2, 1))]
 )
 def test_activation_parts_are_asked_for_by_the_environment(monkeypatch, asked, parts):
     if asked is None:
