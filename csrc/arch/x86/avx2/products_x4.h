@@ -13,10 +13,10 @@
 // and second 16 bytes broadcast to both lanes, dot2 gives int32 sums: lanes 0-3 row one, 4-7 row
 // two. One _mm256_hadd_epi32 of the two row pairs leaves [r0 r0 r2 r2 | r1 r1 r3 r3], scaled in
 // float. 8-bit weights take the sign trick (|w| unsigned times sign(w) * x) row by row, and three
-// hadds make [r0 r1 r2 r3 | r0 r1 r2 r3].
+// hadds make [r0 r1 r2 r3 | r0 r1 r2 r3]. A row in two activation parts adds them as integers
+// (quantize.h): 256 sum(q qx1) + sum(q qx2), for the 4-bit formats; the 8-bit ones add each
+// part's scaled sums.
 #pragma once
-
-
 
 // Blocks [b0, b1) of a group's rows; `add`: add to y rather than set it; `ahead`: bytes ahead of
 // each block to prefetch (0: none).

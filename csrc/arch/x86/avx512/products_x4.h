@@ -12,10 +12,10 @@
 // 16-31, met by the activation block's halves broadcast to every lane. 8-bit weights: two loads,
 // two lanes per row, regathered so that again lane r holds row r. So lane r's four int32 are row
 // r's partial sums, scaled in float by its block scale, and accumulated without any horizontal
-// add: the four lanes are summed once, when the group is done.
+// add: the four lanes are summed once, when the group is done. A row in two activation parts
+// adds them as integers before that (quantize.h): 256 sum(q qx1) + sum(q qx2), for the 4-bit
+// formats; the 8-bit ones add each part's scaled sums.
 #pragma once
-
-
 
 // Blocks [b0, b1) of a group's rows; `add`: add to y rather than set it; `ahead`: bytes ahead of
 // each block to prefetch (0: none).
