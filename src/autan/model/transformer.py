@@ -91,8 +91,9 @@ class Block(nn.Module):
 
 # Rows (tokens) up to which a step runs on the native step; from there the blocks' modules run:
 # their products stay on the native int8 kernels, and attention is PyTorch's, which the native
-# step's row-by-row attention cannot match on long prompts (default model, avx512_vnni: 1529
-# against 1565 tokens/s at 128 rows, 1224 against 1508 at 512, 195 against 626 at 4096).
+# step's row-by-row attention cannot match on long prompts (default model, avx512_vnni, measured
+# by hand on 2026-12-08 with the cap set high and low: 1529 against 1565 tokens/s at 128 rows,
+# 1224 against 1508 at 512, 195 against 626 at 4096).
 NATIVE_MAX_ROWS = 96
 
 
